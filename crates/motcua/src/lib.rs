@@ -1,0 +1,197 @@
+//! Wiring of the motcua binary: configuration, store, demo data, server
+//! and background work. `main.rs` is only the command line.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod demo;
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use chrono::Utc;
+use motcua_domain::audit::{AuditEntry, ChainVerifier, payload_hash};
+use motcua_domain::calendar::WorkingCalendar;
+use motcua_domain::procedure::{LintIssue, Procedure, lint_set, parse_procedure};
+use motcua_domain::units::{BUILTIN_UNITS_CSV, parse_units_csv};
+use motcua_store::{ImportOutcome, LocalObjectStore, ObjectStore, Store};
+use motcua_store_sqlite::{Durability, SqliteStore};
+use motcua_web::{AppState, WebConfig};
+
+pub use config::Config;
+
+/// An opened installation: store, attachments and calendar.
+pub struct Installation {
+    pub store: Arc<dyn Store>,
+    pub sqlite: Option<SqliteStore>,
+    pub objects: Arc<dyn ObjectStore>,
+    pub calendar: WorkingCalendar,
+}
+
+/// Opens the database named by the configuration, applies migrations and
+/// loads the built-in administrative units.
+pub async fn open(cfg: &Config) -> anyhow::Result<Installation> {
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("cannot create data directory {}", cfg.data_dir.display()))?;
+    let url = cfg.database_url();
+    let durability = match cfg.durability.as_str() {
+        "full" => Durability::Full,
+        "normal" => Durability::Normal,
+        other => bail!("durability must be 'full' or 'normal', not '{other}'"),
+    };
+    let sqlite = if url.starts_with("sqlite:") {
+        SqliteStore::open(&url, durability).await.with_context(|| format!("cannot open {url}"))?
+    } else {
+        bail!("unsupported database URL '{url}': this build supports sqlite://");
+    };
+    sqlite.migrate().await?;
+    let (provinces, _) = sqlite.count_units().await?;
+    if provinces == 0 {
+        let units = parse_units_csv(BUILTIN_UNITS_CSV)?;
+        sqlite.load_units(&units).await?;
+    }
+    let objects = LocalObjectStore::open(cfg.data_dir.join("objects"))?;
+    let calendar = WorkingCalendar::from_config(&cfg.calendar).map_err(|e| anyhow::anyhow!("calendar configuration: {e}"))?;
+    Ok(Installation {
+        store: Arc::new(sqlite.clone()),
+        sqlite: Some(sqlite),
+        objects: Arc::new(objects),
+        calendar,
+    })
+}
+
+pub fn app_state(inst: &Installation, cfg: &Config) -> AppState {
+    AppState::new(
+        inst.store.clone(),
+        inst.objects.clone(),
+        inst.calendar.clone(),
+        WebConfig {
+            token_ttl: chrono::Duration::hours(cfg.token_ttl_hours.max(1)),
+            max_file_bytes: cfg.max_file_mb.max(1) * 1_000_000,
+            ..WebConfig::default()
+        },
+    )
+}
+
+/// Reads and lints every `*.yaml` procedure in `dir`.
+pub fn read_procedures(dir: &Path) -> anyhow::Result<(Vec<(String, Procedure)>, Vec<LintIssue>)> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .collect();
+    files.sort();
+    let mut procs = Vec::new();
+    let mut issues = Vec::new();
+    for f in files {
+        let name = f.display().to_string();
+        let text = std::fs::read_to_string(&f).with_context(|| format!("cannot read {name}"))?;
+        match parse_procedure(&name, &text) {
+            Ok(p) => procs.push((name, p)),
+            Err(mut es) => issues.append(&mut es),
+        }
+    }
+    issues.extend(lint_set(&procs));
+    Ok((procs, issues))
+}
+
+pub fn system_audit(action: &str, payload: &serde_json::Value) -> AuditEntry {
+    AuditEntry {
+        at: Utc::now(),
+        actor: "system".into(),
+        actor_role: "system".into(),
+        agency_code: None,
+        action: action.into(),
+        dossier_code: None,
+        from_status: None,
+        to_status: None,
+        note: None,
+        payload_hash: payload_hash(payload),
+    }
+}
+
+/// Imports procedures after a clean lint; returns (added, unchanged).
+pub async fn import_procedures(store: &dyn Store, procs: &[(String, Procedure)]) -> anyhow::Result<(usize, usize)> {
+    let (mut added, mut unchanged) = (0, 0);
+    for (file, p) in procs {
+        let entry = system_audit(
+            "procedure.import",
+            &serde_json::json!({ "code": p.code, "version": p.version }),
+        );
+        match store.put_procedure(p, entry).await.with_context(|| format!("{file}: cannot import"))? {
+            ImportOutcome::Added => added += 1,
+            ImportOutcome::Unchanged => unchanged += 1,
+        }
+    }
+    Ok((added, unchanged))
+}
+
+/// Verifies the whole audit chain; returns the number of records.
+pub async fn verify_audit(store: &dyn Store) -> anyhow::Result<Result<u64, motcua_domain::audit::ChainBroken>> {
+    let mut v = ChainVerifier::new();
+    let mut after = 0;
+    loop {
+        let batch = store.audit_records(after, 5000).await?;
+        let Some(last) = batch.last() else { break };
+        after = last.seq;
+        for r in &batch {
+            if let Err(e) = v.push(r) {
+                return Ok(Err(e));
+            }
+        }
+    }
+    Ok(Ok(v.count()))
+}
+
+/// Background work: outbox events are claimed and logged (the delivery
+/// channels come later), orphaned attachments swept every hour.
+pub fn spawn_workers(state: &AppState) {
+    let store = state.store.clone();
+    tokio::spawn(async move {
+        loop {
+            match store.claim_events(100).await {
+                Ok(events) if !events.is_empty() => {
+                    for e in events {
+                        tracing::info!(topic = %e.topic, code = %e.payload["code"], "event");
+                        if let Err(err) = store.complete_event(e.id).await {
+                            tracing::warn!(error = %err, "cannot complete event");
+                        }
+                    }
+                    continue;
+                }
+                Ok(_) => {}
+                Err(err) => tracing::warn!(error = %err, "outbox"),
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    });
+    let store = state.store.clone();
+    let objects = state.objects.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            if let Err(e) = sweep(store.as_ref(), objects.as_ref(), Duration::from_secs(3600)).await {
+                tracing::warn!(error = %e, "orphan sweep");
+            }
+        }
+    });
+}
+
+/// Removes attachments no dossier refers to, older than `grace`.
+pub async fn sweep(store: &dyn Store, objects: &dyn ObjectStore, grace: Duration) -> anyhow::Result<u64> {
+    let referenced: HashSet<String> = store.referenced_objects().await?.into_iter().collect();
+    Ok(objects.sweep_orphans(&referenced, grace).await?)
+}
+
+/// Serves on `listener` until `shutdown` resolves.
+pub async fn serve(
+    state: AppState,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let app = motcua_web::router(state).into_make_service_with_connect_info::<motcua_web::ClientAddr>();
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+    Ok(())
+}

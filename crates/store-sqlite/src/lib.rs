@@ -1,0 +1,985 @@
+//! Embedded SQLite backend (WAL).
+//!
+//! Durability: `journal_mode=WAL` with `synchronous=FULL` by default — every
+//! commit is synced to disk before it returns, so an acknowledged write
+//! survives a process kill and a power loss. `synchronous=NORMAL` (option)
+//! survives a process kill but may lose the last commits on power loss.
+//!
+//! Writes go through a pool of one connection, so transactions never fight
+//! for the write lock; reads use a separate pool and see committed data.
+#![forbid(unsafe_code)]
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use motcua_domain::audit::{self, AuditEntry, AuditRecord};
+use motcua_domain::dossier::{Channel, Lifecycle, Role, Status};
+use motcua_domain::procedure::Procedure;
+use motcua_domain::units::{AdminUnit, Agency, AgencyKind, UnitLevel};
+use motcua_domain::{AgencyCode, DossierCode, UnitCode};
+use motcua_store::{
+    Applicant, Dossier, DossierQuery, DossierSummary, DossierUpdate, ImportOutcome, NewDossier,
+    NewUser, OutboxEvent, Store, StoreError, StoreResult, StoredDocument, StoredProcedure, User,
+    vietnam_day,
+};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Row, Sqlite, Transaction};
+
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("schema.sql"))];
+
+/// How commits reach the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// `synchronous=FULL`: survives power loss.
+    Full,
+    /// `synchronous=NORMAL`: survives a process crash, not a power loss.
+    Normal,
+}
+
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    write: SqlitePool,
+    read: SqlitePool,
+}
+
+fn db(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Duplicate(d.message().to_string()),
+        sqlx::Error::RowNotFound => StoreError::NotFound,
+        _ => StoreError::Backend(e.to_string()),
+    }
+}
+
+fn json_err(e: serde_json::Error) -> StoreError {
+    StoreError::Backend(format!("corrupt JSON in database: {e}"))
+}
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn from_ms(v: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(v).unwrap_or_default()
+}
+
+fn from_ms_opt(v: Option<i64>) -> Option<DateTime<Utc>> {
+    v.map(from_ms)
+}
+
+fn parse_code<T>(s: String, f: fn(&str) -> Result<T, motcua_domain::ids::ParseError>) -> StoreResult<T> {
+    f(&s).map_err(|e| StoreError::Backend(format!("corrupt code {s:?} in database: {e}")))
+}
+
+fn roles_to_text(roles: &[Role]) -> String {
+    roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(",")
+}
+
+fn roles_from_text(s: &str) -> Vec<Role> {
+    s.split(',').filter_map(Role::parse).collect()
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database at `url` (`sqlite://path`).
+    pub async fn open(url: &str, durability: Durability) -> StoreResult<Self> {
+        let base = SqliteConnectOptions::from_str(url)
+            .map_err(db)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(match durability {
+                Durability::Full => SqliteSynchronous::Full,
+                Durability::Normal => SqliteSynchronous::Normal,
+            })
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(base.clone())
+            .await
+            .map_err(db)?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(base.read_only(true))
+            .await
+            .map_err(db)?;
+        Ok(Self { write, read })
+    }
+
+    /// Writes a consistent copy of the database to `path` (`VACUUM INTO`).
+    pub async fn backup(&self, path: &str) -> StoreResult<()> {
+        sqlx::query("VACUUM INTO ?")
+            .bind(path)
+            .execute(&self.write)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.write.close().await;
+        self.read.close().await;
+    }
+
+    async fn append_audit_tx(tx: &mut Transaction<'_, Sqlite>, entry: AuditEntry) -> StoreResult<AuditRecord> {
+        let last: Option<(i64, String)> = sqlx::query_as("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(db)?;
+        let rec = audit::link(last.as_ref().map(|(s, h)| (*s, h.as_str())), entry);
+        let e = &rec.entry;
+        sqlx::query(
+            "INSERT INTO audit (seq, at, actor, actor_role, agency_code, action, dossier_code, from_status, to_status, note, payload_hash, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        )
+        .bind(rec.seq)
+        .bind(e.at.timestamp_micros())
+        .bind(&e.actor)
+        .bind(&e.actor_role)
+        .bind(&e.agency_code)
+        .bind(&e.action)
+        .bind(&e.dossier_code)
+        .bind(&e.from_status)
+        .bind(&e.to_status)
+        .bind(&e.note)
+        .bind(&e.payload_hash)
+        .bind(&rec.prev_hash)
+        .bind(&rec.hash)
+        .execute(&mut **tx)
+        .await
+        .map_err(db)?;
+        Ok(rec)
+    }
+
+    async fn outbox_tx(tx: &mut Transaction<'_, Sqlite>, topic: &str, payload: &serde_json::Value, at: DateTime<Utc>) -> StoreResult<()> {
+        sqlx::query("INSERT INTO outbox (topic, payload, created_at) VALUES (?,?,?)")
+            .bind(topic)
+            .bind(payload.to_string())
+            .bind(ms(at))
+            .execute(&mut **tx)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn insert_documents(tx: &mut Transaction<'_, Sqlite>, dossier_id: i64, first: i64, docs: &[StoredDocument]) -> StoreResult<()> {
+        for (i, d) in docs.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO dossier_documents (dossier_id, position, document_id, filename, content_type, size, sha256, uploaded_at, stage) VALUES (?,?,?,?,?,?,?,?,?)",
+            )
+            .bind(dossier_id)
+            .bind(first + i as i64)
+            .bind(&d.document_id)
+            .bind(&d.filename)
+            .bind(&d.content_type)
+            .bind(d.size as i64)
+            .bind(&d.sha256)
+            .bind(ms(d.uploaded_at))
+            .bind(&d.stage)
+            .execute(&mut **tx)
+            .await
+            .map_err(db)?;
+        }
+        Ok(())
+    }
+
+    async fn documents(&self, dossier_id: i64) -> StoreResult<Vec<StoredDocument>> {
+        let rows = sqlx::query("SELECT document_id, filename, content_type, size, sha256, uploaded_at, stage FROM dossier_documents WHERE dossier_id = ? ORDER BY position")
+            .bind(dossier_id)
+            .fetch_all(&self.read)
+            .await
+            .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                Ok(StoredDocument {
+                    document_id: r.try_get("document_id").map_err(db)?,
+                    filename: r.try_get("filename").map_err(db)?,
+                    content_type: r.try_get("content_type").map_err(db)?,
+                    size: r.try_get::<i64, _>("size").map_err(db)? as u64,
+                    sha256: r.try_get("sha256").map_err(db)?,
+                    uploaded_at: from_ms(r.try_get("uploaded_at").map_err(db)?),
+                    stage: r.try_get("stage").map_err(db)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn dossier_by(&self, pool: &SqlitePool, code: &DossierCode) -> StoreResult<Option<Dossier>> {
+        let row = sqlx::query("SELECT * FROM dossiers WHERE code = ?")
+            .bind(code.as_str())
+            .fetch_optional(pool)
+            .await
+            .map_err(db)?;
+        let Some(row) = row else { return Ok(None) };
+        let mut d = dossier_from_row(&row)?;
+        d.documents = self.documents(d.id).await?;
+        Ok(Some(d))
+    }
+}
+
+fn user_from_row(r: &SqliteRow) -> StoreResult<User> {
+    let agency: Option<String> = r.try_get("agency_code").map_err(db)?;
+    Ok(User {
+        id: r.try_get("id").map_err(db)?,
+        username: r.try_get("username").map_err(db)?,
+        password_hash: r.try_get("password_hash").map_err(db)?,
+        full_name: r.try_get("full_name").map_err(db)?,
+        national_id: r.try_get("national_id").map_err(db)?,
+        phone: r.try_get("phone").map_err(db)?,
+        email: r.try_get("email").map_err(db)?,
+        roles: roles_from_text(&r.try_get::<String, _>("roles").map_err(db)?),
+        agency_code: agency.map(|a| parse_code(a, AgencyCode::parse)).transpose()?,
+        disabled: r.try_get::<i64, _>("disabled").map_err(db)? != 0,
+        created_at: from_ms(r.try_get("created_at").map_err(db)?),
+    })
+}
+
+fn agency_from_row(r: &SqliteRow) -> StoreResult<Agency> {
+    let kind: String = r.try_get("kind").map_err(db)?;
+    Ok(Agency {
+        code: parse_code(r.try_get("code").map_err(db)?, AgencyCode::parse)?,
+        name_vi: r.try_get("name_vi").map_err(db)?,
+        name_en: r.try_get("name_en").map_err(db)?,
+        kind: AgencyKind::parse(&kind).ok_or_else(|| StoreError::Backend(format!("unknown agency kind {kind}")))?,
+        unit_code: parse_code(r.try_get("unit_code").map_err(db)?, UnitCode::parse)?,
+        address: r.try_get("address").map_err(db)?,
+    })
+}
+
+fn procedure_from_row(r: &SqliteRow) -> StoreResult<StoredProcedure> {
+    let def: String = r.try_get("definition").map_err(db)?;
+    Ok(StoredProcedure {
+        definition: serde_json::from_str(&def).map_err(json_err)?,
+        enabled: r.try_get::<i64, _>("enabled").map_err(db)? != 0,
+        imported_at: from_ms(r.try_get("imported_at").map_err(db)?),
+    })
+}
+
+fn status_of(s: &str) -> StoreResult<Status> {
+    Status::parse(s).ok_or_else(|| StoreError::Backend(format!("unknown status {s}")))
+}
+
+fn channel_of(s: &str) -> StoreResult<Channel> {
+    Channel::parse(s).ok_or_else(|| StoreError::Backend(format!("unknown channel {s}")))
+}
+
+fn dossier_from_row(r: &SqliteRow) -> StoreResult<Dossier> {
+    let fields: String = r.try_get("fields").map_err(db)?;
+    let lifecycle: String = r.try_get("lifecycle").map_err(db)?;
+    Ok(Dossier {
+        id: r.try_get("id").map_err(db)?,
+        code: parse_code(r.try_get("code").map_err(db)?, DossierCode::parse)?,
+        procedure_code: r.try_get("procedure_code").map_err(db)?,
+        procedure_version: r.try_get::<i64, _>("procedure_version").map_err(db)? as u32,
+        agency_code: parse_code(r.try_get("agency_code").map_err(db)?, AgencyCode::parse)?,
+        unit_code: parse_code(r.try_get("unit_code").map_err(db)?, UnitCode::parse)?,
+        channel: channel_of(&r.try_get::<String, _>("channel").map_err(db)?)?,
+        applicant: Applicant {
+            user_id: r.try_get("applicant_user_id").map_err(db)?,
+            full_name: r.try_get("applicant_name").map_err(db)?,
+            national_id: r.try_get("applicant_national_id").map_err(db)?,
+            phone: r.try_get("applicant_phone").map_err(db)?,
+            email: r.try_get("applicant_email").map_err(db)?,
+        },
+        fields: serde_json::from_str(&fields).map_err(json_err)?,
+        documents: Vec::new(),
+        submitted_at: from_ms(r.try_get("submitted_at").map_err(db)?),
+        lifecycle: serde_json::from_str::<Lifecycle>(&lifecycle).map_err(json_err)?,
+        version: r.try_get("version").map_err(db)?,
+        updated_at: from_ms(r.try_get("updated_at").map_err(db)?),
+    })
+}
+
+fn summary_from_row(r: &SqliteRow) -> StoreResult<DossierSummary> {
+    let holder: Option<String> = r.try_get("holder").map_err(db)?;
+    Ok(DossierSummary {
+        code: parse_code(r.try_get("code").map_err(db)?, DossierCode::parse)?,
+        procedure_code: r.try_get("procedure_code").map_err(db)?,
+        agency_code: parse_code(r.try_get("agency_code").map_err(db)?, AgencyCode::parse)?,
+        applicant_name: r.try_get("applicant_name").map_err(db)?,
+        status: status_of(&r.try_get::<String, _>("status").map_err(db)?)?,
+        holder: holder.as_deref().and_then(Role::parse),
+        channel: channel_of(&r.try_get::<String, _>("channel").map_err(db)?)?,
+        submitted_at: from_ms(r.try_get("submitted_at").map_err(db)?),
+        due_at: from_ms_opt(r.try_get("due_at").map_err(db)?),
+        appointment_at: from_ms_opt(r.try_get("appointment_at").map_err(db)?),
+    })
+}
+
+fn audit_from_row(r: &SqliteRow) -> StoreResult<AuditRecord> {
+    Ok(AuditRecord {
+        seq: r.try_get("seq").map_err(db)?,
+        entry: AuditEntry {
+            at: DateTime::from_timestamp_micros(r.try_get("at").map_err(db)?).unwrap_or_default(),
+            actor: r.try_get("actor").map_err(db)?,
+            actor_role: r.try_get("actor_role").map_err(db)?,
+            agency_code: r.try_get("agency_code").map_err(db)?,
+            action: r.try_get("action").map_err(db)?,
+            dossier_code: r.try_get("dossier_code").map_err(db)?,
+            from_status: r.try_get("from_status").map_err(db)?,
+            to_status: r.try_get("to_status").map_err(db)?,
+            note: r.try_get("note").map_err(db)?,
+            payload_hash: r.try_get("payload_hash").map_err(db)?,
+        },
+        prev_hash: r.try_get("prev_hash").map_err(db)?,
+        hash: r.try_get("hash").map_err(db)?,
+    })
+}
+
+fn event_payload(code: &DossierCode, agency: &AgencyCode, from: Option<Status>, lifecycle: &Lifecycle, at: DateTime<Utc>) -> serde_json::Value {
+    serde_json::json!({
+        "code": code.as_str(),
+        "agency": agency.as_str(),
+        "from": from.map(|s| s.as_str()),
+        "status": lifecycle.status.as_str(),
+        "due_at": lifecycle.due_at,
+        "at": at,
+    })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn migrate(&self) -> StoreResult<usize> {
+        sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)")
+            .execute(&self.write)
+            .await
+            .map_err(db)?;
+        let mut applied = 0;
+        for (version, sql) in MIGRATIONS {
+            let mut tx = self.write.begin().await.map_err(db)?;
+            let done: Option<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = ?")
+                .bind(version)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?;
+            if done.is_some() {
+                continue;
+            }
+            sqlx::raw_sql(*sql).execute(&mut *tx).await.map_err(db)?;
+            sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)")
+                .bind(version)
+                .bind(ms(Utc::now()))
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            tx.commit().await.map_err(db)?;
+            applied += 1;
+        }
+        Ok(applied)
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.read).await.map_err(db)?;
+        Ok(())
+    }
+
+    async fn load_units(&self, units: &[AdminUnit]) -> StoreResult<usize> {
+        let mut tx = self.write.begin().await.map_err(db)?;
+        for u in units {
+            sqlx::query("INSERT INTO units (code, name, division_type, level, parent_code) VALUES (?,?,?,?,?) ON CONFLICT(code) DO UPDATE SET name = excluded.name, division_type = excluded.division_type, level = excluded.level, parent_code = excluded.parent_code")
+                .bind(u.code.as_str())
+                .bind(&u.name)
+                .bind(&u.division_type)
+                .bind(u.level.as_str())
+                .bind(u.parent_code.as_ref().map(|c| c.as_str()))
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(units.len())
+    }
+
+    async fn unit(&self, code: &UnitCode) -> StoreResult<Option<AdminUnit>> {
+        let row = sqlx::query("SELECT * FROM units WHERE code = ?")
+            .bind(code.as_str())
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db)?;
+        row.map(|r| {
+            let parent: Option<String> = r.try_get("parent_code").map_err(db)?;
+            let level: String = r.try_get("level").map_err(db)?;
+            Ok(AdminUnit {
+                code: parse_code(r.try_get("code").map_err(db)?, UnitCode::parse)?,
+                name: r.try_get("name").map_err(db)?,
+                division_type: r.try_get("division_type").map_err(db)?,
+                level: UnitLevel::parse(&level).ok_or_else(|| StoreError::Backend(format!("level {level}")))?,
+                parent_code: parent.map(|p| parse_code(p, UnitCode::parse)).transpose()?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn count_units(&self) -> StoreResult<(u64, u64)> {
+        let (p, c): (i64, i64) = sqlx::query_as("SELECT COALESCE(SUM(level = 'province'), 0), COALESCE(SUM(level = 'commune'), 0) FROM units")
+            .fetch_one(&self.read)
+            .await
+            .map_err(db)?;
+        Ok((p as u64, c as u64))
+    }
+
+    async fn put_agency(&self, a: &Agency) -> StoreResult<()> {
+        sqlx::query("INSERT INTO agencies (code, name_vi, name_en, kind, unit_code, address) VALUES (?,?,?,?,?,?) ON CONFLICT(code) DO UPDATE SET name_vi = excluded.name_vi, name_en = excluded.name_en, kind = excluded.kind, unit_code = excluded.unit_code, address = excluded.address")
+            .bind(a.code.as_str())
+            .bind(&a.name_vi)
+            .bind(&a.name_en)
+            .bind(a.kind.as_str())
+            .bind(a.unit_code.as_str())
+            .bind(&a.address)
+            .execute(&self.write)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn agency(&self, code: &AgencyCode) -> StoreResult<Option<Agency>> {
+        sqlx::query("SELECT * FROM agencies WHERE code = ?")
+            .bind(code.as_str())
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db)?
+            .map(|r| agency_from_row(&r))
+            .transpose()
+    }
+
+    async fn agencies(&self) -> StoreResult<Vec<Agency>> {
+        sqlx::query("SELECT * FROM agencies ORDER BY code")
+            .fetch_all(&self.read)
+            .await
+            .map_err(db)?
+            .iter()
+            .map(agency_from_row)
+            .collect()
+    }
+
+    async fn agency_for(&self, kind: AgencyKind, unit: &UnitCode) -> StoreResult<Option<Agency>> {
+        sqlx::query("SELECT * FROM agencies WHERE kind = ? AND unit_code = ?")
+            .bind(kind.as_str())
+            .bind(unit.as_str())
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db)?
+            .map(|r| agency_from_row(&r))
+            .transpose()
+    }
+
+    async fn create_user(&self, u: &NewUser, audit_entry: AuditEntry) -> StoreResult<User> {
+        let mut tx = self.write.begin().await.map_err(db)?;
+        let now = audit_entry.at;
+        let id: i64 = sqlx::query_scalar("INSERT INTO users (username, password_hash, full_name, national_id, phone, email, roles, agency_code, created_at) VALUES (?,?,?,?,?,?,?,?,?) RETURNING id")
+            .bind(&u.username)
+            .bind(&u.password_hash)
+            .bind(&u.full_name)
+            .bind(&u.national_id)
+            .bind(&u.phone)
+            .bind(&u.email)
+            .bind(roles_to_text(&u.roles))
+            .bind(u.agency_code.as_ref().map(|a| a.as_str()))
+            .bind(ms(now))
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?;
+        Self::append_audit_tx(&mut tx, audit_entry).await?;
+        tx.commit().await.map_err(db)?;
+        self.user(id).await?.ok_or(StoreError::NotFound)
+    }
+
+    async fn user_by_name(&self, username: &str) -> StoreResult<Option<User>> {
+        sqlx::query("SELECT * FROM users WHERE username = ?")
+            .bind(username)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db)?
+            .map(|r| user_from_row(&r))
+            .transpose()
+    }
+
+    async fn user(&self, id: i64) -> StoreResult<Option<User>> {
+        sqlx::query("SELECT * FROM users WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db)?
+            .map(|r| user_from_row(&r))
+            .transpose()
+    }
+
+    async fn user_by_national_id(&self, national_id: &str) -> StoreResult<Option<User>> {
+        sqlx::query("SELECT * FROM users WHERE national_id = ?")
+            .bind(national_id)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db)?
+            .map(|r| user_from_row(&r))
+            .transpose()
+    }
+
+    async fn users(&self) -> StoreResult<Vec<User>> {
+        sqlx::query("SELECT * FROM users ORDER BY id")
+            .fetch_all(&self.read)
+            .await
+            .map_err(db)?
+            .iter()
+            .map(user_from_row)
+            .collect()
+    }
+
+    async fn set_user_disabled(&self, id: i64, disabled: bool, audit_entry: AuditEntry) -> StoreResult<()> {
+        let mut tx = self.write.begin().await.map_err(db)?;
+        let n = sqlx::query("UPDATE users SET disabled = ? WHERE id = ?")
+            .bind(i64::from(disabled))
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?
+            .rows_affected();
+        if n == 0 {
+            return Err(StoreError::NotFound);
+        }
+        if disabled {
+            sqlx::query("UPDATE tokens SET revoked = 1 WHERE user_id = ?")
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        Self::append_audit_tx(&mut tx, audit_entry).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(())
+    }
+
+    async fn set_password(&self, id: i64, password_hash: &str, audit_entry: AuditEntry) -> StoreResult<()> {
+        let mut tx = self.write.begin().await.map_err(db)?;
+        let n = sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?")
+            .bind(password_hash)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?
+            .rows_affected();
+        if n == 0 {
+            return Err(StoreError::NotFound);
+        }
+        sqlx::query("UPDATE tokens SET revoked = 1 WHERE user_id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        Self::append_audit_tx(&mut tx, audit_entry).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(())
+    }
+
+    async fn create_token(&self, token_hash: &str, user_id: i64, expires_at: DateTime<Utc>) -> StoreResult<()> {
+        sqlx::query("INSERT INTO tokens (token_hash, user_id, created_at, expires_at) VALUES (?,?,?,?)")
+            .bind(token_hash)
+            .bind(user_id)
+            .bind(ms(Utc::now()))
+            .bind(ms(expires_at))
+            .execute(&self.write)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn token_user(&self, token_hash: &str, now: DateTime<Utc>) -> StoreResult<Option<User>> {
+        sqlx::query("SELECT u.* FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = ? AND t.revoked = 0 AND t.expires_at > ? AND u.disabled = 0")
+            .bind(token_hash)
+            .bind(ms(now))
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db)?
+            .map(|r| user_from_row(&r))
+            .transpose()
+    }
+
+    async fn revoke_token(&self, token_hash: &str) -> StoreResult<bool> {
+        let n = sqlx::query("UPDATE tokens SET revoked = 1 WHERE token_hash = ? AND revoked = 0")
+            .bind(token_hash)
+            .execute(&self.write)
+            .await
+            .map_err(db)?
+            .rows_affected();
+        Ok(n > 0)
+    }
+
+    async fn revoke_user_tokens(&self, user_id: i64) -> StoreResult<u64> {
+        Ok(sqlx::query("UPDATE tokens SET revoked = 1 WHERE user_id = ? AND revoked = 0")
+            .bind(user_id)
+            .execute(&self.write)
+            .await
+            .map_err(db)?
+            .rows_affected())
+    }
+
+    async fn put_procedure(&self, p: &Procedure, audit_entry: AuditEntry) -> StoreResult<ImportOutcome> {
+        let def = serde_json::to_string(p).map_err(json_err)?;
+        let mut tx = self.write.begin().await.map_err(db)?;
+        let existing: Option<String> = sqlx::query_scalar("SELECT definition FROM procedures WHERE code = ? AND version = ?")
+            .bind(&p.code)
+            .bind(i64::from(p.version))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+        if let Some(existing) = existing {
+            let same = serde_json::from_str::<Procedure>(&existing).map_err(json_err)? == *p;
+            return if same {
+                Ok(ImportOutcome::Unchanged)
+            } else {
+                Err(StoreError::Duplicate(format!(
+                    "procedure {} version {} already exists with different content; raise the version",
+                    p.code, p.version
+                )))
+            };
+        }
+        let newest: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM procedures WHERE code = ?")
+            .bind(&p.code)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?;
+        if newest.is_some_and(|v| v > i64::from(p.version)) {
+            return Err(StoreError::Invalid(format!(
+                "procedure {} already has a newer version than {}",
+                p.code, p.version
+            )));
+        }
+        sqlx::query("INSERT INTO procedures (code, version, definition, enabled, imported_at) VALUES (?,?,?,1,?)")
+            .bind(&p.code)
+            .bind(i64::from(p.version))
+            .bind(def)
+            .bind(ms(audit_entry.at))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        Self::append_audit_tx(&mut tx, audit_entry).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(ImportOutcome::Added)
+    }
+
+    async fn procedure(&self, code: &str, version: u32) -> StoreResult<Option<StoredProcedure>> {
+        sqlx::query("SELECT * FROM procedures WHERE code = ? AND version = ?")
+            .bind(code)
+            .bind(i64::from(version))
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db)?
+            .map(|r| procedure_from_row(&r))
+            .transpose()
+    }
+
+    async fn current_procedure(&self, code: &str) -> StoreResult<Option<StoredProcedure>> {
+        sqlx::query("SELECT * FROM procedures WHERE code = ? AND enabled = 1 ORDER BY version DESC LIMIT 1")
+            .bind(code)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db)?
+            .map(|r| procedure_from_row(&r))
+            .transpose()
+    }
+
+    async fn current_procedures(&self) -> StoreResult<Vec<StoredProcedure>> {
+        sqlx::query("SELECT p.* FROM procedures p WHERE p.enabled = 1 AND p.version = (SELECT MAX(q.version) FROM procedures q WHERE q.code = p.code AND q.enabled = 1) ORDER BY p.code")
+            .fetch_all(&self.read)
+            .await
+            .map_err(db)?
+            .iter()
+            .map(procedure_from_row)
+            .collect()
+    }
+
+    async fn procedure_versions(&self, code: &str) -> StoreResult<Vec<StoredProcedure>> {
+        sqlx::query("SELECT * FROM procedures WHERE code = ? ORDER BY version")
+            .bind(code)
+            .fetch_all(&self.read)
+            .await
+            .map_err(db)?
+            .iter()
+            .map(procedure_from_row)
+            .collect()
+    }
+
+    async fn set_procedure_enabled(&self, code: &str, version: u32, enabled: bool, audit_entry: AuditEntry) -> StoreResult<()> {
+        let mut tx = self.write.begin().await.map_err(db)?;
+        let n = sqlx::query("UPDATE procedures SET enabled = ? WHERE code = ? AND version = ?")
+            .bind(i64::from(enabled))
+            .bind(code)
+            .bind(i64::from(version))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?
+            .rows_affected();
+        if n == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Self::append_audit_tx(&mut tx, audit_entry).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(())
+    }
+
+    async fn create_dossier(&self, d: NewDossier) -> StoreResult<Dossier> {
+        let day = vietnam_day(d.submitted_at);
+        let day_key = day.format("%Y-%m-%d").to_string();
+        let fields = serde_json::to_string(&d.fields).map_err(json_err)?;
+        let lifecycle = serde_json::to_string(&d.lifecycle).map_err(json_err)?;
+        let mut tx = self.write.begin().await.map_err(db)?;
+        let seq: i64 = sqlx::query_scalar("INSERT INTO dossier_seq (agency_code, day, last) VALUES (?, ?, 1) ON CONFLICT(agency_code, day) DO UPDATE SET last = last + 1 RETURNING last")
+            .bind(d.agency_code.as_str())
+            .bind(&day_key)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?;
+        let code = DossierCode::new(&d.agency_code, day, seq as u32);
+        let id: i64 = sqlx::query_scalar("INSERT INTO dossiers (code, procedure_code, procedure_version, agency_code, unit_code, channel, applicant_user_id, applicant_name, applicant_national_id, applicant_phone, applicant_email, fields, submitted_at, status, holder, due_at, appointment_at, lifecycle, version, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,1,?) RETURNING id")
+            .bind(code.as_str())
+            .bind(&d.procedure_code)
+            .bind(i64::from(d.procedure_version))
+            .bind(d.agency_code.as_str())
+            .bind(d.unit_code.as_str())
+            .bind(d.channel.as_str())
+            .bind(d.applicant.user_id)
+            .bind(&d.applicant.full_name)
+            .bind(&d.applicant.national_id)
+            .bind(&d.applicant.phone)
+            .bind(&d.applicant.email)
+            .bind(fields)
+            .bind(ms(d.submitted_at))
+            .bind(d.lifecycle.status.as_str())
+            .bind(d.lifecycle.holder().map(|r| r.as_str()))
+            .bind(d.lifecycle.due_at.map(ms))
+            .bind(d.lifecycle.appointment_at.map(ms))
+            .bind(lifecycle)
+            .bind(ms(d.submitted_at))
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?;
+        Self::insert_documents(&mut tx, id, 0, &d.documents).await?;
+        let mut entry = d.audit;
+        entry.dossier_code = Some(code.as_str().to_string());
+        Self::append_audit_tx(&mut tx, entry).await?;
+        let payload = event_payload(&code, &d.agency_code, None, &d.lifecycle, d.submitted_at);
+        Self::outbox_tx(&mut tx, &d.event, &payload, d.submitted_at).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(Dossier {
+            id,
+            code,
+            procedure_code: d.procedure_code,
+            procedure_version: d.procedure_version,
+            agency_code: d.agency_code,
+            unit_code: d.unit_code,
+            channel: d.channel,
+            applicant: d.applicant,
+            fields: d.fields,
+            documents: d.documents,
+            submitted_at: d.submitted_at,
+            lifecycle: d.lifecycle,
+            version: 1,
+            updated_at: d.submitted_at,
+        })
+    }
+
+    async fn dossier(&self, code: &DossierCode) -> StoreResult<Option<Dossier>> {
+        self.dossier_by(&self.read, code).await
+    }
+
+    async fn update_dossier(&self, u: DossierUpdate) -> StoreResult<Dossier> {
+        let lifecycle = serde_json::to_string(&u.lifecycle).map_err(json_err)?;
+        let mut tx = self.write.begin().await.map_err(db)?;
+        let row: Option<(i64, String)> = sqlx::query_as("UPDATE dossiers SET status = ?, holder = ?, due_at = ?, appointment_at = ?, lifecycle = ?, version = version + 1, updated_at = ? WHERE code = ? AND version = ? RETURNING id, agency_code")
+            .bind(u.lifecycle.status.as_str())
+            .bind(u.lifecycle.holder().map(|r| r.as_str()))
+            .bind(u.lifecycle.due_at.map(ms))
+            .bind(u.lifecycle.appointment_at.map(ms))
+            .bind(lifecycle)
+            .bind(ms(u.at))
+            .bind(u.code.as_str())
+            .bind(u.expected_version)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+        let Some((id, agency)) = row else {
+            let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM dossiers WHERE code = ?")
+                .bind(u.code.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?;
+            return Err(if exists.is_some() { StoreError::Conflict } else { StoreError::NotFound });
+        };
+        if !u.new_documents.is_empty() {
+            let next: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position) + 1, 0) FROM dossier_documents WHERE dossier_id = ?")
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db)?;
+            Self::insert_documents(&mut tx, id, next, &u.new_documents).await?;
+        }
+        let from = u.audit.from_status.as_deref().and_then(Status::parse);
+        Self::append_audit_tx(&mut tx, u.audit).await?;
+        let agency = parse_code(agency, AgencyCode::parse)?;
+        let payload = event_payload(&u.code, &agency, from, &u.lifecycle, u.at);
+        Self::outbox_tx(&mut tx, &u.event, &payload, u.at).await?;
+        tx.commit().await.map_err(db)?;
+        // Read back through the writer so the caller sees its own write.
+        self.dossier_by(&self.write, &u.code).await?.ok_or(StoreError::NotFound)
+    }
+
+    async fn find_dossiers(&self, q: &DossierQuery) -> StoreResult<Vec<DossierSummary>> {
+        enum Bind {
+            Text(String),
+            Int(i64),
+        }
+        let mut sql = String::from("SELECT code, procedure_code, agency_code, applicant_name, status, holder, channel, submitted_at, due_at, appointment_at FROM dossiers WHERE 1=1");
+        let mut binds: Vec<Bind> = Vec::new();
+        if let Some(a) = &q.agency {
+            sql.push_str(" AND agency_code = ?");
+            binds.push(Bind::Text(a.as_str().to_string()));
+        }
+        if !q.holders.is_empty() {
+            sql.push_str(&format!(" AND holder IN ({})", vec!["?"; q.holders.len()].join(",")));
+            binds.extend(q.holders.iter().map(|r| Bind::Text(r.as_str().to_string())));
+        }
+        if !q.statuses.is_empty() {
+            sql.push_str(&format!(" AND status IN ({})", vec!["?"; q.statuses.len()].join(",")));
+            binds.extend(q.statuses.iter().map(|s| Bind::Text(s.as_str().to_string())));
+        }
+        if let Some(uid) = q.applicant_user_id {
+            sql.push_str(" AND applicant_user_id = ?");
+            binds.push(Bind::Int(uid));
+        }
+        if let Some(text) = q.text.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+            sql.push_str(" AND (code = ? OR applicant_national_id = ? OR applicant_name LIKE ? ESCAPE '\\')");
+            binds.push(Bind::Text(text.to_ascii_uppercase()));
+            binds.push(Bind::Text(text.to_string()));
+            let escaped = text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+            binds.push(Bind::Text(format!("%{}%", motcua_domain::text::nfc(&escaped))));
+        }
+        if q.applicant_user_id.is_some() {
+            sql.push_str(" ORDER BY submitted_at DESC");
+        } else {
+            sql.push_str(" ORDER BY due_at IS NULL, due_at, submitted_at");
+        }
+        sql.push_str(&format!(" LIMIT {}", q.limit.clamp(1, 500)));
+        // Only placeholders and fixed fragments are formatted into the text.
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for b in binds {
+            query = match b {
+                Bind::Text(t) => query.bind(t),
+                Bind::Int(i) => query.bind(i),
+            };
+        }
+        query
+            .fetch_all(&self.read)
+            .await
+            .map_err(db)?
+            .iter()
+            .map(summary_from_row)
+            .collect()
+    }
+
+    async fn count_by_status(&self) -> StoreResult<BTreeMap<String, u64>> {
+        let rows: Vec<(String, i64)> = sqlx::query_as("SELECT status, COUNT(*) FROM dossiers GROUP BY status")
+            .fetch_all(&self.read)
+            .await
+            .map_err(db)?;
+        Ok(rows.into_iter().map(|(s, n)| (s, n as u64)).collect())
+    }
+
+    async fn referenced_objects(&self) -> StoreResult<Vec<String>> {
+        sqlx::query_scalar("SELECT DISTINCT sha256 FROM dossier_documents")
+            .fetch_all(&self.read)
+            .await
+            .map_err(db)
+    }
+
+    async fn append_audit(&self, entry: AuditEntry) -> StoreResult<AuditRecord> {
+        let mut tx = self.write.begin().await.map_err(db)?;
+        let rec = Self::append_audit_tx(&mut tx, entry).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(rec)
+    }
+
+    async fn audit_records(&self, after: i64, limit: u32) -> StoreResult<Vec<AuditRecord>> {
+        sqlx::query("SELECT * FROM audit WHERE seq > ? ORDER BY seq LIMIT ?")
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.read)
+            .await
+            .map_err(db)?
+            .iter()
+            .map(audit_from_row)
+            .collect()
+    }
+
+    async fn dossier_audit(&self, code: &DossierCode) -> StoreResult<Vec<AuditRecord>> {
+        sqlx::query("SELECT * FROM audit WHERE dossier_code = ? ORDER BY seq")
+            .bind(code.as_str())
+            .fetch_all(&self.read)
+            .await
+            .map_err(db)?
+            .iter()
+            .map(audit_from_row)
+            .collect()
+    }
+
+    async fn claim_events(&self, limit: u32) -> StoreResult<Vec<OutboxEvent>> {
+        let now = Utc::now();
+        let rows: Vec<(i64, String, String, i64)> = sqlx::query_as("UPDATE outbox SET claimed_until = ? WHERE id IN (SELECT id FROM outbox WHERE done_at IS NULL AND (claimed_until IS NULL OR claimed_until < ?) ORDER BY id LIMIT ?) RETURNING id, topic, payload, created_at")
+            .bind(ms(now + chrono::Duration::seconds(60)))
+            .bind(ms(now))
+            .bind(i64::from(limit))
+            .fetch_all(&self.write)
+            .await
+            .map_err(db)?;
+        let mut out: Vec<OutboxEvent> = rows
+            .into_iter()
+            .map(|(id, topic, payload, created)| {
+                Ok(OutboxEvent {
+                    id,
+                    topic,
+                    payload: serde_json::from_str(&payload).map_err(json_err)?,
+                    created_at: from_ms(created),
+                })
+            })
+            .collect::<StoreResult<_>>()?;
+        out.sort_by_key(|e| e.id);
+        Ok(out)
+    }
+
+    async fn complete_event(&self, id: i64) -> StoreResult<()> {
+        sqlx::query("UPDATE outbox SET done_at = ? WHERE id = ?")
+            .bind(ms(Utc::now()))
+            .bind(id)
+            .execute(&self.write)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn pending_events(&self) -> StoreResult<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE done_at IS NULL")
+            .fetch_one(&self.read)
+            .await
+            .map_err(db)?;
+        Ok(n as u64)
+    }
+
+    async fn meta(&self, key: &str) -> StoreResult<Option<String>> {
+        sqlx::query_scalar("SELECT value FROM meta WHERE key = ?")
+            .bind(key)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db)
+    }
+
+    async fn set_meta(&self, key: &str, value: &str) -> StoreResult<()> {
+        sqlx::query("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value")
+            .bind(key)
+            .bind(value)
+            .execute(&self.write)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+}

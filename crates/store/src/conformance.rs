@@ -1,0 +1,1 @@
+//! The story tests every backend must pass (filled in below).

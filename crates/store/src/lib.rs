@@ -1,0 +1,260 @@
+//! Repository traits of motcua. Each backend (SQLite, PostgreSQL) lives in
+//! its own crate and must pass the [`conformance`] suite.
+//!
+//! Every command is one transaction: the new state, its audit record
+//! (linked into the hash chain) and its outbox event are written together
+//! or not at all.
+#![forbid(unsafe_code)]
+
+pub mod conformance;
+pub mod objects;
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use motcua_domain::audit::{AuditEntry, AuditRecord};
+use motcua_domain::dossier::{Channel, Lifecycle, Role, Status};
+use motcua_domain::procedure::Procedure;
+use motcua_domain::units::{AdminUnit, Agency, AgencyKind};
+use motcua_domain::{AgencyCode, DossierCode, UnitCode};
+use serde::{Deserialize, Serialize};
+
+pub use objects::{LocalObjectStore, ObjectRef, ObjectStore};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    /// Someone else changed the record first; nothing was written.
+    #[error("the record was changed by someone else")]
+    Conflict,
+    #[error("already exists: {0}")]
+    Duplicate(String),
+    #[error("invalid: {0}")]
+    Invalid(String),
+    #[error("storage error: {0}")]
+    Backend(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    pub id: i64,
+    pub username: String,
+    pub password_hash: String,
+    pub full_name: String,
+    pub national_id: Option<String>,
+    pub phone: Option<String>,
+    pub email: Option<String>,
+    pub roles: Vec<Role>,
+    pub agency_code: Option<AgencyCode>,
+    pub disabled: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewUser {
+    pub username: String,
+    pub password_hash: String,
+    pub full_name: String,
+    pub national_id: Option<String>,
+    pub phone: Option<String>,
+    pub email: Option<String>,
+    pub roles: Vec<Role>,
+    pub agency_code: Option<AgencyCode>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredProcedure {
+    pub definition: Procedure,
+    pub enabled: bool,
+    pub imported_at: DateTime<Utc>,
+}
+
+/// What happened to a procedure on import.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImportOutcome {
+    Added,
+    Unchanged,
+}
+
+/// A document attached to a dossier; the bytes live in the object store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredDocument {
+    pub document_id: String,
+    pub filename: String,
+    pub content_type: String,
+    pub size: u64,
+    pub sha256: String,
+    pub uploaded_at: DateTime<Utc>,
+    /// `initial` or `supplement`.
+    pub stage: String,
+}
+
+/// The applicant as written on the dossier.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Applicant {
+    pub user_id: Option<i64>,
+    pub full_name: String,
+    pub national_id: String,
+    pub phone: Option<String>,
+    pub email: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewDossier {
+    pub procedure_code: String,
+    pub procedure_version: u32,
+    pub agency_code: AgencyCode,
+    pub unit_code: UnitCode,
+    pub channel: Channel,
+    pub applicant: Applicant,
+    pub fields: serde_json::Map<String, serde_json::Value>,
+    pub documents: Vec<StoredDocument>,
+    pub submitted_at: DateTime<Utc>,
+    pub lifecycle: Lifecycle,
+    /// Audit entry of the submission; the store fills in the dossier code.
+    pub audit: AuditEntry,
+    pub event: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dossier {
+    pub id: i64,
+    pub code: DossierCode,
+    pub procedure_code: String,
+    pub procedure_version: u32,
+    pub agency_code: AgencyCode,
+    pub unit_code: UnitCode,
+    pub channel: Channel,
+    pub applicant: Applicant,
+    pub fields: serde_json::Map<String, serde_json::Value>,
+    pub documents: Vec<StoredDocument>,
+    pub submitted_at: DateTime<Utc>,
+    pub lifecycle: Lifecycle,
+    /// Optimistic-concurrency version, bumped by every update.
+    pub version: i64,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A change decided by the domain, to be written in one transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DossierUpdate {
+    pub code: DossierCode,
+    pub expected_version: i64,
+    pub lifecycle: Lifecycle,
+    pub new_documents: Vec<StoredDocument>,
+    pub audit: AuditEntry,
+    pub event: String,
+    pub at: DateTime<Utc>,
+}
+
+/// A row of a list (workqueue, my dossiers, search): no form data.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DossierSummary {
+    pub code: DossierCode,
+    pub procedure_code: String,
+    pub agency_code: AgencyCode,
+    pub applicant_name: String,
+    pub status: Status,
+    pub holder: Option<Role>,
+    pub channel: Channel,
+    pub submitted_at: DateTime<Utc>,
+    pub due_at: Option<DateTime<Utc>>,
+    pub appointment_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DossierQuery {
+    pub agency: Option<AgencyCode>,
+    /// Only dossiers held by one of these roles.
+    pub holders: Vec<Role>,
+    pub statuses: Vec<Status>,
+    pub applicant_user_id: Option<i64>,
+    /// Exact dossier code, national id number, or part of the applicant's name.
+    pub text: Option<String>,
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxEvent {
+    pub id: i64,
+    pub topic: String,
+    pub payload: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Applies pending schema migrations; returns how many were applied.
+    async fn migrate(&self) -> StoreResult<usize>;
+    async fn ping(&self) -> StoreResult<()>;
+
+    // Reference data.
+    async fn load_units(&self, units: &[AdminUnit]) -> StoreResult<usize>;
+    async fn unit(&self, code: &UnitCode) -> StoreResult<Option<AdminUnit>>;
+    async fn count_units(&self) -> StoreResult<(u64, u64)>;
+    async fn put_agency(&self, agency: &Agency) -> StoreResult<()>;
+    async fn agency(&self, code: &AgencyCode) -> StoreResult<Option<Agency>>;
+    async fn agencies(&self) -> StoreResult<Vec<Agency>>;
+    /// The agency of `kind` in `unit`.
+    async fn agency_for(&self, kind: AgencyKind, unit: &UnitCode) -> StoreResult<Option<Agency>>;
+
+    // Accounts.
+    async fn create_user(&self, user: &NewUser, audit: AuditEntry) -> StoreResult<User>;
+    async fn user_by_name(&self, username: &str) -> StoreResult<Option<User>>;
+    async fn user(&self, id: i64) -> StoreResult<Option<User>>;
+    async fn user_by_national_id(&self, national_id: &str) -> StoreResult<Option<User>>;
+    async fn users(&self) -> StoreResult<Vec<User>>;
+    async fn set_user_disabled(&self, id: i64, disabled: bool, audit: AuditEntry) -> StoreResult<()>;
+    async fn set_password(&self, id: i64, password_hash: &str, audit: AuditEntry) -> StoreResult<()>;
+    async fn create_token(&self, token_hash: &str, user_id: i64, expires_at: DateTime<Utc>) -> StoreResult<()>;
+    /// The user of a live token (not expired, not revoked, user enabled).
+    async fn token_user(&self, token_hash: &str, now: DateTime<Utc>) -> StoreResult<Option<User>>;
+    async fn revoke_token(&self, token_hash: &str) -> StoreResult<bool>;
+    async fn revoke_user_tokens(&self, user_id: i64) -> StoreResult<u64>;
+
+    // Procedures.
+    async fn put_procedure(&self, p: &Procedure, audit: AuditEntry) -> StoreResult<ImportOutcome>;
+    async fn procedure(&self, code: &str, version: u32) -> StoreResult<Option<StoredProcedure>>;
+    /// The newest enabled version of a procedure.
+    async fn current_procedure(&self, code: &str) -> StoreResult<Option<StoredProcedure>>;
+    /// The newest enabled version of every procedure.
+    async fn current_procedures(&self) -> StoreResult<Vec<StoredProcedure>>;
+    async fn procedure_versions(&self, code: &str) -> StoreResult<Vec<StoredProcedure>>;
+    async fn set_procedure_enabled(&self, code: &str, version: u32, enabled: bool, audit: AuditEntry) -> StoreResult<()>;
+
+    // Dossiers.
+    /// Creates a dossier with the next code of its agency for the day of
+    /// `submitted_at` (Vietnam time), its audit record and outbox event.
+    async fn create_dossier(&self, d: NewDossier) -> StoreResult<Dossier>;
+    async fn dossier(&self, code: &DossierCode) -> StoreResult<Option<Dossier>>;
+    /// Writes a decided change if the dossier is still at `expected_version`.
+    async fn update_dossier(&self, u: DossierUpdate) -> StoreResult<Dossier>;
+    async fn find_dossiers(&self, q: &DossierQuery) -> StoreResult<Vec<DossierSummary>>;
+    async fn count_by_status(&self) -> StoreResult<BTreeMap<String, u64>>;
+    async fn referenced_objects(&self) -> StoreResult<Vec<String>>;
+
+    // Audit chain.
+    async fn append_audit(&self, entry: AuditEntry) -> StoreResult<AuditRecord>;
+    /// Records with `seq > after`, in order, at most `limit`.
+    async fn audit_records(&self, after: i64, limit: u32) -> StoreResult<Vec<AuditRecord>>;
+    async fn dossier_audit(&self, code: &DossierCode) -> StoreResult<Vec<AuditRecord>>;
+
+    // Outbox.
+    async fn claim_events(&self, limit: u32) -> StoreResult<Vec<OutboxEvent>>;
+    async fn complete_event(&self, id: i64) -> StoreResult<()>;
+    async fn pending_events(&self) -> StoreResult<u64>;
+
+    // Key-value settings (e.g. "demo seeded").
+    async fn meta(&self, key: &str) -> StoreResult<Option<String>>;
+    async fn set_meta(&self, key: &str, value: &str) -> StoreResult<()>;
+}
+
+/// The local calendar day (Asia/Ho_Chi_Minh, UTC+7 without daylight
+/// saving) of an instant, as used in dossier codes.
+pub fn vietnam_day(at: DateTime<Utc>) -> chrono::NaiveDate {
+    (at + chrono::Duration::hours(7)).date_naive()
+}

@@ -1,0 +1,210 @@
+//! Errors of the HTTP layer, written once as `application/problem+json`
+//! (RFC 9457) in the request's language.
+
+use axum::extract::Request;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use motcua_domain::dossier::DomainError;
+use motcua_domain::procedure::FieldError;
+use motcua_store::StoreError;
+use serde::Serialize;
+
+use crate::i18n::Lang;
+
+/// A per-field problem: the field and a message key with its arguments.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldProblem {
+    pub field: String,
+    pub code: String,
+    pub params: serde_json::Map<String, serde_json::Value>,
+}
+
+impl FieldProblem {
+    pub fn new(field: &str, code: &str) -> Self {
+        Self {
+            field: field.to_string(),
+            code: code.to_string(),
+            params: serde_json::Map::new(),
+        }
+    }
+}
+
+impl From<FieldError> for FieldProblem {
+    fn from(e: FieldError) -> Self {
+        Self {
+            field: e.field,
+            code: e.code.to_string(),
+            params: e.params,
+        }
+    }
+}
+
+/// What went wrong, with a stable `type` slug.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    /// Stable slug: `validation`, `forbidden`, `transition-not-allowed` …
+    pub kind: &'static str,
+    pub detail: Option<String>,
+    pub fields: Vec<FieldProblem>,
+    pub retry_after: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, kind: &'static str) -> Self {
+        Self {
+            status,
+            kind,
+            detail: None,
+            fields: Vec::new(),
+            retry_after: None,
+        }
+    }
+    pub fn detail(mut self, d: impl Into<String>) -> Self {
+        self.detail = Some(d.into());
+        self
+    }
+    pub fn validation(fields: Vec<FieldProblem>) -> Self {
+        let mut e = Self::new(StatusCode::UNPROCESSABLE_ENTITY, "validation");
+        e.fields = fields;
+        e
+    }
+    pub fn field(field: &str, code: &str) -> Self {
+        Self::validation(vec![FieldProblem::new(field, code)])
+    }
+    pub fn unauthorized() -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized")
+    }
+    pub fn forbidden() -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden")
+    }
+    pub fn not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not-found")
+    }
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad-request").detail(detail)
+    }
+    pub fn internal(e: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %e, "internal error");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal")
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => Self::not_found(),
+            StoreError::Conflict => Self::new(StatusCode::CONFLICT, "conflict"),
+            StoreError::Duplicate(d) => Self::new(StatusCode::CONFLICT, "duplicate").detail(d),
+            StoreError::Invalid(d) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "validation").detail(d),
+            StoreError::Backend(d) => Self::internal(d),
+        }
+    }
+}
+
+impl From<DomainError> for ApiError {
+    fn from(e: DomainError) -> Self {
+        match e {
+            DomainError::Forbidden(why) => Self::forbidden().detail(why),
+            DomainError::NotAllowed { action, status } => {
+                Self::new(StatusCode::CONFLICT, "transition-not-allowed").detail(format!(
+                    "action '{}' is not allowed while the dossier is '{}'",
+                    action.as_str(),
+                    status.as_str()
+                ))
+            }
+            DomainError::NotYourStep { holder } => Self::new(StatusCode::CONFLICT, "not-your-step")
+                .detail(format!("the current step is held by the {} role", holder.as_str())),
+            DomainError::Invalid { field, key } => Self::field(field, key),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        // The body is written by `problem_language`, which knows the
+        // request's language; until then the error rides as an extension.
+        let mut r = self.status.into_response();
+        if let Some(s) = self.retry_after
+            && let Ok(v) = HeaderValue::from_str(&s.to_string())
+        {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        r.extensions_mut().insert(self);
+        r
+    }
+}
+
+#[derive(Serialize)]
+struct ProblemBody<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    title: String,
+    status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    errors: Vec<FieldBody>,
+}
+
+#[derive(Serialize)]
+struct FieldBody {
+    field: String,
+    code: String,
+    message: String,
+}
+
+pub fn problem_body(e: &ApiError, lang: Lang) -> serde_json::Value {
+    let body = ProblemBody {
+        kind: format!("/problems/{}", e.kind),
+        title: lang.text(&format!("problem-{}", e.kind)),
+        status: e.status.as_u16(),
+        detail: e.detail.as_deref(),
+        errors: e
+            .fields
+            .iter()
+            .map(|f| FieldBody {
+                field: f.field.clone(),
+                code: f.code.clone(),
+                message: lang.text_with(&format!("field-{}", f.code), &f.params),
+            })
+            .collect(),
+    };
+    serde_json::to_value(body).unwrap_or_default()
+}
+
+/// Middleware: turns an [`ApiError`] into a problem+json body in the
+/// language the request asked for.
+pub async fn problem_language(req: Request, next: Next) -> Response {
+    let lang = Lang::from_headers(req.headers());
+    let mut res = next.run(req).await;
+    if let Some(err) = res.extensions_mut().remove::<ApiError>() {
+        let body = problem_body(&err, lang).to_string();
+        let mut out = (err.status, body).into_response();
+        out.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        out.headers_mut().insert(
+            header::CONTENT_LANGUAGE,
+            HeaderValue::from_static(lang.code()),
+        );
+        for (k, v) in res.headers() {
+            if k == header::RETRY_AFTER {
+                out.headers_mut().insert(k.clone(), v.clone());
+            }
+        }
+        return out;
+    }
+    if res.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        let err = ApiError::new(res.status(), "payload-too-large");
+        let mut out = (err.status, problem_body(&err, lang).to_string()).into_response();
+        out.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        return out;
+    }
+    res
+}

@@ -1,0 +1,277 @@
+//! HTTP interface of motcua: the JSON API with its OpenAPI description,
+//! health, readiness and metrics. Handlers stay thin: parse, authorise,
+//! call the domain, write through the store.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod auth;
+pub mod error;
+pub mod i18n;
+pub mod metrics;
+pub mod views;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::connect_info::Connected;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router, middleware};
+use motcua_domain::calendar::WorkingCalendar;
+use motcua_domain::procedure::Procedure;
+use motcua_store::{ObjectStore, Store};
+use tokio::sync::RwLock;
+use tower_http::set_header::SetResponseHeaderLayer;
+use utoipa::OpenApi;
+
+use crate::error::ApiError;
+
+#[derive(Debug, Clone)]
+pub struct WebConfig {
+    pub token_ttl: chrono::Duration,
+    /// Largest single uploaded file.
+    pub max_file_bytes: u64,
+    /// Largest request body.
+    pub max_body_bytes: usize,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        Self {
+            token_ttl: chrono::Duration::hours(12),
+            max_file_bytes: 10 * 1_000_000,
+            max_body_bytes: 50 * 1_000_000,
+        }
+    }
+}
+
+/// Shared state of every handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub objects: Arc<dyn ObjectStore>,
+    pub calendar: Arc<WorkingCalendar>,
+    pub config: Arc<WebConfig>,
+    pub limiter: Arc<auth::LoginLimiter>,
+    pub metrics: Arc<metrics::Metrics>,
+    /// The catalogue with folded search text, refreshed when it changes.
+    catalogue: Arc<RwLock<Option<Arc<Vec<(Procedure, String)>>>>>,
+}
+
+impl AppState {
+    pub fn new(store: Arc<dyn Store>, objects: Arc<dyn ObjectStore>, calendar: WorkingCalendar, config: WebConfig) -> Self {
+        Self {
+            store,
+            objects,
+            calendar: Arc::new(calendar),
+            config: Arc::new(config),
+            limiter: Arc::new(auth::LoginLimiter::new(Duration::from_secs(300), 5, 30)),
+            metrics: Arc::new(metrics::Metrics::default()),
+            catalogue: Arc::new(RwLock::new(None)),
+        }
+    }
+
+    /// Current procedures with their folded names for search. Cached; call
+    /// [`AppState::invalidate_catalogue`] after importing procedures.
+    pub async fn catalogue(&self) -> Result<Arc<Vec<(Procedure, String)>>, ApiError> {
+        if let Some(c) = self.catalogue.read().await.as_ref() {
+            return Ok(c.clone());
+        }
+        let procs = self.store.current_procedures().await?;
+        let list: Vec<(Procedure, String)> = procs
+            .into_iter()
+            .map(|p| {
+                let d = p.definition;
+                let folded = motcua_domain::text::fold(&format!(
+                    "{} {} {} {} {}",
+                    d.code, d.name.vi, d.name.en, d.sector_name.vi, d.sector_name.en
+                ));
+                (d, folded)
+            })
+            .collect();
+        let list = Arc::new(list);
+        *self.catalogue.write().await = Some(list.clone());
+        Ok(list)
+    }
+
+    pub async fn invalidate_catalogue(&self) {
+        *self.catalogue.write().await = None;
+    }
+}
+
+/// The client's address as a string, for rate limiting.
+#[derive(Debug, Clone)]
+pub struct ClientAddr(pub String);
+
+impl Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>> for ClientAddr {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> Self {
+        ClientAddr(stream.remote_addr().ip().to_string())
+    }
+}
+
+impl Connected<SocketAddr> for ClientAddr {
+    fn connect_info(addr: SocketAddr) -> Self {
+        ClientAddr(addr.ip().to_string())
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "motcua API", description = "One-stop digital government: procedures, dossiers, tracking. Errors are application/problem+json (RFC 9457) in the language of Accept-Language (vi or en)."),
+    paths(
+        api::issue_token, api::revoke_token, api::register, api::me,
+        api::list_procedures, api::get_procedure,
+        api::submit, api::get_dossier, api::get_document, api::list_dossiers, api::workqueue, api::act, api::track,
+        healthz, readyz, metrics_text,
+    ),
+    components(schemas(views::Application, views::ApplicantInput)),
+    modifiers(&BearerAuth),
+    tags((name = "auth"), (name = "procedures"), (name = "dossiers"), (name = "operations"))
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+        if let Some(c) = openapi.components.as_mut() {
+            c.add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+        }
+    }
+}
+
+/// `GET /healthz`: the process is up.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "ok")))]
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// `GET /readyz`: the database answers.
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "ready"), (status = 503, description = "database unavailable")))]
+async fn readyz(State(st): State<AppState>) -> Response {
+    match st.store.ping().await {
+        Ok(()) => "ready".into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response()
+        }
+    }
+}
+
+/// `GET /metrics`: Prometheus text format.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text exposition")))]
+async fn metrics_text(State(st): State<AppState>) -> Result<Response, ApiError> {
+    let counts = api::status_counts(&st).await?;
+    let pending = st.store.pending_events().await?;
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        st.metrics.render(&counts, pending),
+    )
+        .into_response())
+}
+
+async fn openapi_json() -> Response {
+    match ApiDoc::openapi().to_pretty_json() {
+        Ok(j) => ([(header::CONTENT_TYPE, "application/json")], j).into_response(),
+        Err(e) => ApiError::internal(e).into_response(),
+    }
+}
+
+/// A documentation page rendered on the server from the OpenAPI document:
+/// no script, no CDN, works offline.
+async fn api_docs() -> Html<String> {
+    let doc = ApiDoc::openapi();
+    let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+    let mut body = String::new();
+    for (path, item) in doc.paths.paths.iter() {
+        let ops = [
+            ("GET", &item.get),
+            ("POST", &item.post),
+            ("PUT", &item.put),
+            ("DELETE", &item.delete),
+            ("PATCH", &item.patch),
+        ];
+        for (m, op) in ops {
+            let Some(op) = op else { continue };
+            body.push_str(&format!(
+                "<section><h2><span class=m>{m}</span> <code>{}</code></h2>",
+                esc(path)
+            ));
+            if let Some(d) = op.description.as_deref().or(op.summary.as_deref()) {
+                body.push_str(&format!("<p>{}</p>", esc(d)));
+            }
+            if let Some(params) = &op.parameters {
+                body.push_str("<ul>");
+                for p in params {
+                    let utoipa::openapi::RefOr::T(p) = p else { continue };
+                    body.push_str(&format!(
+                        "<li><code>{}</code> {}</li>",
+                        esc(&p.name),
+                        esc(p.description.as_deref().unwrap_or(""))
+                    ));
+                }
+                body.push_str("</ul>");
+            }
+            body.push_str("<p>");
+            for (status, _) in op.responses.responses.iter() {
+                body.push_str(&format!("<span class=s>{}</span> ", esc(status)));
+            }
+            body.push_str("</p></section>");
+        }
+    }
+    Html(format!(
+        "<!doctype html><html lang=en><head><meta charset=utf-8><meta name=viewport content=\"width=device-width,initial-scale=1\"><title>motcua API</title><style>body{{font-family:system-ui,sans-serif;max-width:60rem;margin:auto;padding:1rem;line-height:1.4}}section{{border-top:1px solid #ccc}}.m{{background:#0b5394;color:#fff;padding:0 .4rem;border-radius:3px}}.s{{background:#eee;padding:0 .3rem}}</style></head><body><h1>motcua API</h1><p>{}</p><p>Machine-readable: <a href=\"/api/openapi.json\">/api/openapi.json</a> (OpenAPI 3.1). Authenticate with <code>POST /api/v1/auth/token</code>, then send <code>Authorization: Bearer &lt;token&gt;</code>.</p>{body}</body></html>",
+        esc(doc.info.description.as_deref().unwrap_or(""))
+    ))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found()
+}
+
+/// The whole HTTP application.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/api/v1/auth/token", post(api::issue_token).delete(api::revoke_token))
+        .route("/api/v1/auth/register", post(api::register))
+        .route("/api/v1/me", get(api::me))
+        .route("/api/v1/procedures", get(api::list_procedures))
+        .route("/api/v1/procedures/{code}", get(api::get_procedure))
+        .route("/api/v1/dossiers", post(api::submit).get(api::list_dossiers))
+        .route("/api/v1/dossiers/{code}", get(api::get_dossier))
+        .route("/api/v1/dossiers/{code}/documents/{index}", get(api::get_document))
+        .route("/api/v1/dossiers/{code}/actions", post(api::act))
+        .route("/api/v1/workqueue", get(api::workqueue))
+        .route("/api/v1/track/{code}", get(api::track))
+        .route("/api/openapi.json", get(openapi_json))
+        .route("/api/docs", get(api_docs))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes));
+    api.layer(middleware::from_fn(error::problem_language))
+        .layer(middleware::from_fn_with_state(state.clone(), metrics::track_requests))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("default-src 'self'; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'"),
+        ))
+        .with_state(state)
+}
+
+/// Answers JSON with a status (helper for handlers).
+pub fn json<T: serde::Serialize>(status: StatusCode, v: T) -> Response {
+    (status, Json(v)).into_response()
+}

@@ -1,0 +1,356 @@
+//! JSON shapes of the API (also described in the OpenAPI document).
+
+use chrono::{DateTime, Utc};
+use motcua_domain::dossier::{Apology, Status};
+use motcua_domain::procedure::Procedure;
+use motcua_store::{Dossier, DossierSummary, StoredDocument};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct TokenRequest {
+    pub username: String,
+    pub password: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenResponse {
+    pub token: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RegisterRequest {
+    pub username: String,
+    pub password: String,
+    pub full_name: String,
+    /// 12-digit personal identification number.
+    pub national_id: String,
+    pub phone: Option<String>,
+    pub email: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserView {
+    pub id: i64,
+    pub username: String,
+    pub full_name: String,
+    pub roles: Vec<String>,
+    pub agency_code: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProcedureSummary {
+    pub code: String,
+    pub version: u32,
+    pub name_vi: String,
+    pub name_en: String,
+    pub sector: String,
+    pub sector_name_vi: String,
+    pub sector_name_en: String,
+    /// `province` or `commune`.
+    pub level: String,
+    /// `full`, `partial` or `none`.
+    pub online: String,
+    /// Processing time in working hours (8 per working day).
+    pub processing_hours: u32,
+    /// Total fees in VND.
+    pub total_fee: u64,
+}
+
+impl ProcedureSummary {
+    pub fn of(p: &Procedure) -> Self {
+        let as_str = |v: &dyn erased::AsSnake| v.snake();
+        Self {
+            code: p.code.clone(),
+            version: p.version,
+            name_vi: p.name.vi.clone(),
+            name_en: p.name.en.clone(),
+            sector: p.sector.clone(),
+            sector_name_vi: p.sector_name.vi.clone(),
+            sector_name_en: p.sector_name.en.clone(),
+            level: p.level.as_str().to_string(),
+            online: as_str(&p.online),
+            processing_hours: (p.processing_time.working_minutes(8) / 60) as u32,
+            total_fee: p.total_fee(),
+        }
+    }
+}
+
+mod erased {
+    /// serde's snake_case name of a unit enum variant.
+    pub trait AsSnake {
+        fn snake(&self) -> String;
+    }
+    impl<T: serde::Serialize> AsSnake for T {
+        fn snake(&self) -> String {
+            serde_json::to_value(self)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default()
+        }
+    }
+}
+
+pub use erased::AsSnake;
+
+/// The JSON part `application` of a submission.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct Application {
+    pub procedure_code: String,
+    /// The commune (or province) where the dossier is filed.
+    pub unit_code: String,
+    #[schema(value_type = Object)]
+    pub fields: serde_json::Map<String, serde_json::Value>,
+    /// `online` (default for citizens), `in_person` or `post` (counter reception by an officer).
+    pub channel: Option<String>,
+    /// Counter reception: who the dossier is for.
+    pub applicant: Option<ApplicantInput>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ApplicantInput {
+    pub full_name: String,
+    pub national_id: String,
+    pub phone: Option<String>,
+    pub email: Option<String>,
+}
+
+/// Multipart form of `POST /api/v1/dossiers` (for the OpenAPI document).
+#[allow(dead_code)]
+#[derive(ToSchema)]
+pub struct SubmissionForm {
+    /// JSON text of [`Application`].
+    pub application: String,
+    /// One file part per document, named `document:<document id>`.
+    #[schema(value_type = String, format = Binary)]
+    #[schema(rename = "document:<id>")]
+    pub document: Vec<u8>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SubmitResponse {
+    pub code: String,
+    pub status: String,
+    pub due_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ActionRequest {
+    /// accept, refuse, request_supplement, supplement, forward, approve,
+    /// reject, return_result, withdraw, apologize, stop, evaluate,
+    /// request_payment, confirm_payment
+    pub action: String,
+    pub note: Option<String>,
+    /// `apologize`: the new appointment, RFC 3339 or `YYYY-MM-DD`
+    /// (end of that office day).
+    pub new_due_at: Option<String>,
+    /// `evaluate`: dissatisfied, satisfied or very_satisfied.
+    pub level: Option<String>,
+    /// `evaluate`: criterion → 0..2 points.
+    #[serde(default)]
+    pub scores: std::collections::BTreeMap<String, u8>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DocumentView {
+    pub index: usize,
+    pub document_id: String,
+    pub filename: String,
+    pub content_type: String,
+    pub size: u64,
+    pub sha256: String,
+    pub uploaded_at: DateTime<Utc>,
+    pub stage: String,
+}
+
+impl DocumentView {
+    pub fn of(index: usize, d: &StoredDocument) -> Self {
+        Self {
+            index,
+            document_id: d.document_id.clone(),
+            filename: d.filename.clone(),
+            content_type: d.content_type.clone(),
+            size: d.size,
+            sha256: d.sha256.clone(),
+            uploaded_at: d.uploaded_at,
+            stage: d.stage.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TimelineEntry {
+    pub at: DateTime<Utc>,
+    pub action: String,
+    pub actor_role: String,
+    pub from_status: Option<String>,
+    pub to_status: Option<String>,
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DossierView {
+    pub code: String,
+    pub status: String,
+    /// Status code of provincial systems, 1–10.
+    pub status_number: u8,
+    pub procedure_code: String,
+    pub procedure_version: u32,
+    pub procedure_name: String,
+    pub agency_code: String,
+    pub agency_name: String,
+    pub unit_code: String,
+    pub channel: String,
+    #[schema(value_type = Object)]
+    pub applicant: serde_json::Value,
+    #[schema(value_type = Object)]
+    pub fields: serde_json::Map<String, serde_json::Value>,
+    pub documents: Vec<DocumentView>,
+    pub submitted_at: DateTime<Utc>,
+    pub accepted_at: Option<DateTime<Utc>>,
+    pub due_at: Option<DateTime<Utc>>,
+    pub appointment_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub returned_at: Option<DateTime<Utc>>,
+    pub outcome: Option<String>,
+    /// early, on_time or late (when completed).
+    pub timeliness: Option<String>,
+    pub current_step: Option<String>,
+    pub holder: Option<String>,
+    #[schema(value_type = Vec<Object>)]
+    pub steps: serde_json::Value,
+    #[schema(value_type = Vec<Object>)]
+    pub apologies: Vec<serde_json::Value>,
+    #[schema(value_type = Object)]
+    pub evaluation: Option<serde_json::Value>,
+    pub last_note: Option<String>,
+    pub version: i64,
+    pub timeline: Vec<TimelineEntry>,
+}
+
+impl DossierView {
+    pub fn of(d: &Dossier, procedure_name: String, agency_name: String, timeline: Vec<TimelineEntry>) -> Self {
+        let l = &d.lifecycle;
+        Self {
+            code: d.code.to_string(),
+            status: l.status.as_str().into(),
+            status_number: l.status.number(),
+            procedure_code: d.procedure_code.clone(),
+            procedure_version: d.procedure_version,
+            procedure_name,
+            agency_code: d.agency_code.to_string(),
+            agency_name,
+            unit_code: d.unit_code.to_string(),
+            channel: d.channel.as_str().into(),
+            applicant: serde_json::to_value(&d.applicant).unwrap_or_default(),
+            fields: d.fields.clone(),
+            documents: d.documents.iter().enumerate().map(|(i, x)| DocumentView::of(i, x)).collect(),
+            submitted_at: d.submitted_at,
+            accepted_at: l.accepted_at,
+            due_at: l.due_at,
+            appointment_at: l.appointment_at,
+            completed_at: l.completed_at,
+            returned_at: l.returned_at,
+            outcome: l.outcome.map(|o| o.snake()),
+            timeliness: l.timeliness.map(|t| t.snake()),
+            current_step: match l.status {
+                Status::Accepted | Status::Processing => l.steps.get(l.step).map(|s| s.id.clone()),
+                _ => None,
+            },
+            holder: l.holder().map(|r| r.as_str().to_string()),
+            steps: serde_json::to_value(&l.steps).unwrap_or_default(),
+            apologies: l.apologies.iter().map(apology_json).collect(),
+            evaluation: l.evaluation.as_ref().and_then(|e| serde_json::to_value(e).ok()),
+            last_note: l.last_note.clone(),
+            version: d.version,
+            timeline,
+        }
+    }
+}
+
+fn apology_json(a: &Apology) -> serde_json::Value {
+    serde_json::json!({
+        "at": a.at,
+        "reason": a.reason,
+        "previous_due_at": a.previous_due_at,
+        "new_due_at": a.new_due_at,
+    })
+}
+
+/// Public tracking: status and dates, never personal data.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TrackView {
+    pub code: String,
+    pub procedure_code: String,
+    pub procedure_name_vi: String,
+    pub procedure_name_en: String,
+    pub agency_name: String,
+    pub status: String,
+    pub status_number: u8,
+    pub submitted_at: DateTime<Utc>,
+    pub accepted_at: Option<DateTime<Utc>>,
+    pub due_at: Option<DateTime<Utc>>,
+    pub appointment_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub returned_at: Option<DateTime<Utc>>,
+    pub outcome: Option<String>,
+    /// Set when the agency apologised for lateness and set a new date (Form 04).
+    pub apology_new_due_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QueueItem {
+    pub code: String,
+    pub procedure_code: String,
+    pub applicant_name: String,
+    pub status: String,
+    pub holder: Option<String>,
+    pub channel: String,
+    pub submitted_at: DateTime<Utc>,
+    pub due_at: Option<DateTime<Utc>>,
+    pub appointment_at: Option<DateTime<Utc>>,
+    pub overdue: bool,
+    pub due_soon: bool,
+}
+
+impl QueueItem {
+    pub fn of(s: &DossierSummary, now: DateTime<Utc>, due_soon_by: DateTime<Utc>) -> Self {
+        let overdue = s.due_at.is_some_and(|d| d < now);
+        Self {
+            code: s.code.to_string(),
+            procedure_code: s.procedure_code.clone(),
+            applicant_name: s.applicant_name.clone(),
+            status: s.status.as_str().into(),
+            holder: s.holder.map(|r| r.as_str().into()),
+            channel: s.channel.as_str().into(),
+            submitted_at: s.submitted_at,
+            due_at: s.due_at,
+            appointment_at: s.appointment_at,
+            overdue,
+            due_soon: !overdue && s.due_at.is_some_and(|d| d <= due_soon_by),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema, Default)]
+pub struct QueueCounts {
+    pub total: usize,
+    pub overdue: usize,
+    pub due_soon: usize,
+    pub to_receive: usize,
+    pub to_appraise: usize,
+    pub to_approve: usize,
+    pub to_return: usize,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Workqueue {
+    pub counts: QueueCounts,
+    pub items: Vec<QueueItem>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DossierList {
+    pub items: Vec<QueueItem>,
+}
