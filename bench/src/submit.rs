@@ -1,1 +1,1181 @@
-fn main() {}
+//! `submit-bench`: how many dossier submissions per second one `motcua serve`
+//! node acknowledges durably, compared with the ceiling of the same database
+//! writes done in-process without HTTP.
+//!
+//! See `bench/README.md`. Run it with
+//! `cargo build --release && cargo run --release -p motcua-bench --bin submit-bench`.
+#![forbid(unsafe_code)]
+
+use std::collections::HashSet;
+use std::io::Write as _;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use chrono::Utc;
+use clap::{Parser, ValueEnum};
+use motcua_domain::audit::{AuditEntry, payload_hash};
+use motcua_domain::dossier::{Channel, Lifecycle, Role, Status};
+use motcua_domain::procedure::{Procedure, parse_procedure};
+use motcua_domain::units::{Agency, AgencyKind, BUILTIN_UNITS_CSV, parse_units_csv};
+use motcua_domain::{AgencyCode, DossierCode, UnitCode};
+use motcua_store::{
+    Applicant, LocalObjectStore, NewDossier, NewUser, ObjectStore, Store, StoredDocument,
+};
+use motcua_store_sqlite::{Durability, SqliteStore};
+use serde_json::{Map, Value, json};
+use tokio::sync::Mutex;
+
+/// The repository root: the bench crate lives in `<root>/bench`.
+const BENCH_DIR: &str = env!("CARGO_MANIFEST_DIR");
+const PROCEDURE_FILE: &str = "procedures/bench-submission.yaml";
+const PROCEDURE_CODE: &str = "9.900001";
+const DOCUMENT_ID: &str = "guardianship-papers";
+/// Unit 00073 (Phường Cửa Nam, Hà Nội), handled by the demo agency UB00073.
+const UNIT: &str = "00073";
+const AGENCY: &str = "UB00073";
+const USERNAME: &str = "citizen";
+const PASSWORD: &str = "motcua-demo";
+/// Size of the PDF attached to every submission.
+const PDF_BYTES: usize = 100 * 1024;
+/// How many error bodies are printed.
+const SHOWN_ERRORS: usize = 5;
+const TARGET_PER_SEC: f64 = 500.0;
+const TARGET_RATIO: f64 = 0.5;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum DurabilityArg {
+    /// `synchronous=FULL`: every commit is fsynced (survives power loss).
+    Full,
+    /// `synchronous=NORMAL`: survives a process kill, not a power loss.
+    Normal,
+}
+
+impl DurabilityArg {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Full => "full",
+            Self::Normal => "normal",
+        }
+    }
+    fn store(self) -> Durability {
+        match self {
+            Self::Full => Durability::Full,
+            Self::Normal => Durability::Normal,
+        }
+    }
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "submit-bench",
+    about = "Durable dossier submissions per second: motcua serve vs. the in-process ceiling"
+)]
+struct Args {
+    /// Concurrent HTTP clients (tokio tasks sharing one reqwest client).
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Length of the measured server run, and of the ceiling run.
+    #[arg(long, default_value_t = 20)]
+    duration_secs: u64,
+    /// Stop earlier after this many measured requests (each run).
+    #[arg(long, default_value_t = 20_000)]
+    max_requests: u64,
+    /// SQLite durability of both the server and the ceiling.
+    #[arg(long, value_enum, default_value_t = DurabilityArg::Full)]
+    durability: DurabilityArg,
+    /// The release `motcua` binary (default: $CARGO_TARGET_DIR/release/motcua,
+    /// then next to this binary, then target/release/motcua).
+    #[arg(long)]
+    motcua: Option<PathBuf>,
+    /// Submissions before the measurement, not counted in the figures.
+    #[arg(long, default_value_t = 50)]
+    warmup: u64,
+    /// Where the throw-away data directories are made (default: the system
+    /// temporary directory). Must be a real disk: fsync on tmpfs is free.
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+    /// Keep the data directories after the run.
+    #[arg(long)]
+    keep_data: bool,
+    /// Measure the server only (for sweeps over --concurrency).
+    #[arg(long)]
+    skip_ceiling: bool,
+    /// Do not write bench/results/submit-<timestamp>.json.
+    #[arg(long)]
+    no_json: bool,
+}
+
+// ---------------------------------------------------------------------------
+// The submission: ten valid field values and one 100 KB PDF.
+// ---------------------------------------------------------------------------
+
+/// The form as the citizen fills it in (all valid for the bench procedure).
+fn field_values() -> Map<String, Value> {
+    let v = json!({
+        "ward_full_name": "Nguyễn Minh Khôi",
+        "ward_birth_date": "2015-03-14",
+        "ward_national_id": "001215012345",
+        "ward_residence": "Số 12 phố Hàng Bông, Phường Cửa Nam, Hà Nội",
+        "guardian_relationship": "grandparent",
+        "guardianship_reason": "Cha mẹ của cháu đều đã mất; ông nội nhận giám hộ theo Điều 52 Bộ luật Dân sự.",
+        "guardian_residence": "Số 12 phố Hàng Bông, Phường Cửa Nam, Hà Nội",
+        "guardian_phone": "0912 345 678",
+        "guardian_email": "citizen@example.vn",
+        "extract_copies": 2
+    });
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+/// A 100 KB PDF-looking file whose bytes differ for every `n`, so that the
+/// content-addressed object store writes a new file for every submission.
+struct PdfFactory {
+    base: Vec<u8>,
+}
+
+impl PdfFactory {
+    const HEADER: &'static [u8] = b"%PDF-1.4\n";
+    /// `%` + 20 digits + newline, right after the header.
+    const COUNTER_LEN: usize = 22;
+
+    fn new() -> Self {
+        let mut base = Vec::with_capacity(PDF_BYTES);
+        base.extend_from_slice(Self::HEADER);
+        base.resize(Self::HEADER.len() + Self::COUNTER_LEN, b'\n');
+        // xorshift64*: random-looking, incompressible content.
+        let mut s: u64 = 0x9E37_79B9_7F4A_7C15;
+        while base.len() < PDF_BYTES - 6 {
+            s ^= s >> 12;
+            s ^= s << 25;
+            s ^= s >> 27;
+            let r = s.wrapping_mul(0x2545_F491_4F6C_DD1D);
+            base.extend_from_slice(&r.to_le_bytes());
+        }
+        base.truncate(PDF_BYTES - 6);
+        base.extend_from_slice(b"%%EOF\n");
+        Self { base }
+    }
+
+    fn make(&self, n: u64) -> Vec<u8> {
+        let mut v = self.base.clone();
+        let tag = format!("%{n:020}\n");
+        let at = Self::HEADER.len();
+        v[at..at + Self::COUNTER_LEN].copy_from_slice(tag.as_bytes());
+        v
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Machine description.
+// ---------------------------------------------------------------------------
+
+struct Machine {
+    nproc: usize,
+    cpu_model: String,
+    kernel: String,
+    memory: String,
+    work_fs: String,
+}
+
+fn machine(work_dir: &Path) -> Machine {
+    let nproc = Command::new("nproc")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
+        .unwrap_or(0);
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu_model = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, m)| m.trim().to_string())
+        .unwrap_or_else(|| "unknown".into());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into());
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map(|kb| format!("{:.1} GiB", kb as f64 / 1024.0 / 1024.0))
+        .unwrap_or_else(|| "unknown".into());
+    Machine {
+        nproc,
+        cpu_model,
+        kernel,
+        memory,
+        work_fs: filesystem_of(work_dir),
+    }
+}
+
+/// "ext4 on /dev/vda (mounted at /)" for the mount that holds `path`.
+fn filesystem_of(path: &Path) -> String {
+    let path = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    let mut best: Option<(usize, String)> = None;
+    for line in mounts.lines() {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        let [dev, mnt, fstype, ..] = cols[..] else {
+            continue;
+        };
+        let mnt = mnt.replace("\\040", " ");
+        if path.starts_with(&mnt) && best.as_ref().is_none_or(|(len, _)| mnt.len() > *len) {
+            best = Some((mnt.len(), format!("{fstype} on {dev} (mounted at {mnt})")));
+        }
+    }
+    best.map(|(_, s)| s).unwrap_or_else(|| "unknown".into())
+}
+
+/// CPU seconds (user + system) used so far by process `pid`.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses.
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // rest[0] is field 3 (state); utime is field 14, stime field 15.
+    let utime: f64 = f.get(11)?.parse().ok()?;
+    let stime: f64 = f.get(12)?.parse().ok()?;
+    let hz = Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .unwrap_or(100.0);
+    Some((utime + stime) / hz)
+}
+
+// ---------------------------------------------------------------------------
+// Latency statistics.
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Latency {
+    p50: f64,
+    p90: f64,
+    p99: f64,
+    max: f64,
+    mean: f64,
+}
+
+/// Nearest-rank percentiles in milliseconds.
+fn latency(mut samples: Vec<Duration>) -> Latency {
+    if samples.is_empty() {
+        return Latency::default();
+    }
+    samples.sort_unstable();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let pct = |p: f64| {
+        let rank = ((p / 100.0) * samples.len() as f64).ceil() as usize;
+        ms(samples[rank.clamp(1, samples.len()) - 1])
+    };
+    let sum: f64 = samples.iter().map(|d| ms(*d)).sum();
+    Latency {
+        p50: pct(50.0),
+        p90: pct(90.0),
+        p99: pct(99.0),
+        max: ms(samples[samples.len() - 1]),
+        mean: sum / samples.len() as f64,
+    }
+}
+
+fn latency_json(l: &Latency) -> Value {
+    json!({ "p50": round(l.p50), "p90": round(l.p90), "p99": round(l.p99), "max": round(l.max), "mean": round(l.mean) })
+}
+
+fn round(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+// ---------------------------------------------------------------------------
+// The server under test.
+// ---------------------------------------------------------------------------
+
+/// Kills the server when dropped (early errors included).
+struct Server {
+    child: Option<Child>,
+    base: String,
+    log: PathBuf,
+}
+
+impl Server {
+    fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// SIGKILL, the abrupt end: nothing is flushed after the last response.
+    fn kill(&mut self) -> anyhow::Result<()> {
+        if let Some(mut c) = self.child.take() {
+            c.kill().context("cannot kill the server")?;
+            c.wait().context("cannot reap the server")?;
+        }
+        Ok(())
+    }
+
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn find_motcua(explicit: Option<&Path>, repo: &Path) -> anyhow::Result<PathBuf> {
+    if let Some(p) = explicit {
+        if p.is_file() {
+            return Ok(p.to_path_buf());
+        }
+        bail!("--motcua {}: no such file", p.display());
+    }
+    let mut candidates = Vec::new();
+    if let Some(t) = std::env::var_os("CARGO_TARGET_DIR") {
+        let t = PathBuf::from(t);
+        let t = if t.is_relative() { repo.join(t) } else { t };
+        candidates.push(t.join("release").join("motcua"));
+    }
+    if let Ok(me) = std::env::current_exe()
+        && let Some(dir) = me.parent()
+        && dir.file_name().is_some_and(|n| n == "release")
+    {
+        candidates.push(dir.join("motcua"));
+    }
+    candidates.push(repo.join("target").join("release").join("motcua"));
+    for c in &candidates {
+        if c.is_file() {
+            return Ok(c.clone());
+        }
+    }
+    bail!(
+        "the release binary of motcua was not found (looked at {}).\n\
+         Build it first:  cargo build --release   (or pass --motcua PATH)",
+        candidates
+            .iter()
+            .map(|c| c.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
+/// A `motcua` command isolated from the caller's configuration: no
+/// `motcua.toml` of the checkout, no `MOTCUA_*` variables but durability.
+fn motcua_cmd(bin: &Path, repo: &Path, data_dir: &Path, durability: DurabilityArg) -> Command {
+    let mut cmd = Command::new(bin);
+    cmd.current_dir(repo);
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("MOTCUA_") {
+            cmd.env_remove(&k);
+        }
+    }
+    cmd.env("MOTCUA_DURABILITY", durability.as_str())
+        .arg("--config")
+        .arg(data_dir.join("no-such-motcua.toml"))
+        .arg("--data-dir")
+        .arg(data_dir);
+    cmd
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    let l = TcpListener::bind("127.0.0.1:0").context("cannot find a free port")?;
+    Ok(l.local_addr()?.port())
+}
+
+async fn start_server(
+    bin: &Path,
+    repo: &Path,
+    data_dir: &Path,
+    durability: DurabilityArg,
+) -> anyhow::Result<Server> {
+    let import = motcua_cmd(bin, repo, data_dir, durability)
+        .args(["procedures", "import"])
+        .arg(Path::new(BENCH_DIR).join("procedures"))
+        .output()
+        .context("cannot run motcua procedures import")?;
+    if !import.status.success() {
+        bail!(
+            "motcua procedures import failed:\n{}{}",
+            String::from_utf8_lossy(&import.stdout),
+            String::from_utf8_lossy(&import.stderr)
+        );
+    }
+    let port = free_port()?;
+    let listen = format!("127.0.0.1:{port}");
+    let log = data_dir.join("server.log");
+    let out = std::fs::File::create(&log).context("cannot create server.log")?;
+    let err = out.try_clone()?;
+    let child = motcua_cmd(bin, repo, data_dir, durability)
+        .args(["serve", "--demo", "--listen", &listen])
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(out))
+        .stderr(Stdio::from(err))
+        .spawn()
+        .context("cannot start motcua serve")?;
+    let mut server = Server {
+        child: Some(child),
+        base: format!("http://{listen}"),
+        log,
+    };
+    let probe = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(c) = server.child.as_mut()
+            && let Some(status) = c.try_wait()?
+        {
+            server.child = None;
+            bail!(
+                "motcua serve exited ({status}) before it was ready:\n{}",
+                server.log_tail()
+            );
+        }
+        if let Ok(r) = probe.get(format!("{}/readyz", server.base)).send().await
+            && r.status().is_success()
+        {
+            return Ok(server);
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "motcua serve was not ready after 60 s:\n{}",
+                server.log_tail()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn login(client: &reqwest::Client, base: &str) -> anyhow::Result<String> {
+    let r = client
+        .post(format!("{base}/api/v1/auth/token"))
+        .json(&json!({ "username": USERNAME, "password": PASSWORD }))
+        .send()
+        .await
+        .context("login request")?;
+    let status = r.status();
+    let body: Value = r.json().await.context("login response")?;
+    if !status.is_success() {
+        bail!("login as {USERNAME} failed: {status} {body}");
+    }
+    body["token"]
+        .as_str()
+        .map(str::to_string)
+        .context("no token in the login response")
+}
+
+// ---------------------------------------------------------------------------
+// Load generation.
+// ---------------------------------------------------------------------------
+
+struct Shared {
+    client: reqwest::Client,
+    url: String,
+    token: String,
+    application: String,
+    pdf: PdfFactory,
+    /// Numbers every file (warm-up and measured) so that none repeats.
+    file_counter: AtomicU64,
+}
+
+#[derive(Default)]
+struct PhaseResult {
+    successes: u64,
+    errors: u64,
+    latencies: Vec<Duration>,
+    codes: Vec<String>,
+    error_samples: Vec<String>,
+    elapsed: Duration,
+}
+
+async fn submit_once(sh: &Shared) -> Result<String, String> {
+    let n = sh.file_counter.fetch_add(1, Ordering::Relaxed);
+    let pdf = reqwest::multipart::Part::bytes(sh.pdf.make(n))
+        .file_name(format!("to-khai-giam-ho-{n}.pdf"))
+        .mime_str("application/pdf")
+        .map_err(|e| e.to_string())?;
+    let app = reqwest::multipart::Part::text(sh.application.clone())
+        .mime_str("application/json")
+        .map_err(|e| e.to_string())?;
+    let form = reqwest::multipart::Form::new()
+        .part("application", app)
+        .part(format!("document:{DOCUMENT_ID}"), pdf);
+    let r = sh
+        .client
+        .post(&sh.url)
+        .bearer_auth(&sh.token)
+        .multipart(form)
+        .send()
+        .await
+        .map_err(|e| format!("transport error: {e}"))?;
+    let status = r.status();
+    let body = r
+        .text()
+        .await
+        .map_err(|e| format!("{status}: cannot read body: {e}"))?;
+    if status != reqwest::StatusCode::CREATED {
+        return Err(format!("{status}: {body}"));
+    }
+    let v: Value =
+        serde_json::from_str(&body).map_err(|e| format!("201 with bad JSON ({e}): {body}"))?;
+    v["code"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| format!("201 without code: {body}"))
+}
+
+/// `concurrency` workers submit until `limit` requests were started or the
+/// deadline passed; requests in flight at the deadline are completed.
+async fn run_phase(
+    sh: Arc<Shared>,
+    concurrency: usize,
+    limit: u64,
+    duration: Option<Duration>,
+) -> PhaseResult {
+    let started = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(Mutex::new(Vec::<String>::new()));
+    let t0 = Instant::now();
+    let deadline = duration.map(|d| t0 + d);
+    let mut tasks = Vec::with_capacity(concurrency);
+    for _ in 0..concurrency {
+        let sh = sh.clone();
+        let started = started.clone();
+        let errors = errors.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut r = PhaseResult::default();
+            loop {
+                if deadline.is_some_and(|d| Instant::now() >= d)
+                    || started.fetch_add(1, Ordering::Relaxed) >= limit
+                {
+                    break;
+                }
+                let t = Instant::now();
+                match submit_once(&sh).await {
+                    Ok(code) => {
+                        r.latencies.push(t.elapsed());
+                        r.successes += 1;
+                        r.codes.push(code);
+                    }
+                    Err(e) => {
+                        r.errors += 1;
+                        let mut es = errors.lock().await;
+                        if es.len() < SHOWN_ERRORS {
+                            es.push(e);
+                        }
+                    }
+                }
+            }
+            r
+        }));
+    }
+    let mut total = PhaseResult::default();
+    for t in tasks {
+        match t.await {
+            Ok(r) => {
+                total.successes += r.successes;
+                total.errors += r.errors;
+                total.latencies.extend(r.latencies);
+                total.codes.extend(r.codes);
+            }
+            Err(e) => {
+                total.errors += 1;
+                total.error_samples.push(format!("worker panicked: {e}"));
+            }
+        }
+    }
+    total.elapsed = t0.elapsed();
+    total.error_samples.extend(errors.lock().await.drain(..));
+    total
+}
+
+struct ServerRun {
+    warmup: PhaseResult,
+    measured: PhaseResult,
+    latency: Latency,
+    server_cpu_s: Option<f64>,
+    bench_cpu_s: Option<f64>,
+    stored_dossiers: u64,
+    missing: Vec<String>,
+    missing_files: u64,
+    duplicate_codes: u64,
+}
+
+async fn server_run(
+    args: &Args,
+    bin: &Path,
+    repo: &Path,
+    data_dir: &Path,
+) -> anyhow::Result<ServerRun> {
+    let mut server = start_server(bin, repo, data_dir, args.durability).await?;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .pool_max_idle_per_host(args.concurrency.max(1))
+        .build()?;
+    let token = login(&client, &server.base).await?;
+    let application =
+        json!({ "procedure_code": PROCEDURE_CODE, "unit_code": UNIT, "fields": field_values() })
+            .to_string();
+    let sh = Arc::new(Shared {
+        client,
+        url: format!("{}/api/v1/dossiers", server.base),
+        token,
+        application,
+        pdf: PdfFactory::new(),
+        file_counter: AtomicU64::new(0),
+    });
+
+    eprintln!("warm-up: {} submissions …", args.warmup);
+    let warmup = run_phase(
+        sh.clone(),
+        args.concurrency.min(args.warmup.max(1) as usize),
+        args.warmup,
+        None,
+    )
+    .await;
+    if warmup.successes == 0 && args.warmup > 0 {
+        bail!(
+            "every warm-up submission failed; first errors:\n  {}\nserver log:\n{}",
+            warmup.error_samples.join("\n  "),
+            server.log_tail()
+        );
+    }
+
+    eprintln!(
+        "measuring: {} clients for {} s or {} submissions …",
+        args.concurrency, args.duration_secs, args.max_requests
+    );
+    let pid = server.pid().context("the server is gone")?;
+    let me = std::process::id();
+    let (srv0, me0) = (cpu_seconds(pid), cpu_seconds(me));
+    let measured = run_phase(
+        sh.clone(),
+        args.concurrency,
+        args.max_requests,
+        Some(Duration::from_secs(args.duration_secs)),
+    )
+    .await;
+    let (srv1, me1) = (cpu_seconds(pid), cpu_seconds(me));
+    let server_cpu_s = srv0.zip(srv1).map(|(a, b)| b - a);
+    let bench_cpu_s = me0.zip(me1).map(|(a, b)| b - a);
+    let lat = latency(measured.latencies.clone());
+
+    // The durability check: kill the process abruptly, then look in the
+    // database for every acknowledged dossier and its file.
+    server.kill()?;
+    eprintln!("server killed (SIGKILL); checking the database …");
+    let url = format!("sqlite://{}", data_dir.join("motcua.db").display());
+    let store = SqliteStore::open(&url, args.durability.store()).await?;
+    let stored_dossiers: u64 = store.count_by_status().await?.values().sum();
+    let objects_root = data_dir.join("objects");
+    let mut missing = Vec::new();
+    let mut missing_files = 0;
+    let mut seen = HashSet::new();
+    let mut duplicate_codes = 0;
+    for code in warmup.codes.iter().chain(&measured.codes) {
+        if !seen.insert(code.as_str()) {
+            duplicate_codes += 1;
+            continue;
+        }
+        let parsed = DossierCode::parse(code)
+            .map_err(|e| anyhow::anyhow!("bad dossier code {code}: {e}"))?;
+        match store.dossier(&parsed).await? {
+            None => missing.push(code.clone()),
+            Some(d) => {
+                for doc in &d.documents {
+                    let p = objects_root.join(&doc.sha256[..2]).join(&doc.sha256);
+                    if std::fs::metadata(&p).map(|m| m.len()).ok() != Some(doc.size) {
+                        missing_files += 1;
+                    }
+                }
+                if d.documents.is_empty() {
+                    missing_files += 1;
+                }
+            }
+        }
+    }
+    store.close().await;
+    Ok(ServerRun {
+        warmup,
+        measured,
+        latency: lat,
+        server_cpu_s,
+        bench_cpu_s,
+        stored_dossiers,
+        missing,
+        missing_files,
+        duplicate_codes,
+    })
+}
+
+// ---------------------------------------------------------------------------
+// The ceiling: the same writes, in-process, one after the other.
+// ---------------------------------------------------------------------------
+
+struct CeilingRun {
+    iterations: u64,
+    elapsed: Duration,
+    latency: Latency,
+}
+
+fn system_audit(action: &str) -> AuditEntry {
+    AuditEntry {
+        at: Utc::now(),
+        actor: "system".into(),
+        actor_role: "system".into(),
+        agency_code: None,
+        action: action.into(),
+        dossier_code: None,
+        from_status: None,
+        to_status: None,
+        note: None,
+        payload_hash: payload_hash(&json!({ "bench": action })),
+    }
+}
+
+async fn ceiling_run(args: &Args, procedure: &Procedure, dir: &Path) -> anyhow::Result<CeilingRun> {
+    std::fs::create_dir_all(dir)?;
+    let url = format!("sqlite://{}", dir.join("ceiling.db").display());
+    let store = SqliteStore::open(&url, args.durability.store()).await?;
+    store.migrate().await?;
+    let units = parse_units_csv(BUILTIN_UNITS_CSV)?;
+    store.load_units(&units).await?;
+    let agency = Agency {
+        code: AgencyCode::parse(AGENCY)?,
+        name_vi: "Ủy ban nhân dân Phường Cửa Nam".into(),
+        name_en: "People's Committee of Cua Nam Ward".into(),
+        kind: AgencyKind::CommunePeoplesCommittee,
+        unit_code: UnitCode::parse(UNIT)?,
+        address: "Bộ phận Một cửa, Phường Cửa Nam, Hà Nội".into(),
+    };
+    store.put_agency(&agency).await?;
+    store
+        .put_procedure(procedure, system_audit("procedure.import"))
+        .await?;
+    let user = store
+        .create_user(
+            &NewUser {
+                username: USERNAME.into(),
+                password_hash: "not-used-by-the-ceiling".into(),
+                full_name: "Nguyễn Văn An".into(),
+                national_id: Some("001090012345".into()),
+                phone: Some("0912345678".into()),
+                email: Some("citizen@example.vn".into()),
+                roles: vec![Role::Citizen],
+                agency_code: None,
+            },
+            system_audit("user.create"),
+        )
+        .await?;
+    let objects = LocalObjectStore::open(dir.join("objects"))?;
+    // The fields exactly as the server stores them (validated once, here).
+    let fields = procedure
+        .validate_fields(&field_values(), motcua_store::vietnam_day(Utc::now()))
+        .map_err(|e| anyhow::anyhow!("the bench field values do not validate: {e:?}"))?;
+    let pdf = PdfFactory::new();
+    let applicant = Applicant {
+        user_id: Some(user.id),
+        full_name: user.full_name.clone(),
+        national_id: user.national_id.clone().unwrap_or_default(),
+        phone: user.phone.clone(),
+        email: user.email.clone(),
+    };
+
+    let mut latencies = Vec::new();
+    let t0 = Instant::now();
+    let deadline = t0 + Duration::from_secs(args.duration_secs);
+    let mut n = 0u64;
+    while n < args.max_requests && Instant::now() < deadline {
+        let t = Instant::now();
+        let bytes = pdf.make(n);
+        let size = bytes.len() as u64;
+        let obj = objects.put(bytes).await?;
+        let now = Utc::now();
+        let documents = vec![StoredDocument {
+            document_id: DOCUMENT_ID.into(),
+            filename: format!("to-khai-giam-ho-{n}.pdf"),
+            content_type: "application/pdf".into(),
+            size,
+            sha256: obj.sha256.clone(),
+            uploaded_at: now,
+            stage: "initial".into(),
+        }];
+        let audit = AuditEntry {
+            at: now,
+            actor: user.username.clone(),
+            actor_role: Role::Citizen.as_str().into(),
+            agency_code: Some(AGENCY.into()),
+            action: "dossier.submit".into(),
+            dossier_code: None,
+            from_status: None,
+            to_status: Some(Status::NewlyRegistered.as_str().into()),
+            note: None,
+            payload_hash: payload_hash(&json!({ "fields": fields, "documents": [obj.sha256] })),
+        };
+        store
+            .create_dossier(NewDossier {
+                procedure_code: procedure.code.clone(),
+                procedure_version: procedure.version,
+                agency_code: agency.code.clone(),
+                unit_code: agency.unit_code.clone(),
+                channel: Channel::Online,
+                applicant: applicant.clone(),
+                fields: fields.clone(),
+                documents,
+                submitted_at: now,
+                lifecycle: Lifecycle::new(),
+                audit,
+                event: "dossier.submitted".into(),
+            })
+            .await?;
+        latencies.push(t.elapsed());
+        n += 1;
+    }
+    let elapsed = t0.elapsed();
+    store.close().await;
+    Ok(CeilingRun {
+        iterations: n,
+        elapsed,
+        latency: latency(latencies),
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Report.
+// ---------------------------------------------------------------------------
+
+fn pass(ok: bool) -> &'static str {
+    if ok { "PASS" } else { "MISS" }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if args.concurrency == 0 {
+        bail!("--concurrency must be at least 1");
+    }
+    let bench_dir = Path::new(BENCH_DIR);
+    let repo = bench_dir
+        .parent()
+        .context("bench crate has no parent directory")?
+        .to_path_buf();
+    let bin = find_motcua(args.motcua.as_deref(), &repo)?;
+    let yaml_path = bench_dir.join(PROCEDURE_FILE);
+    let yaml = std::fs::read_to_string(&yaml_path)
+        .with_context(|| format!("cannot read {}", yaml_path.display()))?;
+    let procedure = parse_procedure(&yaml_path.display().to_string(), &yaml).map_err(|issues| {
+        anyhow::anyhow!(
+            "{} does not lint clean:\n{}",
+            yaml_path.display(),
+            issues
+                .iter()
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    })?;
+
+    let work_root = args.work_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let stamp = Utc::now();
+    let run_dir = work_root.join(format!(
+        "motcua-submit-bench-{}-{}",
+        stamp.format("%Y%m%dT%H%M%SZ"),
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&run_dir)
+        .with_context(|| format!("cannot create {}", run_dir.display()))?;
+    let m = machine(&run_dir);
+    if m.work_fs.starts_with("tmpfs") || m.work_fs.starts_with("ramfs") {
+        eprintln!(
+            "WARNING: {} is on {}: fsync costs nothing there; use --work-dir on a real disk",
+            run_dir.display(),
+            m.work_fs
+        );
+    }
+    eprintln!("motcua binary: {}", bin.display());
+    eprintln!("data under:    {}", run_dir.display());
+
+    let result = run_all(&args, &bin, &repo, &procedure, &run_dir).await;
+    if !args.keep_data {
+        let _ = std::fs::remove_dir_all(&run_dir);
+    }
+    let (srv, ceiling) = result?;
+
+    // ---- figures ----
+    let measured = &srv.measured;
+    let secs = measured.elapsed.as_secs_f64();
+    let per_sec = if secs > 0.0 {
+        measured.successes as f64 / secs
+    } else {
+        0.0
+    };
+    let ceiling_per_sec = ceiling
+        .as_ref()
+        .map(|c| c.iterations as f64 / c.elapsed.as_secs_f64().max(1e-9));
+    let ratio = ceiling_per_sec.map(|c| if c > 0.0 { per_sec / c } else { 0.0 });
+    let acknowledged = srv.warmup.successes + measured.successes;
+    let durable = srv.missing.is_empty() && srv.missing_files == 0;
+    let count_matches = srv.stored_dossiers == acknowledged;
+    let cpu_capacity = m.nproc as f64 * secs;
+
+    let mut out = String::new();
+    let w = &mut out;
+    use std::fmt::Write as _;
+    let _ = writeln!(w, "motcua submission benchmark");
+    let _ = writeln!(w, "===========================");
+    let _ = writeln!(w, "date:        {}", stamp.format("%Y-%m-%d %H:%M:%S UTC"));
+    let _ = writeln!(
+        w,
+        "machine:     {} CPU(s), {}, {} RAM, Linux {}",
+        m.nproc, m.cpu_model, m.memory, m.kernel
+    );
+    let _ = writeln!(w, "data dir:    {}", m.work_fs);
+    let _ = writeln!(
+        w,
+        "durability:  {} (SQLite WAL, synchronous={}; attachments fsynced before the commit)",
+        args.durability.as_str(),
+        args.durability.as_str().to_uppercase()
+    );
+    let _ = writeln!(
+        w,
+        "workload:    POST /api/v1/dossiers, 10 fields + one {} KB PDF (distinct bytes each), {} clients, {} s or {} requests, {} warm-up excluded",
+        PDF_BYTES / 1024,
+        args.concurrency,
+        args.duration_secs,
+        args.max_requests,
+        args.warmup
+    );
+    let _ = writeln!(w);
+    let _ = writeln!(w, "server (motcua serve, HTTP on loopback)");
+    let _ = writeln!(w, "  successes (201):  {}", measured.successes);
+    let _ = writeln!(
+        w,
+        "  errors:           {}",
+        measured.errors + srv.warmup.errors
+    );
+    for e in srv
+        .warmup
+        .error_samples
+        .iter()
+        .chain(&measured.error_samples)
+        .take(SHOWN_ERRORS)
+    {
+        let short: String = e.chars().take(400).collect();
+        let _ = writeln!(w, "    - {short}");
+    }
+    let _ = writeln!(w, "  elapsed:          {secs:.2} s");
+    let _ = writeln!(w, "  submissions/s:    {per_sec:.1}");
+    let l = &srv.latency;
+    let _ = writeln!(
+        w,
+        "  latency ms:       p50 {:.1}  p90 {:.1}  p99 {:.1}  max {:.1}  (mean {:.1})",
+        l.p50, l.p90, l.p99, l.max, l.mean
+    );
+    if let (Some(s), Some(b)) = (srv.server_cpu_s, srv.bench_cpu_s) {
+        let _ = writeln!(
+            w,
+            "  CPU:              server {:.1} s ({:.0}% of {} cores), load generator {:.1} s ({:.0}%); server {:.2} ms CPU per submission",
+            s,
+            100.0 * s / cpu_capacity.max(1e-9),
+            m.nproc,
+            b,
+            100.0 * b / cpu_capacity.max(1e-9),
+            1000.0 * s / (measured.successes.max(1) as f64)
+        );
+    }
+    let _ = writeln!(
+        w,
+        "  durability check: server killed with SIGKILL; {} dossiers in the database, {} acknowledged ({} warm-up + {} measured): {}",
+        srv.stored_dossiers,
+        acknowledged,
+        srv.warmup.successes,
+        measured.successes,
+        if count_matches { "equal" } else { "DIFFERENT" }
+    );
+    let _ = writeln!(
+        w,
+        "                    every acknowledged code present with its file: {}{}{}",
+        if durable { "yes" } else { "NO" },
+        if srv.missing.is_empty() {
+            String::new()
+        } else {
+            format!(" ({} missing, e.g. {})", srv.missing.len(), srv.missing[0])
+        },
+        if srv.duplicate_codes > 0 {
+            format!("; {} DUPLICATE codes acknowledged", srv.duplicate_codes)
+        } else {
+            String::new()
+        }
+    );
+    if srv.missing_files > 0 {
+        let _ = writeln!(
+            w,
+            "                    {} attachment file(s) missing or truncated",
+            srv.missing_files
+        );
+    }
+    let _ = writeln!(w);
+    match &ceiling {
+        Some(c) => {
+            let _ = writeln!(
+                w,
+                "ceiling (in-process, sequential: object put + create_dossier, same durability)"
+            );
+            let _ = writeln!(
+                w,
+                "  iterations:       {} in {:.2} s",
+                c.iterations,
+                c.elapsed.as_secs_f64()
+            );
+            let _ = writeln!(
+                w,
+                "  iterations/s:     {:.1}",
+                ceiling_per_sec.unwrap_or(0.0)
+            );
+            let _ = writeln!(
+                w,
+                "  per iteration ms: p50 {:.2}  p99 {:.2}  max {:.2}",
+                c.latency.p50, c.latency.p99, c.latency.max
+            );
+        }
+        None => {
+            let _ = writeln!(w, "ceiling: skipped (--skip-ceiling)");
+        }
+    }
+    let _ = writeln!(w);
+    let _ = writeln!(
+        w,
+        "ratio server/ceiling: {}",
+        ratio
+            .map(|r| format!("{r:.2}"))
+            .unwrap_or_else(|| "n/a".into())
+    );
+    let _ = writeln!(w, "targets:");
+    let _ = writeln!(
+        w,
+        "  >= {TARGET_PER_SEC:.0} submissions/s:      {:.1}  {}",
+        per_sec,
+        pass(per_sec >= TARGET_PER_SEC)
+    );
+    match ratio {
+        Some(r) => {
+            let _ = writeln!(
+                w,
+                "  >= {TARGET_RATIO} of the ceiling:       {r:.2}  {}",
+                pass(r >= TARGET_RATIO)
+            );
+        }
+        None => {
+            let _ = writeln!(
+                w,
+                "  >= {TARGET_RATIO} of the ceiling:       n/a (ceiling skipped)"
+            );
+        }
+    }
+    let _ = writeln!(
+        w,
+        "  durable acknowledgements:    {}",
+        if durable { "PASS" } else { "FAIL" }
+    );
+    print!("{out}");
+    std::io::stdout().flush()?;
+
+    if !args.no_json {
+        let json_out = json!({
+            "date": stamp.to_rfc3339(),
+            "machine": { "nproc": m.nproc, "cpu_model": m.cpu_model, "kernel": m.kernel, "memory": m.memory, "data_dir_filesystem": m.work_fs },
+            "motcua_binary": bin.display().to_string(),
+            "durability": args.durability.as_str(),
+            "workload": {
+                "concurrency": args.concurrency, "duration_secs": args.duration_secs, "max_requests": args.max_requests,
+                "warmup": args.warmup, "fields": 10, "pdf_bytes": PDF_BYTES, "procedure_code": PROCEDURE_CODE, "unit_code": UNIT,
+            },
+            "server": {
+                "successes": measured.successes,
+                "errors": measured.errors + srv.warmup.errors,
+                "error_samples": srv.warmup.error_samples.iter().chain(&measured.error_samples).take(SHOWN_ERRORS).collect::<Vec<_>>(),
+                "elapsed_secs": round(secs),
+                "submissions_per_sec": round(per_sec),
+                "latency_ms": latency_json(&srv.latency),
+                "server_cpu_secs": srv.server_cpu_s.map(round),
+                "loadgen_cpu_secs": srv.bench_cpu_s.map(round),
+                "warmup_successes": srv.warmup.successes,
+                "stored_dossiers_after_kill": srv.stored_dossiers,
+                "acknowledged": acknowledged,
+                "count_matches": count_matches,
+                "missing_acknowledged": srv.missing.len(),
+                "missing_files": srv.missing_files,
+                "duplicate_codes": srv.duplicate_codes,
+            },
+            "ceiling": ceiling.as_ref().map(|c| json!({
+                "iterations": c.iterations,
+                "elapsed_secs": round(c.elapsed.as_secs_f64()),
+                "iterations_per_sec": round(ceiling_per_sec.unwrap_or(0.0)),
+                "latency_ms": latency_json(&c.latency),
+            })),
+            "ratio": ratio.map(|r| (r * 1000.0).round() / 1000.0),
+            "targets": {
+                "submissions_per_sec": { "target": TARGET_PER_SEC, "pass": per_sec >= TARGET_PER_SEC },
+                "ratio": { "target": TARGET_RATIO, "pass": ratio.map(|r| r >= TARGET_RATIO) },
+                "durable": durable,
+            },
+            "report": out,
+        });
+        let dir = bench_dir.join("results");
+        std::fs::create_dir_all(&dir)?;
+        let file = dir.join(format!("submit-{}.json", stamp.format("%Y%m%dT%H%M%SZ")));
+        std::fs::write(&file, serde_json::to_string_pretty(&json_out)?)?;
+        println!("\nwritten: {}", file.display());
+    }
+
+    if !durable || srv.duplicate_codes > 0 {
+        bail!("an acknowledged submission is missing after the kill, or a code was given twice");
+    }
+    if measured.successes == 0 {
+        bail!("no submission succeeded");
+    }
+    Ok(())
+}
+
+async fn run_all(
+    args: &Args,
+    bin: &Path,
+    repo: &Path,
+    procedure: &Procedure,
+    run_dir: &Path,
+) -> anyhow::Result<(ServerRun, Option<CeilingRun>)> {
+    let server_dir = run_dir.join("server");
+    std::fs::create_dir_all(&server_dir)?;
+    let srv = server_run(args, bin, repo, &server_dir).await?;
+    // Free the disk before the ceiling runs on it.
+    if !args.keep_data {
+        let _ = std::fs::remove_dir_all(&server_dir);
+    }
+    let ceiling = if args.skip_ceiling {
+        None
+    } else {
+        eprintln!(
+            "ceiling: in-process sequential writes for {} s …",
+            args.duration_secs
+        );
+        Some(ceiling_run(args, procedure, &run_dir.join("ceiling")).await?)
+    };
+    Ok((srv, ceiling))
+}

@@ -116,7 +116,9 @@ impl ChainVerifier {
         if rec.seq != expected_seq {
             return Err(ChainBroken {
                 seq: rec.seq,
-                reason: format!("expected record {expected_seq} here: a record is missing or out of order"),
+                reason: format!(
+                    "expected record {expected_seq} here: a record is missing or out of order"
+                ),
             });
         }
         if rec.prev_hash != expected_prev {
@@ -142,7 +144,9 @@ impl ChainVerifier {
 }
 
 /// Verifies a whole chain in order; returns the number of records.
-pub fn verify_chain<'a>(records: impl IntoIterator<Item = &'a AuditRecord>) -> Result<u64, ChainBroken> {
+pub fn verify_chain<'a>(
+    records: impl IntoIterator<Item = &'a AuditRecord>,
+) -> Result<u64, ChainBroken> {
     let mut v = ChainVerifier::new();
     for r in records {
         v.push(r)?;

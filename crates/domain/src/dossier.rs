@@ -101,7 +101,10 @@ impl Status {
 
     /// Statuses in which the processing clock is paused.
     pub fn is_paused(self) -> bool {
-        matches!(self, Status::SupplementRequested | Status::FinancialObligation)
+        matches!(
+            self,
+            Status::SupplementRequested | Status::FinancialObligation
+        )
     }
 }
 
@@ -509,7 +512,10 @@ pub enum DomainError {
     NotYourStep { holder: Role },
     /// A required or malformed input (422), with a message key.
     #[error("invalid {field}: {key}")]
-    Invalid { field: &'static str, key: &'static str },
+    Invalid {
+        field: &'static str,
+        key: &'static str,
+    },
 }
 
 /// The result of a decision: the new lifecycle and what to record.
@@ -880,7 +886,9 @@ mod tests {
 
     /// Monday 3 November 2025, 09:00 in Hà Nội.
     fn monday_9am() -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2025, 11, 3, 2, 0, 0).single().expect("time")
+        Utc.with_ymd_and_hms(2025, 11, 3, 2, 0, 0)
+            .single()
+            .expect("time")
     }
 
     fn hours(h: i64) -> chrono::Duration {
@@ -907,7 +915,12 @@ mod tests {
         let err = w
             .act(&l, &w.specialist, Command::new(Action::Forward), t0)
             .expect_err("not their step");
-        assert_eq!(err, DomainError::NotYourStep { holder: Role::Officer });
+        assert_eq!(
+            err,
+            DomainError::NotYourStep {
+                holder: Role::Officer
+            }
+        );
 
         let l = w
             .act(&l, &w.officer, Command::new(Action::Forward), t0 + hours(1))
@@ -916,7 +929,12 @@ mod tests {
         // Reception was due the same day (10 % of 40 h), so it is on time.
         assert_eq!(l.steps[0].timeliness, Some(Timeliness::OnTime));
         let l = w
-            .act(&l, &w.specialist, Command::new(Action::Forward), t0 + hours(2))
+            .act(
+                &l,
+                &w.specialist,
+                Command::new(Action::Forward),
+                t0 + hours(2),
+            )
             .expect("forward");
         assert_eq!(l.step, 2);
         // At the approval step, forward is no longer possible.
@@ -931,7 +949,12 @@ mod tests {
         assert_eq!(l.outcome, Some(Outcome::Approved));
         assert_eq!(l.timeliness, Some(Timeliness::Early));
         let l = w
-            .act(&l, &w.officer, Command::new(Action::ReturnResult), t0 + hours(4))
+            .act(
+                &l,
+                &w.officer,
+                Command::new(Action::ReturnResult),
+                t0 + hours(4),
+            )
             .expect("return");
         assert_eq!(l.status, Status::ResultReturned);
         let mut eval = Command::new(Action::Evaluate);
@@ -950,7 +973,12 @@ mod tests {
         let w = World::new();
         let t0 = monday_9am();
         let l = w
-            .act(&Lifecycle::new(), &w.officer, Command::new(Action::Accept), t0)
+            .act(
+                &Lifecycle::new(),
+                &w.officer,
+                Command::new(Action::Accept),
+                t0,
+            )
             .expect("accept");
         let due = l.due_at.expect("due");
         assert!(
@@ -984,12 +1012,20 @@ mod tests {
         let w = World::new();
         let t0 = monday_9am();
         let l = w
-            .act(&Lifecycle::new(), &w.officer, Command::new(Action::Accept), t0)
+            .act(
+                &Lifecycle::new(),
+                &w.officer,
+                Command::new(Action::Accept),
+                t0,
+            )
             .expect("accept");
         let due = l.due_at.expect("due");
         let mut cmd = Command::new(Action::Apologize).with_note("Chờ xác minh");
         cmd.new_due_at = Some(due - hours(1));
-        assert!(w.act(&l, &w.officer, cmd.clone(), t0).is_err(), "must be later");
+        assert!(
+            w.act(&l, &w.officer, cmd.clone(), t0).is_err(),
+            "must be later"
+        );
         cmd.new_due_at = Some(due + chrono::Duration::days(3));
         let l = w.act(&l, &w.officer, cmd, t0).expect("apologize");
         assert_eq!(l.appointment_at, Some(due + chrono::Duration::days(3)));
@@ -1018,7 +1054,12 @@ mod tests {
             Err(DomainError::Forbidden("not-applicant"))
         );
         assert_eq!(
-            w.act(&Lifecycle::new(), &w.citizen, Command::new(Action::Approve), t0),
+            w.act(
+                &Lifecycle::new(),
+                &w.citizen,
+                Command::new(Action::Approve),
+                t0
+            ),
             Err(DomainError::Forbidden("role"))
         );
     }
@@ -1032,20 +1073,65 @@ mod tests {
         let expected: &[(S, A, bool, Option<S>)] = &[
             (S::NewlyRegistered, A::Accept, false, Some(S::Accepted)),
             (S::NewlyRegistered, A::Refuse, false, Some(S::NotAccepted)),
-            (S::NewlyRegistered, A::RequestSupplement, false, Some(S::SupplementRequested)),
-            (S::Accepted, A::RequestSupplement, false, Some(S::SupplementRequested)),
-            (S::Processing, A::RequestSupplement, false, Some(S::SupplementRequested)),
-            (S::SupplementRequested, A::Supplement, false, Some(S::Processing)),
+            (
+                S::NewlyRegistered,
+                A::RequestSupplement,
+                false,
+                Some(S::SupplementRequested),
+            ),
+            (
+                S::Accepted,
+                A::RequestSupplement,
+                false,
+                Some(S::SupplementRequested),
+            ),
+            (
+                S::Processing,
+                A::RequestSupplement,
+                false,
+                Some(S::SupplementRequested),
+            ),
+            (
+                S::SupplementRequested,
+                A::Supplement,
+                false,
+                Some(S::Processing),
+            ),
             (S::Accepted, A::Forward, false, Some(S::Processing)),
             (S::Processing, A::Forward, false, Some(S::Processing)),
             (S::Processing, A::Approve, true, Some(S::Completed)),
             (S::Processing, A::Reject, true, Some(S::Completed)),
-            (S::Accepted, A::RequestPayment, false, Some(S::FinancialObligation)),
-            (S::Processing, A::RequestPayment, false, Some(S::FinancialObligation)),
-            (S::FinancialObligation, A::ConfirmPayment, false, Some(S::Processing)),
-            (S::Completed, A::ReturnResult, false, Some(S::ResultReturned)),
+            (
+                S::Accepted,
+                A::RequestPayment,
+                false,
+                Some(S::FinancialObligation),
+            ),
+            (
+                S::Processing,
+                A::RequestPayment,
+                false,
+                Some(S::FinancialObligation),
+            ),
+            (
+                S::FinancialObligation,
+                A::ConfirmPayment,
+                false,
+                Some(S::Processing),
+            ),
+            (
+                S::Completed,
+                A::ReturnResult,
+                false,
+                Some(S::ResultReturned),
+            ),
             (S::Completed, A::Evaluate, false, Some(S::Completed)),
-            (S::ResultReturned, A::Evaluate, false, Some(S::ResultReturned)),
+            (
+                S::ResultReturned,
+                A::Evaluate,
+                false,
+                Some(S::ResultReturned),
+            ),
         ];
         for status in S::ALL {
             for action in A::ALL {
@@ -1053,7 +1139,22 @@ mod tests {
                     let got = transition(status, action, last);
                     let want = expected
                         .iter()
-                        .find(|(s, a, l, _)| *s == status && *a == action && (*l == last || matches!(action, A::RequestSupplement | A::Supplement | A::RequestPayment | A::ConfirmPayment | A::ReturnResult | A::Evaluate | A::Accept | A::Refuse)))
+                        .find(|(s, a, l, _)| {
+                            *s == status
+                                && *a == action
+                                && (*l == last
+                                    || matches!(
+                                        action,
+                                        A::RequestSupplement
+                                            | A::Supplement
+                                            | A::RequestPayment
+                                            | A::ConfirmPayment
+                                            | A::ReturnResult
+                                            | A::Evaluate
+                                            | A::Accept
+                                            | A::Refuse
+                                    ))
+                        })
                         .and_then(|e| e.3);
                     let want = match action {
                         A::Withdraw if status.is_open() => Some(S::Withdrawn),
@@ -1077,12 +1178,24 @@ mod tests {
         let t0 = monday_9am();
         let l = Lifecycle::new();
         let before = l.clone();
-        for a in [A::ReturnResult, A::Supplement, A::ConfirmPayment, A::Forward] {
-            let who = if a == A::Supplement { &w.citizen } else { &w.officer };
-            assert!(matches!(
-                w.act(&l, who, Command::new(a), t0),
-                Err(DomainError::NotAllowed { .. })
-            ), "{a:?}");
+        for a in [
+            A::ReturnResult,
+            A::Supplement,
+            A::ConfirmPayment,
+            A::Forward,
+        ] {
+            let who = if a == A::Supplement {
+                &w.citizen
+            } else {
+                &w.officer
+            };
+            assert!(
+                matches!(
+                    w.act(&l, who, Command::new(a), t0),
+                    Err(DomainError::NotAllowed { .. })
+                ),
+                "{a:?}"
+            );
         }
         assert_eq!(l, before);
         use Action as A;
@@ -1093,14 +1206,26 @@ mod tests {
         let w = World::new();
         let t0 = monday_9am();
         let mut l = w
-            .act(&Lifecycle::new(), &w.officer, Command::new(Action::Accept), t0)
+            .act(
+                &Lifecycle::new(),
+                &w.officer,
+                Command::new(Action::Accept),
+                t0,
+            )
             .expect("accept");
         let late = t0 + chrono::Duration::days(10);
         for who in [&w.officer, &w.specialist] {
-            l = w.act(&l, who, Command::new(Action::Forward), late).expect("forward");
+            l = w
+                .act(&l, who, Command::new(Action::Forward), late)
+                .expect("forward");
         }
         let l = w
-            .act(&l, &w.leader, Command::new(Action::Reject).with_note("Không đủ điều kiện"), late)
+            .act(
+                &l,
+                &w.leader,
+                Command::new(Action::Reject).with_note("Không đủ điều kiện"),
+                late,
+            )
             .expect("reject");
         assert_eq!(l.outcome, Some(Outcome::Rejected));
         assert_eq!(l.timeliness, Some(Timeliness::Late));

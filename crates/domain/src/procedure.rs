@@ -744,7 +744,7 @@ impl<'a> Parts<'a> {
         match serde_yaml_ng::from_str::<BTreeMap<String, T>>(&self.text(start, end)) {
             Ok(mut map) => map.remove(key),
             Err(e) => {
-                c.yaml_error(&e, start, None);
+                report_part_error(c, &e, start, None);
                 None
             }
         }
@@ -799,12 +799,27 @@ impl<'a> Parts<'a> {
                 }
                 Ok(_) => items.complete = false,
                 Err(e) => {
-                    c.yaml_error(&e, from, Some((".[0]", &format!("{key}[{i}]"))));
+                    let name = format!("{key}[{i}]");
+                    report_part_error(c, &e, from, Some((".[0]", &name)));
                     items.complete = false;
                 }
             }
         }
         items
+    }
+}
+
+/// Reports the error of a part of the file, unless it comes from cutting the
+/// file: an alias to an anchor in another part. Such a part only counts as
+/// unreadable, and the whole-file error is reported instead.
+fn report_part_error(
+    c: &mut Checker,
+    e: &serde_yaml_ng::Error,
+    first_line: usize,
+    rename: Option<(&str, &str)>,
+) {
+    if !e.to_string().contains("unknown anchor") {
+        c.yaml_error(e, first_line, rename);
     }
 }
 
@@ -934,7 +949,10 @@ fn check_documents(d: &Draft, c: &mut Checker) {
                     ),
                 );
             } else if !seen.insert(ext.as_str()) {
-                c.at(&format!("{p}.accept[{j}]"), format_args!("`{ext}` is listed twice"));
+                c.at(
+                    &format!("{p}.accept[{j}]"),
+                    format_args!("`{ext}` is listed twice"),
+                );
             }
         }
         if !(1..=MAX_DOCUMENT_COUNT).contains(&doc.max_count) {
@@ -1100,8 +1118,7 @@ fn check_workflow(d: &Draft, c: &mut Checker) {
     if !steps.complete {
         return;
     }
-    let (Some((_, first)), Some((last_i, last))) = (steps.items.first(), steps.items.last())
-    else {
+    let (Some((_, first)), Some((last_i, last))) = (steps.items.first(), steps.items.last()) else {
         c.at(
             "workflow",
             "list the steps: reception by the one-stop officer first, approval by a leader last",
@@ -1323,7 +1340,9 @@ impl Scanner {
             self.skip_deeper = None;
         }
         if indent == 0
-            && (content.starts_with("---") || content.starts_with("...") || content.starts_with('%'))
+            && (content.starts_with("---")
+                || content.starts_with("...")
+                || content.starts_with('%'))
         {
             return;
         }
@@ -1343,8 +1362,8 @@ impl Scanner {
             });
         }
         while let Some(top) = self.stack.last() {
-            let leaves = top.indent > col
-                || (top.indent == col && top.kind == FrameKind::Seq && !item);
+            let leaves =
+                top.indent > col || (top.indent == col && top.kind == FrameKind::Seq && !item);
             if !leaves {
                 break;
             }
@@ -1745,12 +1764,16 @@ impl FieldSpec {
                 if let Some(min) = bound(&self.min_date)
                     && date < min
                 {
-                    return Err(err("date-too-early").with("min", min.format("%Y-%m-%d").to_string()));
+                    return Err(
+                        err("date-too-early").with("min", min.format("%Y-%m-%d").to_string())
+                    );
                 }
                 if let Some(max) = bound(&self.max_date)
                     && date > max
                 {
-                    return Err(err("date-too-late").with("max", max.format("%Y-%m-%d").to_string()));
+                    return Err(
+                        err("date-too-late").with("max", max.format("%Y-%m-%d").to_string())
+                    );
                 }
                 Ok(Json::String(date.format("%Y-%m-%d").to_string()))
             }
@@ -2016,7 +2039,10 @@ legal_basis:
         assert_eq!(p.name.get("en"), "Birth registration");
 
         let yaml = serde_yaml_ng::to_string(&p).expect("serialise");
-        assert!(yaml.contains("processing_time:\n  working_days: 1\n"), "{yaml}");
+        assert!(
+            yaml.contains("processing_time:\n  working_days: 1\n"),
+            "{yaml}"
+        );
         let again = parse_procedure("again.yaml", &yaml).expect("re-parses cleanly");
         assert_eq!(again, p);
 
@@ -2035,10 +2061,16 @@ legal_basis:
             "t: !working_days 5\n",
         ] {
             let t = read(yaml).map(|m| m.get("t").copied());
-            assert_eq!(t.ok().flatten(), Some(ProcessingTime::WorkingDays(5)), "{yaml}");
+            assert_eq!(
+                t.ok().flatten(),
+                Some(ProcessingTime::WorkingDays(5)),
+                "{yaml}"
+            );
         }
         assert_eq!(
-            read("t: {working_hours: 4}\n").ok().and_then(|m| m.get("t").copied()),
+            read("t: {working_hours: 4}\n")
+                .ok()
+                .and_then(|m| m.get("t").copied()),
             Some(ProcessingTime::WorkingHours(4))
         );
         for bad in [
@@ -2054,7 +2086,9 @@ legal_basis:
         let json: ProcessingTime = serde_json::from_str(r#"{"working_hours":8}"#).expect("json");
         assert_eq!(json, ProcessingTime::WorkingHours(8));
         assert_eq!(
-            serde_json::to_string(&ProcessingTime::WorkingDays(3)).ok().as_deref(),
+            serde_json::to_string(&ProcessingTime::WorkingDays(3))
+                .ok()
+                .as_deref(),
             Some(r#"{"working_days":3}"#)
         );
     }
@@ -2068,7 +2102,10 @@ legal_basis:
             Some(true)
         );
         assert!(p.document("nope").is_none());
-        assert_eq!(p.field("child_sex").map(|f| f.kind), Some(FieldType::Choice));
+        assert_eq!(
+            p.field("child_sex").map(|f| f.kind),
+            Some(FieldType::Choice)
+        );
         assert_eq!(p.processing_time.working_minutes(8), 480);
         let issue = LintIssue {
             file: "a.yaml".into(),
@@ -2206,7 +2243,11 @@ legal_basis: []
         assert_eq!(vi.column, 10);
         assert!(has(&issues, 60, "add up to 50"));
         assert!(has(&issues, 35, "unclosed group"));
-        assert!(has(&issues, 9, "commune-level agency but `level` is province"));
+        assert!(has(
+            &issues,
+            9,
+            "commune-level agency but `level` is province"
+        ));
         assert!(has(&issues, 16, "duplicate id `fee` (also fees[0])"));
         assert!(issues.iter().all(|i| i.file == "bad.yaml"));
         assert!(parse_procedure("bad.yaml", SEMANTIC).is_err());
@@ -2268,10 +2309,7 @@ legal_basis: [Luật Hộ tịch 2014]
         assert!(has(&issues, 15, "unknown variant `txt`"));
         assert!(has(&issues, 19, "unknown field `patern`"));
         assert!(has(&issues, 26, "the last step is the approval"));
-        let patern = issues
-            .iter()
-            .find(|i| i.line == 19)
-            .expect("patern issue");
+        let patern = issues.iter().find(|i| i.line == 19).expect("patern issue");
         assert_eq!(patern.column, 5);
         assert!(!patern.message.contains(" at line "));
     }
@@ -2307,9 +2345,35 @@ legal_basis: [Luật Hộ tịch 2014]
         assert_eq!(list.len(), 1);
 
         let missing = lint_procedure("m.yaml", "\n# c\ncode: \"1.001193\"\nversion: 2\n");
-        assert!(has(&missing, 3, "missing required key `workflow`"), "{missing:#?}");
+        assert!(
+            has(&missing, 3, "missing required key `workflow`"),
+            "{missing:#?}"
+        );
         assert!(has(&missing, 3, "missing required key `result`"));
         assert!(!missing.iter().any(|i| i.message.contains("`code`")));
+    }
+
+    #[test]
+    fn aliases_across_keys_do_not_confuse_the_per_key_analysis() {
+        // An anchor in `name`, an alias in `sector_name`, and a type error:
+        // the alias is not reported as an error, the type error is.
+        let yaml = EXAMPLE
+            .replace(
+                "name:\n  vi: Đăng ký khai sinh",
+                "name: &n\n  vi: Đăng ký khai sinh",
+            )
+            .replace(
+                "sector_name:\n  vi: Hộ tịch\n  en: Civil status\n",
+                "sector_name: *n\n",
+            );
+        assert!(lint_procedure("a.yaml", &yaml).is_empty());
+        let bad = yaml.replace("version: 1", "version: one");
+        let issues = lint_procedure("a.yaml", &bad);
+        assert_eq!(
+            lines(&issues),
+            vec![(2, "version".to_string())],
+            "{issues:#?}"
+        );
     }
 
     #[test]
@@ -2335,7 +2399,11 @@ legal_basis: [Luật Hộ tịch 2014]
         let issues = lint_procedure("f.yaml", &flow);
         assert_eq!(issues.len(), 1, "{issues:#?}");
         assert_eq!(issues[0].line, line_of(&flow, "  - {id: extract-copy"));
-        assert!(issues[0].message.starts_with("fees[1]: unknown field `colour`"));
+        assert!(
+            issues[0]
+                .message
+                .starts_with("fees[1]: unknown field `colour`")
+        );
     }
 
     #[test]
@@ -2418,10 +2486,7 @@ legal_basis: [Luật Hộ tịch 2014]
     }
 
     fn codes(errors: &[FieldError]) -> Vec<(&str, &str)> {
-        errors
-            .iter()
-            .map(|e| (e.field.as_str(), e.code))
-            .collect()
+        errors.iter().map(|e| (e.field.as_str(), e.code)).collect()
     }
 
     #[test]
@@ -2509,7 +2574,10 @@ legal_basis: [Luật Hộ tịch 2014]
                 .map(|e| Json::Object(e.params.clone()))
         };
         assert_eq!(params("child_full_name"), Some(json!({"min": 2})));
-        assert_eq!(params("child_birth_date"), Some(json!({"max": "2025-03-10"})));
+        assert_eq!(
+            params("child_birth_date"),
+            Some(json!({"max": "2025-03-10"}))
+        );
         assert_eq!(params("place_of_birth"), Some(json!({"min": 5})));
         assert_eq!(params("extract_copies"), Some(json!({"max": 10})));
         assert_eq!(
@@ -2565,27 +2633,49 @@ legal_basis: [Luật Hộ tịch 2014]
             }
         };
         assert_eq!(one("child_full_name", json!("Nguyễn 2")), Some("pattern"));
-        assert_eq!(one("child_full_name", json!("A".repeat(101))), Some("too-long"));
+        assert_eq!(
+            one("child_full_name", json!("A".repeat(101))),
+            Some("too-long")
+        );
         assert_eq!(one("child_full_name", json!(["An"])), Some("not-text"));
         assert_eq!(one("note", json!("x".repeat(500))), None);
         assert_eq!(one("note", json!("x".repeat(501))), Some("too-long"));
-        assert_eq!(one("place_of_birth", json!("x".repeat(301))), Some("too-long"));
+        assert_eq!(
+            one("place_of_birth", json!("x".repeat(301))),
+            Some("too-long")
+        );
         for bad in ["abc", "inf", "NaN", "1e3", "1.", "", "1,5"] {
-            let expected = if bad.is_empty() { None } else { Some("not-a-number") };
+            let expected = if bad.is_empty() {
+                None
+            } else {
+                Some("not-a-number")
+            };
             assert_eq!(one("extract_copies", json!(bad)), expected, "{bad}");
         }
         assert_eq!(one("extract_copies", json!(true)), Some("not-a-number"));
         assert_eq!(one("extract_copies", json!("-1")), Some("below-min"));
         assert_eq!(one("extract_copies", json!(" 10 ")), None);
-        assert_eq!(one("child_birth_date", json!("31/02/2025")), Some("invalid-date"));
-        assert_eq!(one("child_birth_date", json!("2025/03/01")), Some("invalid-date"));
-        assert_eq!(one("child_birth_date", json!("1/3/25")), Some("invalid-date"));
+        assert_eq!(
+            one("child_birth_date", json!("31/02/2025")),
+            Some("invalid-date")
+        );
+        assert_eq!(
+            one("child_birth_date", json!("2025/03/01")),
+            Some("invalid-date")
+        );
+        assert_eq!(
+            one("child_birth_date", json!("1/3/25")),
+            Some("invalid-date")
+        );
         assert_eq!(one("child_birth_date", json!("10/03/2025")), None);
         assert_eq!(one("since", json!("2019-12-31")), Some("date-too-early"));
         assert_eq!(one("since", json!("2020-01-01")), None);
         assert_eq!(one("child_birth_date", json!("")), Some("required"));
         assert_eq!(one("child_birth_date", Json::Null), Some("required"));
-        assert_eq!(one("applicant_email", json!("a b@c.vn")), Some("invalid-email"));
+        assert_eq!(
+            one("applicant_email", json!("a b@c.vn")),
+            Some("invalid-email")
+        );
         assert_eq!(one("applicant_phone", json!(912345678)), Some("not-text"));
     }
 
@@ -2641,7 +2731,10 @@ legal_basis: [Luật Hộ tịch 2014]
     /// The complete example of docs/procedure-format.md lints clean.
     #[test]
     fn documented_example_lints_clean() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/procedure-format.md");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../docs/procedure-format.md"
+        );
         let doc = std::fs::read_to_string(path).expect("docs/procedure-format.md");
         let start = doc.find("```yaml\n").expect("a yaml block") + "```yaml\n".len();
         let len = doc[start..].find("```").expect("end of the yaml block");

@@ -55,7 +55,10 @@ mod tests {
     fn folds_vietnamese() {
         assert_eq!(fold("Đăng ký  khai sinh"), "dang ky khai sinh");
         assert_eq!(fold("PHƯỜNG CỬA NAM"), "phuong cua nam");
-        assert!(matches_query(&fold("Đăng ký khai sinh"), "dang ky KHAI sinh"));
+        assert!(matches_query(
+            &fold("Đăng ký khai sinh"),
+            "dang ky KHAI sinh"
+        ));
         assert!(!matches_query(&fold("Đăng ký khai tử"), "khai sinh"));
     }
 }

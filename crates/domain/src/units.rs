@@ -76,7 +76,9 @@ pub fn parse_units_csv(csv: &str) -> Result<Vec<AdminUnit>, UnitsError> {
             Some(UnitCode::parse(cols[4]).map_err(|e| err(e.to_string()))?)
         };
         if (level == UnitLevel::Commune) != parent_code.is_some() {
-            return Err(err("a commune needs a parent province, a province none".into()));
+            return Err(err(
+                "a commune needs a parent province, a province none".into()
+            ));
         }
         out.push(AdminUnit {
             code,
@@ -173,8 +175,14 @@ mod tests {
     #[test]
     fn builtin_list_has_34_provinces_and_3321_communes() {
         let units = parse_units_csv(BUILTIN_UNITS_CSV).expect("parses");
-        let provinces = units.iter().filter(|u| u.level == UnitLevel::Province).count();
-        let communes = units.iter().filter(|u| u.level == UnitLevel::Commune).count();
+        let provinces = units
+            .iter()
+            .filter(|u| u.level == UnitLevel::Province)
+            .count();
+        let communes = units
+            .iter()
+            .filter(|u| u.level == UnitLevel::Commune)
+            .count();
         assert_eq!(provinces, 34);
         assert_eq!(communes, 3321);
         let cua_nam = units

@@ -46,10 +46,16 @@ impl Default for Config {
 impl Config {
     /// Loads the layered configuration; `file` defaults to `motcua.toml`.
     pub fn load(file: Option<&std::path::Path>) -> Result<Self, Box<figment::Error>> {
-        let file = file.map(PathBuf::from).unwrap_or_else(|| PathBuf::from("motcua.toml"));
+        let file = file
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("motcua.toml"));
         Figment::from(Serialized::defaults(Config::default()))
             .merge(Toml::file(file))
-            .merge(Env::prefixed("MOTCUA_").ignore(&["test_postgres_url"]).split("__"))
+            .merge(
+                Env::prefixed("MOTCUA_")
+                    .ignore(&["test_postgres_url"])
+                    .split("__"),
+            )
             .extract()
             .map_err(Box::new)
     }

@@ -22,31 +22,168 @@ struct DemoAgency {
 }
 
 const AGENCIES: &[DemoAgency] = &[
-    DemoAgency { code: "UB00073", vi: "Ủy ban nhân dân Phường Cửa Nam", en: "People's Committee of Cua Nam Ward", kind: AgencyKind::CommunePeoplesCommittee, unit: "00073", address: "Bộ phận Một cửa, Phường Cửa Nam, Hà Nội" },
-    DemoAgency { code: "UB00070", vi: "Ủy ban nhân dân Phường Hoàn Kiếm", en: "People's Committee of Hoan Kiem Ward", kind: AgencyKind::CommunePeoplesCommittee, unit: "00070", address: "Bộ phận Một cửa, Phường Hoàn Kiếm, Hà Nội" },
-    DemoAgency { code: "UB01273", vi: "Ủy ban nhân dân Phường Thục Phán", en: "People's Committee of Thuc Phan Ward", kind: AgencyKind::CommunePeoplesCommittee, unit: "01273", address: "Bộ phận Một cửa, Phường Thục Phán, Cao Bằng" },
-    DemoAgency { code: "TTHCC01", vi: "Trung tâm Phục vụ hành chính công Thành phố Hà Nội", en: "Hanoi Public Administrative Service Centre", kind: AgencyKind::ProvincialServiceCentre, unit: "01", address: "Hà Nội" },
-    DemoAgency { code: "STP01", vi: "Sở Tư pháp Thành phố Hà Nội", en: "Hanoi Department of Justice", kind: AgencyKind::JusticeDepartment, unit: "01", address: "Hà Nội" },
-    DemoAgency { code: "SXD01", vi: "Sở Xây dựng Thành phố Hà Nội", en: "Hanoi Department of Construction", kind: AgencyKind::ConstructionDepartment, unit: "01", address: "Hà Nội" },
-    DemoAgency { code: "SNNMT01", vi: "Sở Nông nghiệp và Môi trường Thành phố Hà Nội", en: "Hanoi Department of Agriculture and Environment", kind: AgencyKind::AgricultureEnvironmentDepartment, unit: "01", address: "Hà Nội" },
-    DemoAgency { code: "SYT01", vi: "Sở Y tế Thành phố Hà Nội", en: "Hanoi Department of Health", kind: AgencyKind::HealthDepartment, unit: "01", address: "Hà Nội" },
-    DemoAgency { code: "CA01", vi: "Công an Thành phố Hà Nội", en: "Hanoi City Police", kind: AgencyKind::ProvincialPolice, unit: "01", address: "Hà Nội" },
-    DemoAgency { code: "STC01", vi: "Sở Tài chính Thành phố Hà Nội", en: "Hanoi Department of Finance", kind: AgencyKind::FinanceDepartment, unit: "01", address: "Hà Nội" },
-    DemoAgency { code: "SNV01", vi: "Sở Nội vụ Thành phố Hà Nội", en: "Hanoi Department of Home Affairs", kind: AgencyKind::HomeAffairsDepartment, unit: "01", address: "Hà Nội" },
+    DemoAgency {
+        code: "UB00073",
+        vi: "Ủy ban nhân dân Phường Cửa Nam",
+        en: "People's Committee of Cua Nam Ward",
+        kind: AgencyKind::CommunePeoplesCommittee,
+        unit: "00073",
+        address: "Bộ phận Một cửa, Phường Cửa Nam, Hà Nội",
+    },
+    DemoAgency {
+        code: "UB00070",
+        vi: "Ủy ban nhân dân Phường Hoàn Kiếm",
+        en: "People's Committee of Hoan Kiem Ward",
+        kind: AgencyKind::CommunePeoplesCommittee,
+        unit: "00070",
+        address: "Bộ phận Một cửa, Phường Hoàn Kiếm, Hà Nội",
+    },
+    DemoAgency {
+        code: "UB01273",
+        vi: "Ủy ban nhân dân Phường Thục Phán",
+        en: "People's Committee of Thuc Phan Ward",
+        kind: AgencyKind::CommunePeoplesCommittee,
+        unit: "01273",
+        address: "Bộ phận Một cửa, Phường Thục Phán, Cao Bằng",
+    },
+    DemoAgency {
+        code: "TTHCC01",
+        vi: "Trung tâm Phục vụ hành chính công Thành phố Hà Nội",
+        en: "Hanoi Public Administrative Service Centre",
+        kind: AgencyKind::ProvincialServiceCentre,
+        unit: "01",
+        address: "Hà Nội",
+    },
+    DemoAgency {
+        code: "STP01",
+        vi: "Sở Tư pháp Thành phố Hà Nội",
+        en: "Hanoi Department of Justice",
+        kind: AgencyKind::JusticeDepartment,
+        unit: "01",
+        address: "Hà Nội",
+    },
+    DemoAgency {
+        code: "SXD01",
+        vi: "Sở Xây dựng Thành phố Hà Nội",
+        en: "Hanoi Department of Construction",
+        kind: AgencyKind::ConstructionDepartment,
+        unit: "01",
+        address: "Hà Nội",
+    },
+    DemoAgency {
+        code: "SNNMT01",
+        vi: "Sở Nông nghiệp và Môi trường Thành phố Hà Nội",
+        en: "Hanoi Department of Agriculture and Environment",
+        kind: AgencyKind::AgricultureEnvironmentDepartment,
+        unit: "01",
+        address: "Hà Nội",
+    },
+    DemoAgency {
+        code: "SYT01",
+        vi: "Sở Y tế Thành phố Hà Nội",
+        en: "Hanoi Department of Health",
+        kind: AgencyKind::HealthDepartment,
+        unit: "01",
+        address: "Hà Nội",
+    },
+    DemoAgency {
+        code: "CA01",
+        vi: "Công an Thành phố Hà Nội",
+        en: "Hanoi City Police",
+        kind: AgencyKind::ProvincialPolice,
+        unit: "01",
+        address: "Hà Nội",
+    },
+    DemoAgency {
+        code: "STC01",
+        vi: "Sở Tài chính Thành phố Hà Nội",
+        en: "Hanoi Department of Finance",
+        kind: AgencyKind::FinanceDepartment,
+        unit: "01",
+        address: "Hà Nội",
+    },
+    DemoAgency {
+        code: "SNV01",
+        vi: "Sở Nội vụ Thành phố Hà Nội",
+        en: "Hanoi Department of Home Affairs",
+        kind: AgencyKind::HomeAffairsDepartment,
+        unit: "01",
+        address: "Hà Nội",
+    },
 ];
 
 /// (user name, full name, national id, roles, agency)
 const USERS: &[(&str, &str, Option<&str>, &[Role], Option<&str>)] = &[
-    ("citizen", "Nguyễn Văn An", Some("001090012345"), &[Role::Citizen], None),
-    ("citizen2", "Trần Thị Bình", Some("001195054321"), &[Role::Citizen], None),
-    ("officer", "Lê Thị Thu", None, &[Role::Officer], Some("UB00073")),
-    ("specialist", "Phạm Minh Đức", None, &[Role::Specialist], Some("UB00073")),
-    ("leader", "Hoàng Văn Hùng", None, &[Role::Leader], Some("UB00073")),
-    ("admin", "Vũ Thị Mai", None, &[Role::AgencyAdmin], Some("UB00073")),
-    ("officer.hoankiem", "Đỗ Thị Lan", None, &[Role::Officer], Some("UB00070")),
-    ("officer.caobang", "Nông Văn Sơn", None, &[Role::Officer], Some("UB01273")),
-    ("province.admin", "Bùi Quang Huy", None, &[Role::ProvinceAdmin], Some("TTHCC01")),
-    ("ioc", "Trung tâm điều hành", None, &[Role::IocViewer], Some("TTHCC01")),
+    (
+        "citizen",
+        "Nguyễn Văn An",
+        Some("001090012345"),
+        &[Role::Citizen],
+        None,
+    ),
+    (
+        "citizen2",
+        "Trần Thị Bình",
+        Some("001195054321"),
+        &[Role::Citizen],
+        None,
+    ),
+    (
+        "officer",
+        "Lê Thị Thu",
+        None,
+        &[Role::Officer],
+        Some("UB00073"),
+    ),
+    (
+        "specialist",
+        "Phạm Minh Đức",
+        None,
+        &[Role::Specialist],
+        Some("UB00073"),
+    ),
+    (
+        "leader",
+        "Hoàng Văn Hùng",
+        None,
+        &[Role::Leader],
+        Some("UB00073"),
+    ),
+    (
+        "admin",
+        "Vũ Thị Mai",
+        None,
+        &[Role::AgencyAdmin],
+        Some("UB00073"),
+    ),
+    (
+        "officer.hoankiem",
+        "Đỗ Thị Lan",
+        None,
+        &[Role::Officer],
+        Some("UB00070"),
+    ),
+    (
+        "officer.caobang",
+        "Nông Văn Sơn",
+        None,
+        &[Role::Officer],
+        Some("UB01273"),
+    ),
+    (
+        "province.admin",
+        "Bùi Quang Huy",
+        None,
+        &[Role::ProvinceAdmin],
+        Some("TTHCC01"),
+    ),
+    (
+        "ioc",
+        "Trung tâm điều hành",
+        None,
+        &[Role::IocViewer],
+        Some("TTHCC01"),
+    ),
 ];
 
 /// Seeds agencies, users and procedures unless already done. Returns
@@ -83,7 +220,10 @@ pub async fn seed(store: &dyn Store, cfg: &Config) -> anyhow::Result<bool> {
             agency_code: agency.map(AgencyCode::parse).transpose()?,
         };
         store
-            .create_user(&user, system_audit("user.create", &serde_json::json!({ "username": username })))
+            .create_user(
+                &user,
+                system_audit("user.create", &serde_json::json!({ "username": username })),
+            )
             .await?;
     }
     if cfg.procedures_dir.is_dir() {
@@ -98,7 +238,9 @@ pub async fn seed(store: &dyn Store, cfg: &Config) -> anyhow::Result<bool> {
     } else {
         tracing::warn!(dir = %cfg.procedures_dir.display(), "no procedures directory; the catalogue is empty");
     }
-    store.set_meta("demo_seeded", &chrono::Utc::now().to_rfc3339()).await?;
+    store
+        .set_meta("demo_seeded", &chrono::Utc::now().to_rfc3339())
+        .await?;
     Ok(true)
 }
 

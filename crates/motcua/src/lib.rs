@@ -42,7 +42,9 @@ pub async fn open(cfg: &Config) -> anyhow::Result<Installation> {
         other => bail!("durability must be 'full' or 'normal', not '{other}'"),
     };
     let sqlite = if url.starts_with("sqlite:") {
-        SqliteStore::open(&url, durability).await.with_context(|| format!("cannot open {url}"))?
+        SqliteStore::open(&url, durability)
+            .await
+            .with_context(|| format!("cannot open {url}"))?
     } else {
         bail!("unsupported database URL '{url}': this build supports sqlite://");
     };
@@ -53,7 +55,8 @@ pub async fn open(cfg: &Config) -> anyhow::Result<Installation> {
         sqlite.load_units(&units).await?;
     }
     let objects = LocalObjectStore::open(cfg.data_dir.join("objects"))?;
-    let calendar = WorkingCalendar::from_config(&cfg.calendar).map_err(|e| anyhow::anyhow!("calendar configuration: {e}"))?;
+    let calendar = WorkingCalendar::from_config(&cfg.calendar)
+        .map_err(|e| anyhow::anyhow!("calendar configuration: {e}"))?;
     Ok(Installation {
         store: Arc::new(sqlite.clone()),
         sqlite: Some(sqlite),
@@ -113,14 +116,21 @@ pub fn system_audit(action: &str, payload: &serde_json::Value) -> AuditEntry {
 }
 
 /// Imports procedures after a clean lint; returns (added, unchanged).
-pub async fn import_procedures(store: &dyn Store, procs: &[(String, Procedure)]) -> anyhow::Result<(usize, usize)> {
+pub async fn import_procedures(
+    store: &dyn Store,
+    procs: &[(String, Procedure)],
+) -> anyhow::Result<(usize, usize)> {
     let (mut added, mut unchanged) = (0, 0);
     for (file, p) in procs {
         let entry = system_audit(
             "procedure.import",
             &serde_json::json!({ "code": p.code, "version": p.version }),
         );
-        match store.put_procedure(p, entry).await.with_context(|| format!("{file}: cannot import"))? {
+        match store
+            .put_procedure(p, entry)
+            .await
+            .with_context(|| format!("{file}: cannot import"))?
+        {
             ImportOutcome::Added => added += 1,
             ImportOutcome::Unchanged => unchanged += 1,
         }
@@ -129,7 +139,9 @@ pub async fn import_procedures(store: &dyn Store, procs: &[(String, Procedure)])
 }
 
 /// Verifies the whole audit chain; returns the number of records.
-pub async fn verify_audit(store: &dyn Store) -> anyhow::Result<Result<u64, motcua_domain::audit::ChainBroken>> {
+pub async fn verify_audit(
+    store: &dyn Store,
+) -> anyhow::Result<Result<u64, motcua_domain::audit::ChainBroken>> {
     let mut v = ChainVerifier::new();
     let mut after = 0;
     loop {
@@ -172,7 +184,8 @@ pub fn spawn_workers(state: &AppState) {
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(Duration::from_secs(3600)).await;
-            if let Err(e) = sweep(store.as_ref(), objects.as_ref(), Duration::from_secs(3600)).await {
+            if let Err(e) = sweep(store.as_ref(), objects.as_ref(), Duration::from_secs(3600)).await
+            {
                 tracing::warn!(error = %e, "orphan sweep");
             }
         }
@@ -180,7 +193,11 @@ pub fn spawn_workers(state: &AppState) {
 }
 
 /// Removes attachments no dossier refers to, older than `grace`.
-pub async fn sweep(store: &dyn Store, objects: &dyn ObjectStore, grace: Duration) -> anyhow::Result<u64> {
+pub async fn sweep(
+    store: &dyn Store,
+    objects: &dyn ObjectStore,
+    grace: Duration,
+) -> anyhow::Result<u64> {
     let referenced: HashSet<String> = store.referenced_objects().await?.into_iter().collect();
     Ok(objects.sweep_orphans(&referenced, grace).await?)
 }
@@ -191,7 +208,10 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let app = motcua_web::router(state).into_make_service_with_connect_info::<motcua_web::ClientAddr>();
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+    let app =
+        motcua_web::router(state).into_make_service_with_connect_info::<motcua_web::ClientAddr>();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await?;
     Ok(())
 }

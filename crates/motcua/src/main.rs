@@ -7,13 +7,17 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use motcua::{Config, demo};
+use motcua_domain::AgencyCode;
 use motcua_domain::dossier::Role;
 use motcua_domain::ids::NationalId;
-use motcua_domain::AgencyCode;
 use motcua_store::NewUser;
 
 #[derive(Parser)]
-#[command(name = "motcua", version, about = "One-stop digital government platform")]
+#[command(
+    name = "motcua",
+    version,
+    about = "One-stop digital government platform"
+)]
 struct Cli {
     /// Configuration file (default: motcua.toml if present).
     #[arg(long, global = true)]
@@ -114,7 +118,10 @@ enum ConfigCmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -150,7 +157,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         cfg.database_url = Some(u);
     }
     match cli.command {
-        Cmd::Serve { listen, demo: with_demo } => {
+        Cmd::Serve {
+            listen,
+            demo: with_demo,
+        } => {
             if let Some(l) = listen {
                 cfg.listen = l;
             }
@@ -181,7 +191,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             drop(inst);
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Procedures { command: ProcCmd::Lint { dir } } => {
+        Cmd::Procedures {
+            command: ProcCmd::Lint { dir },
+        } => {
             let (procs, issues) = motcua::read_procedures(&dir)?;
             for i in &issues {
                 println!("{i}");
@@ -194,7 +206,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::FAILURE)
             }
         }
-        Cmd::Procedures { command: ProcCmd::Import { dir } } => {
+        Cmd::Procedures {
+            command: ProcCmd::Import { dir },
+        } => {
             let (procs, issues) = motcua::read_procedures(&dir)?;
             if !issues.is_empty() {
                 for i in &issues {
@@ -208,7 +222,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{added} procedure version(s) added, {unchanged} unchanged.");
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Audit { command: AuditCmd::Verify } => {
+        Cmd::Audit {
+            command: AuditCmd::Verify,
+        } => {
             let inst = motcua::open(&cfg).await?;
             match motcua::verify_audit(inst.store.as_ref()).await? {
                 Ok(n) => {
@@ -216,12 +232,25 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(broken) => {
-                    println!("AUDIT CHAIN BROKEN at record {}: {}", broken.seq, broken.reason);
+                    println!(
+                        "AUDIT CHAIN BROKEN at record {}: {}",
+                        broken.seq, broken.reason
+                    );
                     Ok(ExitCode::from(2))
                 }
             }
         }
-        Cmd::Users { command: UserCmd::Create { username, full_name, roles, agency, national_id, password } } => {
+        Cmd::Users {
+            command:
+                UserCmd::Create {
+                    username,
+                    full_name,
+                    roles,
+                    agency,
+                    national_id,
+                    password,
+                },
+        } => {
             let roles: Vec<Role> = roles
                 .iter()
                 .map(|r| Role::parse(r).with_context(|| format!("unknown role '{r}'")))
@@ -230,7 +259,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if roles.iter().any(|r| r.is_staff()) && agency.is_none() {
                 anyhow::bail!("staff accounts need --agency");
             }
-            let national_id = national_id.map(|n| NationalId::parse(&n)).transpose()?.map(|n| n.to_string());
+            let national_id = national_id
+                .map(|n| NationalId::parse(&n))
+                .transpose()?
+                .map(|n| n.to_string());
             if password.chars().count() < 8 {
                 anyhow::bail!("the password needs at least 8 characters");
             }
@@ -244,14 +276,28 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let user = inst
                 .store
                 .create_user(
-                    &NewUser { username: username.clone(), password_hash: hash, full_name, national_id, phone: None, email: None, roles, agency_code: agency },
-                    motcua::system_audit("user.create", &serde_json::json!({ "username": username })),
+                    &NewUser {
+                        username: username.clone(),
+                        password_hash: hash,
+                        full_name,
+                        national_id,
+                        phone: None,
+                        email: None,
+                        roles,
+                        agency_code: agency,
+                    },
+                    motcua::system_audit(
+                        "user.create",
+                        &serde_json::json!({ "username": username }),
+                    ),
                 )
                 .await?;
             println!("Created user {} (id {}).", user.username, user.id);
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Config { command: ConfigCmd::Print } => {
+        Cmd::Config {
+            command: ConfigCmd::Print,
+        } => {
             println!("{}", toml::to_string_pretty(&cfg)?);
             Ok(ExitCode::SUCCESS)
         }
@@ -267,7 +313,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Cmd::Sweep => {
             let inst = motcua::open(&cfg).await?;
-            let n = motcua::sweep(inst.store.as_ref(), inst.objects.as_ref(), std::time::Duration::from_secs(3600)).await?;
+            let n = motcua::sweep(
+                inst.store.as_ref(),
+                inst.objects.as_ref(),
+                std::time::Duration::from_secs(3600),
+            )
+            .await?;
             println!("{n} orphaned file(s) removed.");
             Ok(ExitCode::SUCCESS)
         }

@@ -50,7 +50,9 @@ pub struct SqliteStore {
 
 fn db(e: sqlx::Error) -> StoreError {
     match &e {
-        sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Duplicate(d.message().to_string()),
+        sqlx::Error::Database(d) if d.is_unique_violation() => {
+            StoreError::Duplicate(d.message().to_string())
+        }
         sqlx::Error::RowNotFound => StoreError::NotFound,
         _ => StoreError::Backend(e.to_string()),
     }
@@ -72,12 +74,19 @@ fn from_ms_opt(v: Option<i64>) -> Option<DateTime<Utc>> {
     v.map(from_ms)
 }
 
-fn parse_code<T>(s: String, f: fn(&str) -> Result<T, motcua_domain::ids::ParseError>) -> StoreResult<T> {
+fn parse_code<T>(
+    s: String,
+    f: fn(&str) -> Result<T, motcua_domain::ids::ParseError>,
+) -> StoreResult<T> {
     f(&s).map_err(|e| StoreError::Backend(format!("corrupt code {s:?} in database: {e}")))
 }
 
 fn roles_to_text(roles: &[Role]) -> String {
-    roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(",")
+    roles
+        .iter()
+        .map(|r| r.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn roles_from_text(s: &str) -> Vec<Role> {
@@ -120,16 +129,25 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// Closes both pools, checkpointing the WAL into the database file
+    /// (the writer closes last: read-only connections cannot checkpoint).
     pub async fn close(&self) {
-        self.write.close().await;
         self.read.close().await;
+        let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.write)
+            .await;
+        self.write.close().await;
     }
 
-    async fn append_audit_tx(tx: &mut Transaction<'_, Sqlite>, entry: AuditEntry) -> StoreResult<AuditRecord> {
-        let last: Option<(i64, String)> = sqlx::query_as("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&mut **tx)
-            .await
-            .map_err(db)?;
+    async fn append_audit_tx(
+        tx: &mut Transaction<'_, Sqlite>,
+        entry: AuditEntry,
+    ) -> StoreResult<AuditRecord> {
+        let last: Option<(i64, String)> =
+            sqlx::query_as("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err(db)?;
         let rec = audit::link(last.as_ref().map(|(s, h)| (*s, h.as_str())), entry);
         let e = &rec.entry;
         sqlx::query(
@@ -154,7 +172,12 @@ impl SqliteStore {
         Ok(rec)
     }
 
-    async fn outbox_tx(tx: &mut Transaction<'_, Sqlite>, topic: &str, payload: &serde_json::Value, at: DateTime<Utc>) -> StoreResult<()> {
+    async fn outbox_tx(
+        tx: &mut Transaction<'_, Sqlite>,
+        topic: &str,
+        payload: &serde_json::Value,
+        at: DateTime<Utc>,
+    ) -> StoreResult<()> {
         sqlx::query("INSERT INTO outbox (topic, payload, created_at) VALUES (?,?,?)")
             .bind(topic)
             .bind(payload.to_string())
@@ -165,7 +188,12 @@ impl SqliteStore {
         Ok(())
     }
 
-    async fn insert_documents(tx: &mut Transaction<'_, Sqlite>, dossier_id: i64, first: i64, docs: &[StoredDocument]) -> StoreResult<()> {
+    async fn insert_documents(
+        tx: &mut Transaction<'_, Sqlite>,
+        dossier_id: i64,
+        first: i64,
+        docs: &[StoredDocument],
+    ) -> StoreResult<()> {
         for (i, d) in docs.iter().enumerate() {
             sqlx::query(
                 "INSERT INTO dossier_documents (dossier_id, position, document_id, filename, content_type, size, sha256, uploaded_at, stage) VALUES (?,?,?,?,?,?,?,?,?)",
@@ -207,7 +235,11 @@ impl SqliteStore {
             .collect()
     }
 
-    async fn dossier_by(&self, pool: &SqlitePool, code: &DossierCode) -> StoreResult<Option<Dossier>> {
+    async fn dossier_by(
+        &self,
+        pool: &SqlitePool,
+        code: &DossierCode,
+    ) -> StoreResult<Option<Dossier>> {
         let row = sqlx::query("SELECT * FROM dossiers WHERE code = ?")
             .bind(code.as_str())
             .fetch_optional(pool)
@@ -231,7 +263,9 @@ fn user_from_row(r: &SqliteRow) -> StoreResult<User> {
         phone: r.try_get("phone").map_err(db)?,
         email: r.try_get("email").map_err(db)?,
         roles: roles_from_text(&r.try_get::<String, _>("roles").map_err(db)?),
-        agency_code: agency.map(|a| parse_code(a, AgencyCode::parse)).transpose()?,
+        agency_code: agency
+            .map(|a| parse_code(a, AgencyCode::parse))
+            .transpose()?,
         disabled: r.try_get::<i64, _>("disabled").map_err(db)? != 0,
         created_at: from_ms(r.try_get("created_at").map_err(db)?),
     })
@@ -243,7 +277,8 @@ fn agency_from_row(r: &SqliteRow) -> StoreResult<Agency> {
         code: parse_code(r.try_get("code").map_err(db)?, AgencyCode::parse)?,
         name_vi: r.try_get("name_vi").map_err(db)?,
         name_en: r.try_get("name_en").map_err(db)?,
-        kind: AgencyKind::parse(&kind).ok_or_else(|| StoreError::Backend(format!("unknown agency kind {kind}")))?,
+        kind: AgencyKind::parse(&kind)
+            .ok_or_else(|| StoreError::Backend(format!("unknown agency kind {kind}")))?,
         unit_code: parse_code(r.try_get("unit_code").map_err(db)?, UnitCode::parse)?,
         address: r.try_get("address").map_err(db)?,
     })
@@ -329,7 +364,13 @@ fn audit_from_row(r: &SqliteRow) -> StoreResult<AuditRecord> {
     })
 }
 
-fn event_payload(code: &DossierCode, agency: &AgencyCode, from: Option<Status>, lifecycle: &Lifecycle, at: DateTime<Utc>) -> serde_json::Value {
+fn event_payload(
+    code: &DossierCode,
+    agency: &AgencyCode,
+    from: Option<Status>,
+    lifecycle: &Lifecycle,
+    at: DateTime<Utc>,
+) -> serde_json::Value {
     serde_json::json!({
         "code": code.as_str(),
         "agency": agency.as_str(),
@@ -350,11 +391,12 @@ impl Store for SqliteStore {
         let mut applied = 0;
         for (version, sql) in MIGRATIONS {
             let mut tx = self.write.begin().await.map_err(db)?;
-            let done: Option<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = ?")
-                .bind(version)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db)?;
+            let done: Option<i64> =
+                sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = ?")
+                    .bind(version)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db)?;
             if done.is_some() {
                 continue;
             }
@@ -372,7 +414,10 @@ impl Store for SqliteStore {
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1").execute(&self.read).await.map_err(db)?;
+        sqlx::query("SELECT 1")
+            .execute(&self.read)
+            .await
+            .map_err(db)?;
         Ok(())
     }
 
@@ -406,7 +451,8 @@ impl Store for SqliteStore {
                 code: parse_code(r.try_get("code").map_err(db)?, UnitCode::parse)?,
                 name: r.try_get("name").map_err(db)?,
                 division_type: r.try_get("division_type").map_err(db)?,
-                level: UnitLevel::parse(&level).ok_or_else(|| StoreError::Backend(format!("level {level}")))?,
+                level: UnitLevel::parse(&level)
+                    .ok_or_else(|| StoreError::Backend(format!("level {level}")))?,
                 parent_code: parent.map(|p| parse_code(p, UnitCode::parse)).transpose()?,
             })
         })
@@ -527,7 +573,12 @@ impl Store for SqliteStore {
             .collect()
     }
 
-    async fn set_user_disabled(&self, id: i64, disabled: bool, audit_entry: AuditEntry) -> StoreResult<()> {
+    async fn set_user_disabled(
+        &self,
+        id: i64,
+        disabled: bool,
+        audit_entry: AuditEntry,
+    ) -> StoreResult<()> {
         let mut tx = self.write.begin().await.map_err(db)?;
         let n = sqlx::query("UPDATE users SET disabled = ? WHERE id = ?")
             .bind(i64::from(disabled))
@@ -551,7 +602,12 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn set_password(&self, id: i64, password_hash: &str, audit_entry: AuditEntry) -> StoreResult<()> {
+    async fn set_password(
+        &self,
+        id: i64,
+        password_hash: &str,
+        audit_entry: AuditEntry,
+    ) -> StoreResult<()> {
         let mut tx = self.write.begin().await.map_err(db)?;
         let n = sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?")
             .bind(password_hash)
@@ -573,15 +629,22 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn create_token(&self, token_hash: &str, user_id: i64, expires_at: DateTime<Utc>) -> StoreResult<()> {
-        sqlx::query("INSERT INTO tokens (token_hash, user_id, created_at, expires_at) VALUES (?,?,?,?)")
-            .bind(token_hash)
-            .bind(user_id)
-            .bind(ms(Utc::now()))
-            .bind(ms(expires_at))
-            .execute(&self.write)
-            .await
-            .map_err(db)?;
+    async fn create_token(
+        &self,
+        token_hash: &str,
+        user_id: i64,
+        expires_at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO tokens (token_hash, user_id, created_at, expires_at) VALUES (?,?,?,?)",
+        )
+        .bind(token_hash)
+        .bind(user_id)
+        .bind(ms(Utc::now()))
+        .bind(ms(expires_at))
+        .execute(&self.write)
+        .await
+        .map_err(db)?;
         Ok(())
     }
 
@@ -607,23 +670,30 @@ impl Store for SqliteStore {
     }
 
     async fn revoke_user_tokens(&self, user_id: i64) -> StoreResult<u64> {
-        Ok(sqlx::query("UPDATE tokens SET revoked = 1 WHERE user_id = ? AND revoked = 0")
-            .bind(user_id)
-            .execute(&self.write)
-            .await
-            .map_err(db)?
-            .rows_affected())
+        Ok(
+            sqlx::query("UPDATE tokens SET revoked = 1 WHERE user_id = ? AND revoked = 0")
+                .bind(user_id)
+                .execute(&self.write)
+                .await
+                .map_err(db)?
+                .rows_affected(),
+        )
     }
 
-    async fn put_procedure(&self, p: &Procedure, audit_entry: AuditEntry) -> StoreResult<ImportOutcome> {
+    async fn put_procedure(
+        &self,
+        p: &Procedure,
+        audit_entry: AuditEntry,
+    ) -> StoreResult<ImportOutcome> {
         let def = serde_json::to_string(p).map_err(json_err)?;
         let mut tx = self.write.begin().await.map_err(db)?;
-        let existing: Option<String> = sqlx::query_scalar("SELECT definition FROM procedures WHERE code = ? AND version = ?")
-            .bind(&p.code)
-            .bind(i64::from(p.version))
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db)?;
+        let existing: Option<String> =
+            sqlx::query_scalar("SELECT definition FROM procedures WHERE code = ? AND version = ?")
+                .bind(&p.code)
+                .bind(i64::from(p.version))
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?;
         if let Some(existing) = existing {
             let same = serde_json::from_str::<Procedure>(&existing).map_err(json_err)? == *p;
             return if same {
@@ -635,11 +705,12 @@ impl Store for SqliteStore {
                 )))
             };
         }
-        let newest: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM procedures WHERE code = ?")
-            .bind(&p.code)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db)?;
+        let newest: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(version) FROM procedures WHERE code = ?")
+                .bind(&p.code)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db)?;
         if newest.is_some_and(|v| v > i64::from(p.version)) {
             return Err(StoreError::Invalid(format!(
                 "procedure {} already has a newer version than {}",
@@ -671,13 +742,15 @@ impl Store for SqliteStore {
     }
 
     async fn current_procedure(&self, code: &str) -> StoreResult<Option<StoredProcedure>> {
-        sqlx::query("SELECT * FROM procedures WHERE code = ? AND enabled = 1 ORDER BY version DESC LIMIT 1")
-            .bind(code)
-            .fetch_optional(&self.read)
-            .await
-            .map_err(db)?
-            .map(|r| procedure_from_row(&r))
-            .transpose()
+        sqlx::query(
+            "SELECT * FROM procedures WHERE code = ? AND enabled = 1 ORDER BY version DESC LIMIT 1",
+        )
+        .bind(code)
+        .fetch_optional(&self.read)
+        .await
+        .map_err(db)?
+        .map(|r| procedure_from_row(&r))
+        .transpose()
     }
 
     async fn current_procedures(&self) -> StoreResult<Vec<StoredProcedure>> {
@@ -701,7 +774,13 @@ impl Store for SqliteStore {
             .collect()
     }
 
-    async fn set_procedure_enabled(&self, code: &str, version: u32, enabled: bool, audit_entry: AuditEntry) -> StoreResult<()> {
+    async fn set_procedure_enabled(
+        &self,
+        code: &str,
+        version: u32,
+        enabled: bool,
+        audit_entry: AuditEntry,
+    ) -> StoreResult<()> {
         let mut tx = self.write.begin().await.map_err(db)?;
         let n = sqlx::query("UPDATE procedures SET enabled = ? WHERE code = ? AND version = ?")
             .bind(i64::from(enabled))
@@ -805,14 +884,20 @@ impl Store for SqliteStore {
                 .fetch_optional(&mut *tx)
                 .await
                 .map_err(db)?;
-            return Err(if exists.is_some() { StoreError::Conflict } else { StoreError::NotFound });
+            return Err(if exists.is_some() {
+                StoreError::Conflict
+            } else {
+                StoreError::NotFound
+            });
         };
         if !u.new_documents.is_empty() {
-            let next: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position) + 1, 0) FROM dossier_documents WHERE dossier_id = ?")
-                .bind(id)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(db)?;
+            let next: i64 = sqlx::query_scalar(
+                "SELECT COALESCE(MAX(position) + 1, 0) FROM dossier_documents WHERE dossier_id = ?",
+            )
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?;
             Self::insert_documents(&mut tx, id, next, &u.new_documents).await?;
         }
         let from = u.audit.from_status.as_deref().and_then(Status::parse);
@@ -822,7 +907,9 @@ impl Store for SqliteStore {
         Self::outbox_tx(&mut tx, &u.event, &payload, u.at).await?;
         tx.commit().await.map_err(db)?;
         // Read back through the writer so the caller sees its own write.
-        self.dossier_by(&self.write, &u.code).await?.ok_or(StoreError::NotFound)
+        self.dossier_by(&self.write, &u.code)
+            .await?
+            .ok_or(StoreError::NotFound)
     }
 
     async fn find_dossiers(&self, q: &DossierQuery) -> StoreResult<Vec<DossierSummary>> {
@@ -830,30 +917,50 @@ impl Store for SqliteStore {
             Text(String),
             Int(i64),
         }
-        let mut sql = String::from("SELECT code, procedure_code, agency_code, applicant_name, status, holder, channel, submitted_at, due_at, appointment_at FROM dossiers WHERE 1=1");
+        let mut sql = String::from(
+            "SELECT code, procedure_code, agency_code, applicant_name, status, holder, channel, submitted_at, due_at, appointment_at FROM dossiers WHERE 1=1",
+        );
         let mut binds: Vec<Bind> = Vec::new();
         if let Some(a) = &q.agency {
             sql.push_str(" AND agency_code = ?");
             binds.push(Bind::Text(a.as_str().to_string()));
         }
         if !q.holders.is_empty() {
-            sql.push_str(&format!(" AND holder IN ({})", vec!["?"; q.holders.len()].join(",")));
+            sql.push_str(&format!(
+                " AND holder IN ({})",
+                vec!["?"; q.holders.len()].join(",")
+            ));
             binds.extend(q.holders.iter().map(|r| Bind::Text(r.as_str().to_string())));
         }
         if !q.statuses.is_empty() {
-            sql.push_str(&format!(" AND status IN ({})", vec!["?"; q.statuses.len()].join(",")));
-            binds.extend(q.statuses.iter().map(|s| Bind::Text(s.as_str().to_string())));
+            sql.push_str(&format!(
+                " AND status IN ({})",
+                vec!["?"; q.statuses.len()].join(",")
+            ));
+            binds.extend(
+                q.statuses
+                    .iter()
+                    .map(|s| Bind::Text(s.as_str().to_string())),
+            );
         }
         if let Some(uid) = q.applicant_user_id {
             sql.push_str(" AND applicant_user_id = ?");
             binds.push(Bind::Int(uid));
         }
         if let Some(text) = q.text.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
-            sql.push_str(" AND (code = ? OR applicant_national_id = ? OR applicant_name LIKE ? ESCAPE '\\')");
+            sql.push_str(
+                " AND (code = ? OR applicant_national_id = ? OR applicant_name LIKE ? ESCAPE '\\')",
+            );
             binds.push(Bind::Text(text.to_ascii_uppercase()));
             binds.push(Bind::Text(text.to_string()));
-            let escaped = text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
-            binds.push(Bind::Text(format!("%{}%", motcua_domain::text::nfc(&escaped))));
+            let escaped = text
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            binds.push(Bind::Text(format!(
+                "%{}%",
+                motcua_domain::text::nfc(&escaped)
+            )));
         }
         if q.applicant_user_id.is_some() {
             sql.push_str(" ORDER BY submitted_at DESC");
@@ -879,10 +986,11 @@ impl Store for SqliteStore {
     }
 
     async fn count_by_status(&self) -> StoreResult<BTreeMap<String, u64>> {
-        let rows: Vec<(String, i64)> = sqlx::query_as("SELECT status, COUNT(*) FROM dossiers GROUP BY status")
-            .fetch_all(&self.read)
-            .await
-            .map_err(db)?;
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT status, COUNT(*) FROM dossiers GROUP BY status")
+                .fetch_all(&self.read)
+                .await
+                .map_err(db)?;
         Ok(rows.into_iter().map(|(s, n)| (s, n as u64)).collect())
     }
 

@@ -208,9 +208,24 @@ pub trait Store: Send + Sync + 'static {
     async fn user(&self, id: i64) -> StoreResult<Option<User>>;
     async fn user_by_national_id(&self, national_id: &str) -> StoreResult<Option<User>>;
     async fn users(&self) -> StoreResult<Vec<User>>;
-    async fn set_user_disabled(&self, id: i64, disabled: bool, audit: AuditEntry) -> StoreResult<()>;
-    async fn set_password(&self, id: i64, password_hash: &str, audit: AuditEntry) -> StoreResult<()>;
-    async fn create_token(&self, token_hash: &str, user_id: i64, expires_at: DateTime<Utc>) -> StoreResult<()>;
+    async fn set_user_disabled(
+        &self,
+        id: i64,
+        disabled: bool,
+        audit: AuditEntry,
+    ) -> StoreResult<()>;
+    async fn set_password(
+        &self,
+        id: i64,
+        password_hash: &str,
+        audit: AuditEntry,
+    ) -> StoreResult<()>;
+    async fn create_token(
+        &self,
+        token_hash: &str,
+        user_id: i64,
+        expires_at: DateTime<Utc>,
+    ) -> StoreResult<()>;
     /// The user of a live token (not expired, not revoked, user enabled).
     async fn token_user(&self, token_hash: &str, now: DateTime<Utc>) -> StoreResult<Option<User>>;
     async fn revoke_token(&self, token_hash: &str) -> StoreResult<bool>;
@@ -224,7 +239,13 @@ pub trait Store: Send + Sync + 'static {
     /// The newest enabled version of every procedure.
     async fn current_procedures(&self) -> StoreResult<Vec<StoredProcedure>>;
     async fn procedure_versions(&self, code: &str) -> StoreResult<Vec<StoredProcedure>>;
-    async fn set_procedure_enabled(&self, code: &str, version: u32, enabled: bool, audit: AuditEntry) -> StoreResult<()>;
+    async fn set_procedure_enabled(
+        &self,
+        code: &str,
+        version: u32,
+        enabled: bool,
+        audit: AuditEntry,
+    ) -> StoreResult<()>;
 
     // Dossiers.
     /// Creates a dossier with the next code of its agency for the day of

@@ -29,7 +29,11 @@ pub trait ObjectStore: Send + Sync + 'static {
     async fn exists(&self, sha256: &str) -> StoreResult<bool>;
     /// Deletes objects not in `referenced` and older than `grace`; returns
     /// how many were removed.
-    async fn sweep_orphans(&self, referenced: &HashSet<String>, grace: Duration) -> StoreResult<u64>;
+    async fn sweep_orphans(
+        &self,
+        referenced: &HashSet<String>,
+        grace: Duration,
+    ) -> StoreResult<u64>;
 }
 
 /// Objects under a directory on local disk: `objects/ab/abcdef…`.
@@ -43,7 +47,9 @@ fn io(e: std::io::Error) -> StoreError {
 }
 
 fn valid_hash(h: &str) -> bool {
-    h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    h.len() == 64
+        && h.bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
 }
 
 impl LocalObjectStore {
@@ -70,13 +76,17 @@ impl LocalObjectStore {
         std::fs::create_dir_all(&dir).map_err(io)?;
         let mut nonce = [0u8; 8];
         getrandom::fill(&mut nonce).map_err(|e| StoreError::Backend(e.to_string()))?;
-        let tmp = root.join("tmp").join(format!("{sha256}.{}", hex::encode(nonce)));
+        let tmp = root
+            .join("tmp")
+            .join(format!("{sha256}.{}", hex::encode(nonce)));
         let mut f = std::fs::File::create(&tmp).map_err(io)?;
         f.write_all(bytes).map_err(io)?;
         f.sync_all().map_err(io)?;
         drop(f);
         std::fs::rename(&tmp, &dest).map_err(io)?;
-        std::fs::File::open(&dir).and_then(|d| d.sync_all()).map_err(io)?;
+        std::fs::File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io)?;
         Ok(ObjectRef {
             sha256,
             size: bytes.len() as u64,
@@ -105,10 +115,17 @@ impl ObjectStore for LocalObjectStore {
     }
 
     async fn exists(&self, sha256: &str) -> StoreResult<bool> {
-        Ok(valid_hash(sha256) && tokio::fs::try_exists(self.path_of(sha256)).await.map_err(io)?)
+        Ok(valid_hash(sha256)
+            && tokio::fs::try_exists(self.path_of(sha256))
+                .await
+                .map_err(io)?)
     }
 
-    async fn sweep_orphans(&self, referenced: &HashSet<String>, grace: Duration) -> StoreResult<u64> {
+    async fn sweep_orphans(
+        &self,
+        referenced: &HashSet<String>,
+        grace: Duration,
+    ) -> StoreResult<u64> {
         let root = self.root.clone();
         let referenced = referenced.clone();
         tokio::task::spawn_blocking(move || -> StoreResult<u64> {
@@ -129,7 +146,11 @@ impl ObjectStore for LocalObjectStore {
                 let is_tmp = shard.file_name().is_some_and(|n| n == "tmp");
                 for f in std::fs::read_dir(&shard).map_err(io)? {
                     let p = f.map_err(io)?.path();
-                    let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+                    let name = p
+                        .file_name()
+                        .and_then(|n| n.to_str())
+                        .unwrap_or_default()
+                        .to_string();
                     let orphan = is_tmp || !referenced.contains(&name);
                     if orphan && old_enough(&p) {
                         std::fs::remove_file(&p).map_err(io)?;

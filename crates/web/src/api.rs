@@ -29,9 +29,15 @@ use crate::{AppState, ClientAddr};
 
 type ApiResult<T> = Result<T, ApiError>;
 
-fn audit_entry(user: &User, role: Role, action: &str, payload: &serde_json::Value) -> AuditEntry {
+fn audit_entry(
+    st: &AppState,
+    user: &User,
+    role: Role,
+    action: &str,
+    payload: &serde_json::Value,
+) -> AuditEntry {
     AuditEntry {
-        at: Utc::now(),
+        at: st.clock.now(),
         actor: user.username.clone(),
         actor_role: role.as_str().to_string(),
         agency_code: user.agency_code.as_ref().map(|a| a.to_string()),
@@ -45,7 +51,8 @@ fn audit_entry(user: &User, role: Role, action: &str, payload: &serde_json::Valu
 }
 
 fn json_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
-    serde_json::from_slice(body).map_err(|e| ApiError::field("body", "invalid-json").detail(e.to_string()))
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::field("body", "invalid-json").detail(e.to_string()))
 }
 
 /// `POST /api/v1/auth/token`
@@ -82,7 +89,7 @@ pub async fn issue_token(
     };
     st.limiter.succeed(&req.username);
     let (token, hash) = auth::new_token().map_err(ApiError::internal)?;
-    let expires_at = Utc::now() + st.config.token_ttl;
+    let expires_at = st.clock.now() + st.config.token_ttl;
     st.store.create_token(&hash, user.id, expires_at).await?;
     Ok(Json(TokenResponse { token, expires_at }))
 }
@@ -101,15 +108,19 @@ pub async fn revoke_token(State(st): State<AppState>, headers: HeaderMap) -> Api
 
 fn valid_username(u: &str) -> bool {
     (3..=32).contains(&u.len())
-        && u.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'_'))
+        && u.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'_')
+        })
 }
 
 /// `POST /api/v1/auth/register`: a citizen creates an account.
 #[utoipa::path(post, path = "/api/v1/auth/register", tag = "auth",
     request_body = RegisterRequest,
     responses((status = 201, body = UserView), (status = 422, description = "Validation errors per field")))]
-pub async fn register(State(st): State<AppState>, body: Bytes) -> ApiResult<(StatusCode, Json<UserView>)> {
+pub async fn register(
+    State(st): State<AppState>,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<UserView>)> {
     let req: RegisterRequest = json_body(&body)?;
     let mut errs = Vec::new();
     let username = req.username.trim().to_string();
@@ -168,7 +179,7 @@ pub async fn register(State(st): State<AppState>, body: Bytes) -> ApiResult<(Sta
         agency_code: None,
     };
     let entry = AuditEntry {
-        at: Utc::now(),
+        at: st.clock.now(),
         actor: username.clone(),
         actor_role: Role::Citizen.as_str().into(),
         agency_code: None,
@@ -179,10 +190,14 @@ pub async fn register(State(st): State<AppState>, body: Bytes) -> ApiResult<(Sta
         note: None,
         payload_hash: payload_hash(&serde_json::json!({ "username": username })),
     };
-    let user = st.store.create_user(&new, entry).await.map_err(|e| match e {
-        StoreError::Duplicate(_) => ApiError::field("national_id", "national-id-taken"),
-        other => other.into(),
-    })?;
+    let user = st
+        .store
+        .create_user(&new, entry)
+        .await
+        .map_err(|e| match e {
+            StoreError::Duplicate(_) => ApiError::field("national_id", "national-id-taken"),
+            other => other.into(),
+        })?;
     Ok((StatusCode::CREATED, Json(user_view(&user))))
 }
 
@@ -199,7 +214,7 @@ pub fn user_view(u: &User) -> UserView {
 /// `GET /api/v1/me`
 #[utoipa::path(get, path = "/api/v1/me", tag = "auth", responses((status = 200, body = UserView), (status = 401)))]
 pub async fn me(State(st): State<AppState>, headers: HeaderMap) -> ApiResult<Json<UserView>> {
-    let u = current_user(st.store.as_ref(), &headers).await?;
+    let u = current_user(&st, &headers).await?;
     Ok(Json(user_view(&u)))
 }
 
@@ -223,7 +238,8 @@ pub async fn list_procedures(
     let out = all
         .iter()
         .filter(|(p, folded)| {
-            q.q.as_deref().is_none_or(|t| motcua_domain::text::matches_query(folded, t))
+            q.q.as_deref()
+                .is_none_or(|t| motcua_domain::text::matches_query(folded, t))
                 && q.sector.as_deref().is_none_or(|s| p.sector == s)
                 && q.level.as_deref().is_none_or(|l| p.level.as_str() == l)
         })
@@ -236,8 +252,15 @@ pub async fn list_procedures(
 #[utoipa::path(get, path = "/api/v1/procedures/{code}", tag = "procedures",
     params(("code" = String, Path, description = "National procedure code, e.g. 1.001193")),
     responses((status = 200, description = "The procedure definition (see docs/procedure-format.md)", body = Object), (status = 404)))]
-pub async fn get_procedure(State(st): State<AppState>, Path(code): Path<String>) -> ApiResult<Response> {
-    let p = st.store.current_procedure(&code).await?.ok_or_else(ApiError::not_found)?;
+pub async fn get_procedure(
+    State(st): State<AppState>,
+    Path(code): Path<String>,
+) -> ApiResult<Response> {
+    let p = st
+        .store
+        .current_procedure(&code)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
     Ok(Json(p.definition).into_response())
 }
 
@@ -288,7 +311,11 @@ fn extension(filename: &str) -> String {
 
 /// Reads a multipart body: one JSON part (named `json_part`) and file parts
 /// named `document:<id>`.
-async fn read_multipart(st: &AppState, mut mp: Multipart, json_part: &str) -> ApiResult<(Option<Bytes>, Vec<Upload>)> {
+async fn read_multipart(
+    st: &AppState,
+    mut mp: Multipart,
+    json_part: &str,
+) -> ApiResult<(Option<Bytes>, Vec<Upload>)> {
     let mut json = None;
     let mut uploads = Vec::new();
     while let Some(field) = mp
@@ -298,16 +325,27 @@ async fn read_multipart(st: &AppState, mut mp: Multipart, json_part: &str) -> Ap
     {
         let name = field.name().unwrap_or_default().to_string();
         if name == json_part {
-            json = Some(field.bytes().await.map_err(|e| multipart_error(e.status(), e.body_text()))?);
+            json = Some(
+                field
+                    .bytes()
+                    .await
+                    .map_err(|e| multipart_error(e.status(), e.body_text()))?,
+            );
         } else if let Some(doc) = name.strip_prefix("document:") {
             let filename = field
                 .file_name()
                 .map(|f| f.rsplit(['/', '\\']).next().unwrap_or(f).to_string())
                 .unwrap_or_else(|| "file".into());
-            let bytes = field.bytes().await.map_err(|e| multipart_error(e.status(), e.body_text()))?;
+            let bytes = field
+                .bytes()
+                .await
+                .map_err(|e| multipart_error(e.status(), e.body_text()))?;
             if bytes.len() as u64 > st.config.max_file_bytes {
                 let mut p = FieldProblem::new(&format!("document:{doc}"), "document-too-large");
-                p.params.insert("max".into(), format!("{} MB", st.config.max_file_bytes / 1_000_000).into());
+                p.params.insert(
+                    "max".into(),
+                    format!("{} MB", st.config.max_file_bytes / 1_000_000).into(),
+                );
                 return Err(ApiError::validation(vec![p]));
             }
             let ext = extension(&filename);
@@ -349,15 +387,24 @@ fn check_uploads(p: &Procedure, uploads: &[Upload], require_all: bool) -> Vec<Fi
     }
     for u in uploads {
         let ext = extension(&u.filename);
-        let known = p.document(&u.document_id).is_some_and(|d| d.accept.contains(&ext) || (ext == "jpeg" && d.accept.iter().any(|a| a == "jpg")));
+        let known = p.document(&u.document_id).is_some_and(|d| {
+            d.accept.contains(&ext) || (ext == "jpeg" && d.accept.iter().any(|a| a == "jpg"))
+        });
         if known && !sniff_matches(&ext, &u.bytes) {
-            errs.push(FieldProblem::new(&format!("document:{}", u.document_id), "document-content"));
+            errs.push(FieldProblem::new(
+                &format!("document:{}", u.document_id),
+                "document-content",
+            ));
         }
     }
     errs
 }
 
-async fn store_uploads(st: &AppState, uploads: Vec<Upload>, stage: &str) -> ApiResult<Vec<StoredDocument>> {
+async fn store_uploads(
+    st: &AppState,
+    uploads: Vec<Upload>,
+    stage: &str,
+) -> ApiResult<Vec<StoredDocument>> {
     let mut out = Vec::with_capacity(uploads.len());
     for u in uploads {
         let size = u.bytes.len() as u64;
@@ -368,7 +415,7 @@ async fn store_uploads(st: &AppState, uploads: Vec<Upload>, stage: &str) -> ApiR
             content_type: u.content_type,
             size,
             sha256: r.sha256,
-            uploaded_at: Utc::now(),
+            uploaded_at: st.clock.now(),
             stage: stage.to_string(),
         });
     }
@@ -380,19 +427,33 @@ async fn store_uploads(st: &AppState, uploads: Vec<Upload>, stage: &str) -> ApiR
 #[utoipa::path(post, path = "/api/v1/dossiers", tag = "dossiers",
     request_body(content = SubmissionForm, content_type = "multipart/form-data"),
     responses((status = 201, body = SubmitResponse), (status = 401), (status = 403), (status = 422, description = "Validation errors per field")))]
-pub async fn submit(State(st): State<AppState>, headers: HeaderMap, mp: Multipart) -> ApiResult<(StatusCode, Json<SubmitResponse>)> {
-    let user = current_user(st.store.as_ref(), &headers).await?;
+pub async fn submit(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    mp: Multipart,
+) -> ApiResult<(StatusCode, Json<SubmitResponse>)> {
+    let user = current_user(&st, &headers).await?;
     let (json, uploads) = read_multipart(&st, mp, "application").await?;
     let json = json.ok_or_else(|| ApiError::field("application", "missing-application"))?;
     let app: Application = json_body(&json)?;
     let is_officer = auth::has(&user, Role::Officer);
     let is_citizen = auth::has(&user, Role::Citizen);
     if !is_citizen && !is_officer {
-        return Err(ApiError::forbidden().detail("only citizens and one-stop officers submit dossiers"));
+        return Err(
+            ApiError::forbidden().detail("only citizens and one-stop officers submit dossiers")
+        );
     }
     let channel = match app.channel.as_deref() {
-        None => if is_citizen { Channel::Online } else { Channel::InPerson },
-        Some(c) => Channel::parse(c).ok_or_else(|| ApiError::field("channel", "invalid-channel"))?,
+        None => {
+            if is_citizen {
+                Channel::Online
+            } else {
+                Channel::InPerson
+            }
+        }
+        Some(c) => {
+            Channel::parse(c).ok_or_else(|| ApiError::field("channel", "invalid-channel"))?
+        }
     };
     if channel != Channel::Online && !is_officer {
         return Err(ApiError::forbidden().detail("counter reception is done by a one-stop officer"));
@@ -404,13 +465,25 @@ pub async fn submit(State(st): State<AppState>, headers: HeaderMap, mp: Multipar
         .ok_or_else(|| ApiError::field("procedure_code", "unknown-procedure"))?;
     let p = stored.definition;
     if channel == Channel::Online && p.online == motcua_domain::procedure::OnlineLevel::None {
-        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "not-online"));
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "not-online",
+        ));
     }
-    let unit_code = UnitCode::parse(&app.unit_code).map_err(|_| ApiError::field("unit_code", "invalid-unit-code"))?;
-    let unit = st.store.unit(&unit_code).await?.ok_or_else(|| ApiError::field("unit_code", "unknown-unit"))?;
+    let unit_code = UnitCode::parse(&app.unit_code)
+        .map_err(|_| ApiError::field("unit_code", "invalid-unit-code"))?;
+    let unit = st
+        .store
+        .unit(&unit_code)
+        .await?
+        .ok_or_else(|| ApiError::field("unit_code", "unknown-unit"))?;
     let agency_unit = match (p.level, unit.level) {
-        (UnitLevel::Commune, UnitLevel::Commune) | (UnitLevel::Province, UnitLevel::Province) => unit.code.clone(),
-        (UnitLevel::Province, UnitLevel::Commune) => unit.parent_code.clone().unwrap_or(unit.code.clone()),
+        (UnitLevel::Commune, UnitLevel::Commune) | (UnitLevel::Province, UnitLevel::Province) => {
+            unit.code.clone()
+        }
+        (UnitLevel::Province, UnitLevel::Commune) => {
+            unit.parent_code.clone().unwrap_or(unit.code.clone())
+        }
         (UnitLevel::Commune, UnitLevel::Province) => {
             return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "no-agency"));
         }
@@ -421,7 +494,9 @@ pub async fn submit(State(st): State<AppState>, headers: HeaderMap, mp: Multipar
         .await?
         .ok_or_else(|| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "no-agency"))?;
     if channel != Channel::Online && user.agency_code.as_ref() != Some(&agency.code) {
-        return Err(ApiError::forbidden().detail("an officer receives dossiers for their own agency only"));
+        return Err(
+            ApiError::forbidden().detail("an officer receives dossiers for their own agency only")
+        );
     }
 
     // Who applies.
@@ -435,21 +510,37 @@ pub async fn submit(State(st): State<AppState>, headers: HeaderMap, mp: Multipar
             email: user.email.clone(),
         }
     } else {
-        let a = app.applicant.as_ref().ok_or_else(|| ApiError::field("applicant", "applicant-required"))?;
+        let a = app
+            .applicant
+            .as_ref()
+            .ok_or_else(|| ApiError::field("applicant", "applicant-required"))?;
         let nid = NationalId::parse(&a.national_id);
         if nid.is_err() {
-            errs.push(FieldProblem::new("applicant.national_id", "invalid-national-id"));
+            errs.push(FieldProblem::new(
+                "applicant.national_id",
+                "invalid-national-id",
+            ));
         }
         let full_name = motcua_domain::text::nfc(a.full_name.trim());
         if full_name.chars().count() < 2 {
             errs.push(FieldProblem::new("applicant.full_name", "required"));
         }
-        let phone = a.phone.as_deref().filter(|s| !s.trim().is_empty()).and_then(|s| {
-            parse_phone(s).map_err(|_| errs.push(FieldProblem::new("applicant.phone", "invalid-phone"))).ok()
-        });
+        let phone = a
+            .phone
+            .as_deref()
+            .filter(|s| !s.trim().is_empty())
+            .and_then(|s| {
+                parse_phone(s)
+                    .map_err(|_| errs.push(FieldProblem::new("applicant.phone", "invalid-phone")))
+                    .ok()
+            });
         // An applicant who has an account sees the dossier under "my dossiers".
         let owner = match &nid {
-            Ok(n) => st.store.user_by_national_id(n.as_str()).await?.map(|u| u.id),
+            Ok(n) => st
+                .store
+                .user_by_national_id(n.as_str())
+                .await?
+                .map(|u| u.id),
             Err(_) => None,
         };
         Applicant {
@@ -461,7 +552,7 @@ pub async fn submit(State(st): State<AppState>, headers: HeaderMap, mp: Multipar
         }
     };
 
-    let today = motcua_store::vietnam_day(Utc::now());
+    let today = motcua_store::vietnam_day(st.clock.now());
     let fields = match p.validate_fields(&app.fields, today) {
         Ok(f) => Some(f),
         Err(es) => {
@@ -479,27 +570,49 @@ pub async fn submit(State(st): State<AppState>, headers: HeaderMap, mp: Multipar
     }
     let fields = fields.unwrap_or_default();
     let documents = store_uploads(&st, uploads, "initial").await?;
-    let now = Utc::now();
+    let now = st.clock.now();
     let mut lifecycle = Lifecycle::new();
     let mut event = "dossier.submitted".to_string();
     let mut action = "dossier.submit";
     let mut to = Status::NewlyRegistered;
     if channel != Channel::Online {
         // Counter reception: the officer receives and accepts at once (Form 01).
-        let own = Ownership { agency: agency.code.clone(), applicant_user_id: applicant.user_id };
+        let own = Ownership {
+            agency: agency.code.clone(),
+            applicant_user_id: applicant.user_id,
+        };
         let rules = Rules {
             workflow: &p.workflow,
-            total_minutes: p.processing_time.working_minutes(st.calendar.hours_per_day()),
+            total_minutes: p
+                .processing_time
+                .working_minutes(st.calendar.hours_per_day()),
             calendar: &st.calendar,
         };
-        let d = decide(&lifecycle, &own, rules, &actor_of(&user), &Command::new(Action::Accept), now)?;
+        let d = decide(
+            &lifecycle,
+            &own,
+            rules,
+            &actor_of(&user),
+            &Command::new(Action::Accept),
+            now,
+        )?;
         lifecycle = d.lifecycle;
         event = d.event.to_string();
         action = "dossier.receive_at_counter";
         to = d.to;
     }
-    let role = if channel == Channel::Online { Role::Citizen } else { Role::Officer };
-    let mut entry = audit_entry(&user, role, action, &serde_json::json!({ "fields": fields, "documents": documents.iter().map(|d| &d.sha256).collect::<Vec<_>>() }));
+    let role = if channel == Channel::Online {
+        Role::Citizen
+    } else {
+        Role::Officer
+    };
+    let mut entry = audit_entry(
+        &st,
+        &user,
+        role,
+        action,
+        &serde_json::json!({ "fields": fields, "documents": documents.iter().map(|d| &d.sha256).collect::<Vec<_>>() }),
+    );
     entry.to_status = Some(to.as_str().into());
     entry.agency_code = Some(agency.code.to_string());
     let d = st
@@ -544,12 +657,17 @@ async fn may_view(st: &AppState, user: &User, d: &Dossier) -> ApiResult<bool> {
     }
     if auth::has(user, Role::ProvinceAdmin) || auth::has(user, Role::IocViewer) {
         let (Some(mine), Some(theirs)) = (
-            match &user.agency_code { Some(a) => st.store.agency(a).await?, None => None },
+            match &user.agency_code {
+                Some(a) => st.store.agency(a).await?,
+                None => None,
+            },
             st.store.agency(&d.agency_code).await?,
         ) else {
             return Ok(false);
         };
-        return Ok(province_of(st, &mine.unit_code).await? == province_of(st, &theirs.unit_code).await?);
+        return Ok(
+            province_of(st, &mine.unit_code).await? == province_of(st, &theirs.unit_code).await?
+        );
     }
     Ok(false)
 }
@@ -568,10 +686,17 @@ fn parse_code(code: &str) -> ApiResult<DossierCode> {
 
 async fn load_for(st: &AppState, user: &User, code: &str) -> ApiResult<Dossier> {
     let code = parse_code(code)?;
-    let d = st.store.dossier(&code).await?.ok_or_else(ApiError::not_found)?;
+    let d = st
+        .store
+        .dossier(&code)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
     if !may_view(st, user, &d).await? {
-        // Do not reveal that the dossier exists.
-        return Err(ApiError::not_found());
+        // Dossier codes are public (tracking), so refusing says no more
+        // than tracking would.
+        return Err(
+            ApiError::forbidden().detail("the dossier belongs to another agency or applicant")
+        );
     }
     Ok(d)
 }
@@ -582,13 +707,23 @@ async fn audit_view(st: &AppState, user: &User, d: &Dossier, what: &str) -> ApiR
         return Ok(());
     }
     let role = user.roles.first().copied().unwrap_or(Role::Officer);
-    let mut e = audit_entry(user, role, what, &serde_json::json!({ "code": d.code.as_str() }));
+    let mut e = audit_entry(
+        st,
+        user,
+        role,
+        what,
+        &serde_json::json!({ "code": d.code.as_str() }),
+    );
     e.dossier_code = Some(d.code.to_string());
     st.store.append_audit(e).await?;
     Ok(())
 }
 
-async fn dossier_view(st: &AppState, d: &Dossier, lang: crate::i18n::Lang) -> ApiResult<DossierView> {
+async fn dossier_view(
+    st: &AppState,
+    d: &Dossier,
+    lang: crate::i18n::Lang,
+) -> ApiResult<DossierView> {
     let name = st
         .store
         .procedure(&d.procedure_code, d.procedure_version)
@@ -599,14 +734,23 @@ async fn dossier_view(st: &AppState, d: &Dossier, lang: crate::i18n::Lang) -> Ap
         .store
         .agency(&d.agency_code)
         .await?
-        .map(|a| if lang == crate::i18n::Lang::En { a.name_en } else { a.name_vi })
+        .map(|a| {
+            if lang == crate::i18n::Lang::En {
+                a.name_en
+            } else {
+                a.name_vi
+            }
+        })
         .unwrap_or_default();
     let timeline = st
         .store
         .dossier_audit(&d.code)
         .await?
         .into_iter()
-        .filter(|r| r.entry.action != "dossier.view_personal_data" && r.entry.action != "dossier.download_document")
+        .filter(|r| {
+            r.entry.action != "dossier.view_personal_data"
+                && r.entry.action != "dossier.download_document"
+        })
         .map(|r| TimelineEntry {
             at: r.entry.at,
             action: r.entry.action,
@@ -623,24 +767,37 @@ async fn dossier_view(st: &AppState, d: &Dossier, lang: crate::i18n::Lang) -> Ap
 #[utoipa::path(get, path = "/api/v1/dossiers/{code}", tag = "dossiers",
     params(("code" = String, Path)),
     responses((status = 200, body = DossierView), (status = 401), (status = 404)))]
-pub async fn get_dossier(State(st): State<AppState>, headers: HeaderMap, Path(code): Path<String>) -> ApiResult<Json<DossierView>> {
-    let user = current_user(st.store.as_ref(), &headers).await?;
+pub async fn get_dossier(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Path(code): Path<String>,
+) -> ApiResult<Json<DossierView>> {
+    let user = current_user(&st, &headers).await?;
     let d = load_for(&st, &user, &code).await?;
     audit_view(&st, &user, &d, "dossier.view_personal_data").await?;
-    Ok(Json(dossier_view(&st, &d, crate::i18n::Lang::from_headers(&headers)).await?))
+    Ok(Json(
+        dossier_view(&st, &d, crate::i18n::Lang::from_headers(&headers)).await?,
+    ))
 }
 
 /// `GET /api/v1/dossiers/{code}/documents/{index}`: the file itself.
 #[utoipa::path(get, path = "/api/v1/dossiers/{code}/documents/{index}", tag = "dossiers",
     params(("code" = String, Path), ("index" = usize, Path)),
     responses((status = 200, description = "The file"), (status = 404)))]
-pub async fn get_document(State(st): State<AppState>, headers: HeaderMap, Path((code, index)): Path<(String, usize)>) -> ApiResult<Response> {
-    let user = current_user(st.store.as_ref(), &headers).await?;
+pub async fn get_document(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Path((code, index)): Path<(String, usize)>,
+) -> ApiResult<Response> {
+    let user = current_user(&st, &headers).await?;
     let d = load_for(&st, &user, &code).await?;
     let doc = d.documents.get(index).ok_or_else(ApiError::not_found)?;
     audit_view(&st, &user, &d, "dossier.download_document").await?;
     let bytes = st.objects.get(&doc.sha256).await?;
-    let disposition = format!("inline; filename=\"{}\"", doc.filename.replace(['"', '\\', '\r', '\n'], "_"));
+    let disposition = format!(
+        "inline; filename=\"{}\"",
+        doc.filename.replace(['"', '\\', '\r', '\n'], "_")
+    );
     Ok((
         [
             (header::CONTENT_TYPE, doc.content_type.clone()),
@@ -664,11 +821,19 @@ pub struct ListQuery {
 /// `GET /api/v1/dossiers?mine=true` or, for staff, `?q=` search.
 #[utoipa::path(get, path = "/api/v1/dossiers", tag = "dossiers", params(ListQuery),
     responses((status = 200, body = DossierList), (status = 401)))]
-pub async fn list_dossiers(State(st): State<AppState>, headers: HeaderMap, Query(q): Query<ListQuery>) -> ApiResult<Json<DossierList>> {
-    let user = current_user(st.store.as_ref(), &headers).await?;
-    let mut query = DossierQuery { limit: 200, ..Default::default() };
+pub async fn list_dossiers(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<DossierList>> {
+    let user = current_user(&st, &headers).await?;
+    let mut query = DossierQuery {
+        limit: 200,
+        ..Default::default()
+    };
     if let Some(s) = q.status.as_deref() {
-        query.statuses = vec![Status::parse(s).ok_or_else(|| ApiError::field("status", "invalid-choice"))?];
+        query.statuses =
+            vec![Status::parse(s).ok_or_else(|| ApiError::field("status", "invalid-choice"))?];
     }
     if q.mine.unwrap_or(false) || !is_staff(&user) {
         query.applicant_user_id = Some(user.id);
@@ -676,14 +841,28 @@ pub async fn list_dossiers(State(st): State<AppState>, headers: HeaderMap, Query
         query.agency = Some(user.agency_code.clone().ok_or_else(ApiError::forbidden)?);
         query.text = q.q.clone();
         if let Some(t) = q.q.as_deref().filter(|t| !t.trim().is_empty()) {
-            let mut e = audit_entry(&user, user.roles.first().copied().unwrap_or(Role::Officer), "dossier.search", &serde_json::json!({ "q": t }));
+            let mut e = audit_entry(
+                &st,
+                &user,
+                user.roles.first().copied().unwrap_or(Role::Officer),
+                "dossier.search",
+                &serde_json::json!({ "q": t }),
+            );
             e.note = None;
             st.store.append_audit(e).await?;
         }
     }
-    let now = Utc::now();
-    let soon = st.calendar.add_working_minutes(now, i64::from(st.calendar.hours_per_day()) * 60);
-    let items = st.store.find_dossiers(&query).await?.iter().map(|s| QueueItem::of(s, now, soon)).collect();
+    let now = st.clock.now();
+    let soon = st
+        .calendar
+        .add_working_minutes(now, i64::from(st.calendar.hours_per_day()) * 60);
+    let items = st
+        .store
+        .find_dossiers(&query)
+        .await?
+        .iter()
+        .map(|s| QueueItem::of(s, now, soon))
+        .collect();
     Ok(Json(DossierList { items }))
 }
 
@@ -691,8 +870,11 @@ pub async fn list_dossiers(State(st): State<AppState>, headers: HeaderMap, Query
 /// at their agency, most urgent first.
 #[utoipa::path(get, path = "/api/v1/workqueue", tag = "dossiers",
     responses((status = 200, body = Workqueue), (status = 401), (status = 403)))]
-pub async fn workqueue(State(st): State<AppState>, headers: HeaderMap) -> ApiResult<Json<Workqueue>> {
-    let user = current_user(st.store.as_ref(), &headers).await?;
+pub async fn workqueue(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Workqueue>> {
+    let user = current_user(&st, &headers).await?;
     let agency = user.agency_code.clone().ok_or_else(ApiError::forbidden)?;
     let holders: Vec<Role> = user
         .roles
@@ -703,10 +885,17 @@ pub async fn workqueue(State(st): State<AppState>, headers: HeaderMap) -> ApiRes
     if holders.is_empty() {
         return Err(ApiError::forbidden());
     }
-    let q = DossierQuery { agency: Some(agency), holders, limit: 500, ..Default::default() };
+    let q = DossierQuery {
+        agency: Some(agency),
+        holders,
+        limit: 500,
+        ..Default::default()
+    };
     let rows = st.store.find_dossiers(&q).await?;
-    let now = Utc::now();
-    let soon = st.calendar.add_working_minutes(now, i64::from(st.calendar.hours_per_day()) * 60);
+    let now = st.clock.now();
+    let soon = st
+        .calendar
+        .add_working_minutes(now, i64::from(st.calendar.hours_per_day()) * 60);
     let mut counts = QueueCounts::default();
     let items: Vec<QueueItem> = rows
         .iter()
@@ -736,9 +925,14 @@ fn parse_new_due(raw: &str, st: &AppState) -> ApiResult<DateTime<Utc>> {
         .or_else(|_| NaiveDate::parse_from_str(raw, "%d/%m/%Y"))
         .map_err(|_| ApiError::field("new_due_at", "invalid-date"))?;
     // End of that office day (17:00 Vietnam time).
-    let local = day.and_hms_opt(17, 0, 0).ok_or_else(|| ApiError::field("new_due_at", "invalid-date"))?;
+    let local = day
+        .and_hms_opt(17, 0, 0)
+        .ok_or_else(|| ApiError::field("new_due_at", "invalid-date"))?;
     let _ = st;
-    Ok(DateTime::<Utc>::from_naive_utc_and_offset(local - chrono::Duration::hours(7), Utc))
+    Ok(DateTime::<Utc>::from_naive_utc_and_offset(
+        local - chrono::Duration::hours(7),
+        Utc,
+    ))
 }
 
 /// `POST /api/v1/dossiers/{code}/actions`: JSON `{action, note, …}`, or
@@ -748,24 +942,36 @@ fn parse_new_due(raw: &str, st: &AppState) -> ApiResult<DateTime<Utc>> {
     params(("code" = String, Path)),
     request_body = ActionRequest,
     responses((status = 200, body = DossierView), (status = 403, description = "Role or unit may not act"), (status = 404), (status = 409, description = "Not allowed in the current status"), (status = 422)))]
-pub async fn act(State(st): State<AppState>, Path(code): Path<String>, req: Request) -> ApiResult<Json<DossierView>> {
+pub async fn act(
+    State(st): State<AppState>,
+    Path(code): Path<String>,
+    req: Request,
+) -> ApiResult<Json<DossierView>> {
     let headers = req.headers().clone();
     let lang = crate::i18n::Lang::from_headers(&headers);
-    let user = current_user(st.store.as_ref(), &headers).await?;
+    let user = current_user(&st, &headers).await?;
     let is_multipart = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("multipart/form-data"));
     let (body, uploads) = if is_multipart {
-        let mp = Multipart::from_request(req, &st).await.map_err(|e| ApiError::bad_request(e.body_text()))?;
+        let mp = Multipart::from_request(req, &st)
+            .await
+            .map_err(|e| ApiError::bad_request(e.body_text()))?;
         let (json, uploads) = read_multipart(&st, mp, "action").await?;
-        (json.ok_or_else(|| ApiError::field("action", "missing-application"))?, uploads)
+        (
+            json.ok_or_else(|| ApiError::field("action", "missing-application"))?,
+            uploads,
+        )
     } else {
-        let b = Bytes::from_request(req, &st).await.map_err(|e| multipart_error(e.status(), e.body_text()))?;
+        let b = Bytes::from_request(req, &st)
+            .await
+            .map_err(|e| multipart_error(e.status(), e.body_text()))?;
         (b, Vec::new())
     };
     let ar: ActionRequest = json_body(&body)?;
-    let action = Action::parse(&ar.action).ok_or_else(|| ApiError::field("action", "unknown-action"))?;
+    let action =
+        Action::parse(&ar.action).ok_or_else(|| ApiError::field("action", "unknown-action"))?;
     let d = load_for(&st, &user, &code).await?;
     let p = st
         .store
@@ -774,7 +980,9 @@ pub async fn act(State(st): State<AppState>, Path(code): Path<String>, req: Requ
         .ok_or_else(|| ApiError::internal("pinned procedure version missing"))?
         .definition;
     if !uploads.is_empty() && action != Action::Supplement {
-        return Err(ApiError::bad_request("files can only be sent with the supplement action"));
+        return Err(ApiError::bad_request(
+            "files can only be sent with the supplement action",
+        ));
     }
     let errs = check_uploads(&p, &uploads, false);
     if !errs.is_empty() {
@@ -782,7 +990,11 @@ pub async fn act(State(st): State<AppState>, Path(code): Path<String>, req: Requ
     }
     let mut cmd = Command::new(action);
     cmd.note = ar.note.clone();
-    cmd.new_due_at = ar.new_due_at.as_deref().map(|s| parse_new_due(s, &st)).transpose()?;
+    cmd.new_due_at = ar
+        .new_due_at
+        .as_deref()
+        .map(|s| parse_new_due(s, &st))
+        .transpose()?;
     cmd.level = match ar.level.as_deref() {
         None => None,
         Some("dissatisfied") => Some(SatisfactionLevel::Dissatisfied),
@@ -791,13 +1003,18 @@ pub async fn act(State(st): State<AppState>, Path(code): Path<String>, req: Requ
         Some(_) => return Err(ApiError::field("level", "invalid-choice")),
     };
     cmd.scores = ar.scores.clone();
-    let own = Ownership { agency: d.agency_code.clone(), applicant_user_id: d.applicant.user_id };
+    let own = Ownership {
+        agency: d.agency_code.clone(),
+        applicant_user_id: d.applicant.user_id,
+    };
     let rules = Rules {
         workflow: &p.workflow,
-        total_minutes: p.processing_time.working_minutes(st.calendar.hours_per_day()),
+        total_minutes: p
+            .processing_time
+            .working_minutes(st.calendar.hours_per_day()),
         calendar: &st.calendar,
     };
-    let now = Utc::now();
+    let now = st.clock.now();
     let actor = actor_of(&user);
     let decision = decide(&d.lifecycle, &own, rules, &actor, &cmd, now)?;
     let documents = store_uploads(&st, uploads, "supplement").await?;
@@ -815,12 +1032,22 @@ pub async fn act(State(st): State<AppState>, Path(code): Path<String>, req: Requ
         "scores": ar.scores,
         "documents": documents.iter().map(|d| &d.sha256).collect::<Vec<_>>(),
     });
-    let mut entry = audit_entry(&user, role, &format!("dossier.{}", action.as_str()), &payload);
+    let mut entry = audit_entry(
+        &st,
+        &user,
+        role,
+        &format!("dossier.{}", action.as_str()),
+        &payload,
+    );
     entry.agency_code = Some(d.agency_code.to_string());
     entry.dossier_code = Some(d.code.to_string());
     entry.from_status = Some(decision.from.as_str().into());
     entry.to_status = Some(decision.to.as_str().into());
-    entry.note = decision.lifecycle.last_note.clone().filter(|_| cmd.note.is_some());
+    entry.note = decision
+        .lifecycle
+        .last_note
+        .clone()
+        .filter(|_| cmd.note.is_some());
     let updated = st
         .store
         .update_dossier(DossierUpdate {
@@ -840,17 +1067,38 @@ pub async fn act(State(st): State<AppState>, Path(code): Path<String>, req: Requ
 #[utoipa::path(get, path = "/api/v1/track/{code}", tag = "dossiers",
     params(("code" = String, Path)),
     responses((status = 200, body = TrackView), (status = 404)))]
-pub async fn track(State(st): State<AppState>, Path(code): Path<String>) -> ApiResult<Json<TrackView>> {
+pub async fn track(
+    State(st): State<AppState>,
+    Path(code): Path<String>,
+) -> ApiResult<Json<TrackView>> {
     let code = parse_code(&code)?;
-    let d = st.store.dossier(&code).await?.ok_or_else(ApiError::not_found)?;
-    let p = st.store.procedure(&d.procedure_code, d.procedure_version).await?;
-    let agency = st.store.agency(&d.agency_code).await?.map(|a| a.name_vi).unwrap_or_default();
+    let d = st
+        .store
+        .dossier(&code)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    let p = st
+        .store
+        .procedure(&d.procedure_code, d.procedure_version)
+        .await?;
+    let agency = st
+        .store
+        .agency(&d.agency_code)
+        .await?
+        .map(|a| a.name_vi)
+        .unwrap_or_default();
     let l = &d.lifecycle;
     Ok(Json(TrackView {
         code: d.code.to_string(),
         procedure_code: d.procedure_code.clone(),
-        procedure_name_vi: p.as_ref().map(|p| p.definition.name.vi.clone()).unwrap_or_default(),
-        procedure_name_en: p.as_ref().map(|p| p.definition.name.en.clone()).unwrap_or_default(),
+        procedure_name_vi: p
+            .as_ref()
+            .map(|p| p.definition.name.vi.clone())
+            .unwrap_or_default(),
+        procedure_name_en: p
+            .as_ref()
+            .map(|p| p.definition.name.en.clone())
+            .unwrap_or_default(),
         agency_name: agency,
         status: l.status.as_str().into(),
         status_number: l.status.number(),

@@ -4,12 +4,11 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use axum::http::{HeaderMap, header};
-use chrono::Utc;
 use motcua_domain::dossier::{Actor, Role};
-use motcua_store::{Store, User};
+use motcua_store::User;
 use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
@@ -27,7 +26,11 @@ pub fn hash_password(password: &str) -> Result<String, String> {
 
 pub fn verify_password(password: &str, hash: &str) -> bool {
     PasswordHash::new(hash)
-        .map(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+        .map(|h| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &h)
+                .is_ok()
+        })
         .unwrap_or(false)
 }
 
@@ -55,15 +58,18 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim)
 }
 
 /// The signed-in user of a request, or 401.
-pub async fn current_user(store: &dyn Store, headers: &HeaderMap) -> Result<User, ApiError> {
+pub async fn current_user(st: &crate::AppState, headers: &HeaderMap) -> Result<User, ApiError> {
     let token = bearer(headers).ok_or_else(ApiError::unauthorized)?;
-    store
-        .token_user(&token_hash(token), Utc::now())
+    st.store
+        .token_user(&token_hash(token), st.clock.now())
         .await?
         .ok_or_else(ApiError::unauthorized)
 }
@@ -116,7 +122,11 @@ impl LoginLimiter {
         let now = Instant::now();
         let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         for (key, is_user) in Self::keys(username, client) {
-            let limit = if is_user { self.per_user } else { self.per_client };
+            let limit = if is_user {
+                self.per_user
+            } else {
+                self.per_client
+            };
             if let Some(v) = map.get_mut(&key) {
                 v.retain(|t| now.duration_since(*t) < self.window);
                 if v.len() >= limit {
@@ -133,7 +143,10 @@ impl LoginLimiter {
         let now = Instant::now();
         let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() > 100_000 {
-            map.retain(|_, v| v.last().is_some_and(|t| now.duration_since(*t) < self.window));
+            map.retain(|_, v| {
+                v.last()
+                    .is_some_and(|t| now.duration_since(*t) < self.window)
+            });
         }
         for (key, _) in Self::keys(username, client) {
             map.entry(key).or_default().push(now);

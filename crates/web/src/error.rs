@@ -97,7 +97,9 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound => Self::not_found(),
             StoreError::Conflict => Self::new(StatusCode::CONFLICT, "conflict"),
             StoreError::Duplicate(d) => Self::new(StatusCode::CONFLICT, "duplicate").detail(d),
-            StoreError::Invalid(d) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "validation").detail(d),
+            StoreError::Invalid(d) => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "validation").detail(d)
+            }
             StoreError::Backend(d) => Self::internal(d),
         }
     }
@@ -115,7 +117,10 @@ impl From<DomainError> for ApiError {
                 ))
             }
             DomainError::NotYourStep { holder } => Self::new(StatusCode::CONFLICT, "not-your-step")
-                .detail(format!("the current step is held by the {} role", holder.as_str())),
+                .detail(format!(
+                    "the current step is held by the {} role",
+                    holder.as_str()
+                )),
             DomainError::Invalid { field, key } => Self::field(field, key),
         }
     }

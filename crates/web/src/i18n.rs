@@ -55,7 +55,11 @@ impl Lang {
             let mut it = part.trim().split(';');
             let tag = it.next().unwrap_or_default().trim().to_ascii_lowercase();
             let q = it
-                .find_map(|p| p.trim().strip_prefix("q=").and_then(|q| q.parse::<f32>().ok()))
+                .find_map(|p| {
+                    p.trim()
+                        .strip_prefix("q=")
+                        .and_then(|q| q.parse::<f32>().ok())
+                })
                 .unwrap_or(1.0);
             let lang = if tag.starts_with("vi") {
                 Lang::Vi
@@ -76,7 +80,8 @@ impl Lang {
     }
 
     pub fn text_with(self, key: &str, args: &serde_json::Map<String, serde_json::Value>) -> String {
-        let mut fargs: HashMap<std::borrow::Cow<'static, str>, FluentValue<'static>> = HashMap::new();
+        let mut fargs: HashMap<std::borrow::Cow<'static, str>, FluentValue<'static>> =
+            HashMap::new();
         for (k, v) in args {
             let fv = match v {
                 serde_json::Value::Number(n) => n
@@ -100,12 +105,18 @@ mod tests {
     fn negotiates_and_translates() {
         let mut h = HeaderMap::new();
         assert_eq!(Lang::from_headers(&h), Lang::Vi);
-        h.insert("accept-language", "fr-FR, en-US;q=0.8, vi;q=0.5".parse().expect("header"));
+        h.insert(
+            "accept-language",
+            "fr-FR, en-US;q=0.8, vi;q=0.5".parse().expect("header"),
+        );
         assert_eq!(Lang::from_headers(&h), Lang::En);
         assert_eq!(Lang::En.text("problem-not-found"), "Not found");
         assert_eq!(Lang::Vi.text("problem-not-found"), "Không tìm thấy");
         let mut args = serde_json::Map::new();
         args.insert("min".into(), 2.into());
-        assert_eq!(Lang::En.text_with("field-too-short", &args), "At least 2 characters");
+        assert_eq!(
+            Lang::En.text_with("field-too-short", &args),
+            "At least 2 characters"
+        );
     }
 }

@@ -57,12 +57,18 @@ pub struct AppState {
     pub config: Arc<WebConfig>,
     pub limiter: Arc<auth::LoginLimiter>,
     pub metrics: Arc<metrics::Metrics>,
+    pub clock: Arc<Clock>,
     /// The catalogue with folded search text, refreshed when it changes.
     catalogue: Arc<RwLock<Option<Arc<Vec<(Procedure, String)>>>>>,
 }
 
 impl AppState {
-    pub fn new(store: Arc<dyn Store>, objects: Arc<dyn ObjectStore>, calendar: WorkingCalendar, config: WebConfig) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        objects: Arc<dyn ObjectStore>,
+        calendar: WorkingCalendar,
+        config: WebConfig,
+    ) -> Self {
         Self {
             store,
             objects,
@@ -70,6 +76,7 @@ impl AppState {
             config: Arc::new(config),
             limiter: Arc::new(auth::LoginLimiter::new(Duration::from_secs(300), 5, 30)),
             metrics: Arc::new(metrics::Metrics::default()),
+            clock: Arc::new(Clock::default()),
             catalogue: Arc::new(RwLock::new(None)),
         }
     }
@@ -99,6 +106,28 @@ impl AppState {
 
     pub async fn invalidate_catalogue(&self) {
         *self.catalogue.write().await = None;
+    }
+}
+
+/// The time as the application sees it: the system clock, plus an offset
+/// that only tests move (to let working days pass in a test).
+#[derive(Debug, Default)]
+pub struct Clock {
+    offset_ms: std::sync::atomic::AtomicI64,
+}
+
+impl Clock {
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        chrono::Utc::now()
+            + chrono::Duration::milliseconds(
+                self.offset_ms.load(std::sync::atomic::Ordering::Relaxed),
+            )
+    }
+
+    /// Moves the application's time forward.
+    pub fn advance(&self, by: chrono::Duration) {
+        self.offset_ms
+            .fetch_add(by.num_milliseconds(), std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -139,7 +168,10 @@ impl utoipa::Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
         if let Some(c) = openapi.components.as_mut() {
-            c.add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+            c.add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+            );
         }
     }
 }
@@ -168,7 +200,10 @@ async fn metrics_text(State(st): State<AppState>) -> Result<Response, ApiError> 
     let counts = api::status_counts(&st).await?;
     let pending = st.store.pending_events().await?;
     Ok((
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         st.metrics.render(&counts, pending),
     )
         .into_response())
@@ -185,7 +220,11 @@ async fn openapi_json() -> Response {
 /// no script, no CDN, works offline.
 async fn api_docs() -> Html<String> {
     let doc = ApiDoc::openapi();
-    let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+    let esc = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    };
     let mut body = String::new();
     for (path, item) in doc.paths.paths.iter() {
         let ops = [
@@ -207,7 +246,9 @@ async fn api_docs() -> Html<String> {
             if let Some(params) = &op.parameters {
                 body.push_str("<ul>");
                 for p in params {
-                    let utoipa::openapi::RefOr::T(p) = p else { continue };
+                    let utoipa::openapi::RefOr::T(p) = p else {
+                        continue;
+                    };
                     body.push_str(&format!(
                         "<li><code>{}</code> {}</li>",
                         esc(&p.name),
@@ -236,14 +277,23 @@ async fn not_found() -> ApiError {
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
-        .route("/api/v1/auth/token", post(api::issue_token).delete(api::revoke_token))
+        .route(
+            "/api/v1/auth/token",
+            post(api::issue_token).delete(api::revoke_token),
+        )
         .route("/api/v1/auth/register", post(api::register))
         .route("/api/v1/me", get(api::me))
         .route("/api/v1/procedures", get(api::list_procedures))
         .route("/api/v1/procedures/{code}", get(api::get_procedure))
-        .route("/api/v1/dossiers", post(api::submit).get(api::list_dossiers))
+        .route(
+            "/api/v1/dossiers",
+            post(api::submit).get(api::list_dossiers),
+        )
         .route("/api/v1/dossiers/{code}", get(api::get_dossier))
-        .route("/api/v1/dossiers/{code}/documents/{index}", get(api::get_document))
+        .route(
+            "/api/v1/dossiers/{code}/documents/{index}",
+            get(api::get_document),
+        )
         .route("/api/v1/dossiers/{code}/actions", post(api::act))
         .route("/api/v1/workqueue", get(api::workqueue))
         .route("/api/v1/track/{code}", get(api::track))
@@ -255,7 +305,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes));
     api.layer(middleware::from_fn(error::problem_language))
-        .layer(middleware::from_fn_with_state(state.clone(), metrics::track_requests))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track_requests,
+        ))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
@@ -266,7 +319,9 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static("default-src 'self'; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'"),
+            HeaderValue::from_static(
+                "default-src 'self'; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
+            ),
         ))
         .with_state(state)
 }

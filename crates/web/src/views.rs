@@ -230,7 +230,12 @@ pub struct DossierView {
 }
 
 impl DossierView {
-    pub fn of(d: &Dossier, procedure_name: String, agency_name: String, timeline: Vec<TimelineEntry>) -> Self {
+    pub fn of(
+        d: &Dossier,
+        procedure_name: String,
+        agency_name: String,
+        timeline: Vec<TimelineEntry>,
+    ) -> Self {
         let l = &d.lifecycle;
         Self {
             code: d.code.to_string(),
@@ -245,7 +250,12 @@ impl DossierView {
             channel: d.channel.as_str().into(),
             applicant: serde_json::to_value(&d.applicant).unwrap_or_default(),
             fields: d.fields.clone(),
-            documents: d.documents.iter().enumerate().map(|(i, x)| DocumentView::of(i, x)).collect(),
+            documents: d
+                .documents
+                .iter()
+                .enumerate()
+                .map(|(i, x)| DocumentView::of(i, x))
+                .collect(),
             submitted_at: d.submitted_at,
             accepted_at: l.accepted_at,
             due_at: l.due_at,
@@ -261,7 +271,10 @@ impl DossierView {
             holder: l.holder().map(|r| r.as_str().to_string()),
             steps: serde_json::to_value(&l.steps).unwrap_or_default(),
             apologies: l.apologies.iter().map(apology_json).collect(),
-            evaluation: l.evaluation.as_ref().and_then(|e| serde_json::to_value(e).ok()),
+            evaluation: l
+                .evaluation
+                .as_ref()
+                .and_then(|e| serde_json::to_value(e).ok()),
             last_note: l.last_note.clone(),
             version: d.version,
             timeline,
