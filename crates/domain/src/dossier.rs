@@ -576,7 +576,7 @@ fn note_of(cmd: &Command) -> Option<String> {
         .as_deref()
         .map(str::trim)
         .filter(|n| !n.is_empty())
-        .map(|n| crate::text::nfc(n))
+        .map(crate::text::nfc)
 }
 
 /// What the rules need to know of the procedure and the clock.

@@ -113,7 +113,15 @@ const AGENCIES: &[DemoAgency] = &[
 ];
 
 /// (user name, full name, national id, roles, agency)
-const USERS: &[(&str, &str, Option<&str>, &[Role], Option<&str>)] = &[
+type DemoUser = (
+    &'static str,
+    &'static str,
+    Option<&'static str>,
+    &'static [Role],
+    Option<&'static str>,
+);
+
+const USERS: &[DemoUser] = &[
     (
         "citizen",
         "Nguyễn Văn An",
@@ -194,14 +202,17 @@ pub async fn seed(store: &dyn Store, cfg: &Config) -> anyhow::Result<bool> {
     }
     for a in AGENCIES {
         store
-            .put_agency(&Agency {
-                code: AgencyCode::parse(a.code)?,
-                name_vi: a.vi.into(),
-                name_en: a.en.into(),
-                kind: a.kind,
-                unit_code: UnitCode::parse(a.unit)?,
-                address: a.address.into(),
-            })
+            .put_agency(
+                &Agency {
+                    code: AgencyCode::parse(a.code)?,
+                    name_vi: a.vi.into(),
+                    name_en: a.en.into(),
+                    kind: a.kind,
+                    unit_code: UnitCode::parse(a.unit)?,
+                    address: a.address.into(),
+                },
+                system_audit("agency.put", &serde_json::json!({ "code": a.code })),
+            )
             .await?;
     }
     let hash = motcua_web::auth::hash_password(DEMO_PASSWORD).map_err(anyhow::Error::msg)?;

@@ -52,7 +52,12 @@ pub async fn open(cfg: &Config) -> anyhow::Result<Installation> {
     let (provinces, _) = sqlite.count_units().await?;
     if provinces == 0 {
         let units = parse_units_csv(BUILTIN_UNITS_CSV)?;
-        sqlite.load_units(&units).await?;
+        sqlite
+            .load_units(
+                &units,
+                system_audit("units.load", &serde_json::json!({ "count": units.len() })),
+            )
+            .await?;
     }
     let objects = LocalObjectStore::open(cfg.data_dir.join("objects"))?;
     let calendar = WorkingCalendar::from_config(&cfg.calendar)
@@ -78,8 +83,11 @@ pub fn app_state(inst: &Installation, cfg: &Config) -> AppState {
     )
 }
 
+/// Parsed procedures with their file names, and every lint problem found.
+pub type ProcedureFiles = (Vec<(String, Procedure)>, Vec<LintIssue>);
+
 /// Reads and lints every `*.yaml` procedure in `dir`.
-pub fn read_procedures(dir: &Path) -> anyhow::Result<(Vec<(String, Procedure)>, Vec<LintIssue>)> {
+pub fn read_procedures(dir: &Path) -> anyhow::Result<ProcedureFiles> {
     let mut files: Vec<_> = std::fs::read_dir(dir)
         .with_context(|| format!("cannot read {}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))

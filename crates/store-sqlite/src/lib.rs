@@ -421,7 +421,7 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn load_units(&self, units: &[AdminUnit]) -> StoreResult<usize> {
+    async fn load_units(&self, units: &[AdminUnit], audit_entry: AuditEntry) -> StoreResult<usize> {
         let mut tx = self.write.begin().await.map_err(db)?;
         for u in units {
             sqlx::query("INSERT INTO units (code, name, division_type, level, parent_code) VALUES (?,?,?,?,?) ON CONFLICT(code) DO UPDATE SET name = excluded.name, division_type = excluded.division_type, level = excluded.level, parent_code = excluded.parent_code")
@@ -434,6 +434,7 @@ impl Store for SqliteStore {
                 .await
                 .map_err(db)?;
         }
+        Self::append_audit_tx(&mut tx, audit_entry).await?;
         tx.commit().await.map_err(db)?;
         Ok(units.len())
     }
@@ -467,7 +468,8 @@ impl Store for SqliteStore {
         Ok((p as u64, c as u64))
     }
 
-    async fn put_agency(&self, a: &Agency) -> StoreResult<()> {
+    async fn put_agency(&self, a: &Agency, audit_entry: AuditEntry) -> StoreResult<()> {
+        let mut tx = self.write.begin().await.map_err(db)?;
         sqlx::query("INSERT INTO agencies (code, name_vi, name_en, kind, unit_code, address) VALUES (?,?,?,?,?,?) ON CONFLICT(code) DO UPDATE SET name_vi = excluded.name_vi, name_en = excluded.name_en, kind = excluded.kind, unit_code = excluded.unit_code, address = excluded.address")
             .bind(a.code.as_str())
             .bind(&a.name_vi)
@@ -475,9 +477,11 @@ impl Store for SqliteStore {
             .bind(a.kind.as_str())
             .bind(a.unit_code.as_str())
             .bind(&a.address)
-            .execute(&self.write)
+            .execute(&mut *tx)
             .await
             .map_err(db)?;
+        Self::append_audit_tx(&mut tx, audit_entry).await?;
+        tx.commit().await.map_err(db)?;
         Ok(())
     }
 
@@ -1089,5 +1093,77 @@ impl Store for SqliteStore {
             .await
             .map_err(db)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    async fn fresh() -> SqliteStore {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "motcua-sqlite-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let s = SqliteStore::open(
+            &format!("sqlite://{}/t.db", dir.display()),
+            Durability::Full,
+        )
+        .await
+        .expect("open");
+        assert_eq!(s.migrate().await.expect("migrate"), 1);
+        assert_eq!(
+            s.migrate().await.expect("migrate again"),
+            0,
+            "migrations apply once"
+        );
+        s
+    }
+
+    #[tokio::test]
+    async fn conformance_suite() {
+        if let Err(e) = motcua_store::conformance::run_all(fresh).await {
+            panic!("{e}");
+        }
+    }
+
+    #[tokio::test]
+    async fn concurrent_creates_get_gap_free_codes() {
+        let s = fresh().await;
+        motcua_store::conformance::seed(&s).await.expect("seed");
+        let now = Utc::now();
+        let mut tasks = Vec::new();
+        for i in 0..50 {
+            let s = s.clone();
+            tasks.push(tokio::spawn(async move {
+                let d = motcua_store::conformance::new_dossier(
+                    "UB00073",
+                    "00073",
+                    None,
+                    &format!("N{i}"),
+                    now,
+                )
+                .expect("fixture");
+                s.create_dossier(d).await.expect("create").code
+            }));
+        }
+        let mut seqs = Vec::new();
+        for t in tasks {
+            let code = t.await.expect("task");
+            seqs.push(
+                code.as_str()
+                    .rsplit('-')
+                    .next()
+                    .and_then(|x| x.parse::<u32>().ok())
+                    .expect("seq"),
+            );
+        }
+        seqs.sort();
+        assert_eq!(seqs, (1..=50).collect::<Vec<_>>());
     }
 }

@@ -1,1 +1,630 @@
-//! The story tests every backend must pass (filled in below).
+//! The story tests every storage backend must pass. A backend crate calls
+//! [`run_all`] (or each story) on a fresh, migrated, empty store. A
+//! behaviour this suite does not test does not exist.
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use motcua_domain::audit::{AuditEntry, payload_hash, verify_chain};
+use motcua_domain::dossier::{Channel, Lifecycle, Role, Status};
+use motcua_domain::procedure::{Procedure, parse_procedure};
+use motcua_domain::units::{Agency, AgencyKind, BUILTIN_UNITS_CSV, parse_units_csv};
+use motcua_domain::{AgencyCode, DossierCode, UnitCode};
+
+use crate::{
+    Applicant, DossierQuery, DossierUpdate, ImportOutcome, NewDossier, NewUser, Store, StoreError,
+    StoredDocument,
+};
+
+const PROCEDURE: &str = r#"
+code: "1.000001"
+version: 1
+name: { vi: "Thủ tục thử", en: "Test procedure" }
+sector: test
+sector_name: { vi: "Thử nghiệm", en: "Testing" }
+level: commune
+agency_kind: commune_peoples_committee
+online: full
+processing_time: { working_days: 3 }
+documents:
+  - { id: form, name: { vi: "Tờ khai", en: "Form" }, required: true, accept: [pdf] }
+fields:
+  - { id: full_name, label: { vi: "Họ tên", en: "Name" }, type: text, required: true }
+workflow:
+  - { id: reception, name: { vi: "Tiếp nhận", en: "Reception" }, role: officer, share: 20 }
+  - { id: approval, name: { vi: "Phê duyệt", en: "Approval" }, role: leader, share: 80 }
+result: { kind: certificate, name: { vi: "Giấy", en: "Paper" } }
+legal_basis: ["Luật thử nghiệm"]
+"#;
+
+fn check(cond: bool, what: &str) -> Result<(), String> {
+    if cond {
+        Ok(())
+    } else {
+        Err(format!("conformance: {what}"))
+    }
+}
+
+fn e<T: std::fmt::Debug>(r: Result<T, StoreError>, what: &str) -> Result<T, String> {
+    r.map_err(|err| format!("conformance: {what}: {err}"))
+}
+
+pub fn entry(action: &str, at: DateTime<Utc>) -> AuditEntry {
+    AuditEntry {
+        at,
+        actor: "tester".into(),
+        actor_role: "officer".into(),
+        agency_code: Some("UB00073".into()),
+        action: action.into(),
+        dossier_code: None,
+        from_status: None,
+        to_status: None,
+        note: None,
+        payload_hash: payload_hash(&serde_json::json!({ "action": action })),
+    }
+}
+
+pub fn procedure() -> Result<Procedure, String> {
+    parse_procedure("conformance.yaml", PROCEDURE).map_err(|issues| {
+        format!(
+            "fixture procedure: {}",
+            issues
+                .iter()
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+                .join("; ")
+        )
+    })
+}
+
+fn agency(code: &str, unit: &str) -> Result<Agency, String> {
+    Ok(Agency {
+        code: AgencyCode::parse(code).map_err(|x| x.to_string())?,
+        name_vi: format!("Ủy ban nhân dân {unit}"),
+        name_en: format!("People's Committee {unit}"),
+        kind: AgencyKind::CommunePeoplesCommittee,
+        unit_code: UnitCode::parse(unit).map_err(|x| x.to_string())?,
+        address: "Hà Nội".into(),
+    })
+}
+
+/// Loads the units, two agencies, the fixture procedure and a citizen.
+pub async fn seed(store: &dyn Store) -> Result<i64, String> {
+    let units = parse_units_csv(BUILTIN_UNITS_CSV).map_err(|x| x.to_string())?;
+    e(
+        store
+            .load_units(&units, entry("units.load", Utc::now()))
+            .await,
+        "load units",
+    )?;
+    e(
+        store
+            .put_agency(
+                &agency("UB00073", "00073")?,
+                entry("agency.put", Utc::now()),
+            )
+            .await,
+        "agency",
+    )?;
+    e(
+        store
+            .put_agency(
+                &agency("UB00070", "00070")?,
+                entry("agency.put", Utc::now()),
+            )
+            .await,
+        "agency",
+    )?;
+    e(
+        store
+            .put_procedure(&procedure()?, entry("procedure.import", Utc::now()))
+            .await,
+        "procedure",
+    )?;
+    let u = e(
+        store
+            .create_user(
+                &NewUser {
+                    username: "citizen".into(),
+                    password_hash: "x".into(),
+                    full_name: "Nguyễn Văn An".into(),
+                    national_id: Some("001090012345".into()),
+                    phone: None,
+                    email: None,
+                    roles: vec![Role::Citizen],
+                    agency_code: None,
+                },
+                entry("user.create", Utc::now()),
+            )
+            .await,
+        "create user",
+    )?;
+    Ok(u.id)
+}
+
+pub fn new_dossier(
+    agency_code: &str,
+    unit: &str,
+    user: Option<i64>,
+    name: &str,
+    at: DateTime<Utc>,
+) -> Result<NewDossier, String> {
+    let mut fields = serde_json::Map::new();
+    fields.insert("full_name".into(), name.into());
+    Ok(NewDossier {
+        procedure_code: "1.000001".into(),
+        procedure_version: 1,
+        agency_code: AgencyCode::parse(agency_code).map_err(|x| x.to_string())?,
+        unit_code: UnitCode::parse(unit).map_err(|x| x.to_string())?,
+        channel: Channel::Online,
+        applicant: Applicant {
+            user_id: user,
+            full_name: name.into(),
+            national_id: "001090012345".into(),
+            phone: None,
+            email: None,
+        },
+        fields,
+        documents: vec![StoredDocument {
+            document_id: "form".into(),
+            filename: "to-khai.pdf".into(),
+            content_type: "application/pdf".into(),
+            size: 10,
+            sha256: "ab".repeat(32),
+            uploaded_at: at,
+            stage: "initial".into(),
+        }],
+        submitted_at: at,
+        lifecycle: Lifecycle::new(),
+        audit: entry("dossier.submit", at),
+        event: "dossier.submitted".into(),
+    })
+}
+
+/// Accounts and tokens: valid, revoked, expired, disabled.
+pub async fn accounts_and_tokens(store: &dyn Store) -> Result<(), String> {
+    let uid = seed(store).await?;
+    let now = Utc::now();
+    check(
+        e(store.user_by_name("citizen").await, "by name")?.is_some_and(|u| u.id == uid),
+        "user found by name",
+    )?;
+    check(
+        e(store.user_by_national_id("001090012345").await, "by id")?.is_some(),
+        "user found by national id",
+    )?;
+    let dup = store
+        .create_user(
+            &NewUser {
+                username: "citizen".into(),
+                password_hash: "y".into(),
+                full_name: "X".into(),
+                national_id: None,
+                phone: None,
+                email: None,
+                roles: vec![Role::Citizen],
+                agency_code: None,
+            },
+            entry("user.create", now),
+        )
+        .await;
+    check(
+        matches!(dup, Err(StoreError::Duplicate(_))),
+        "duplicate user name refused",
+    )?;
+    e(
+        store
+            .create_token("t1", uid, now + Duration::hours(1))
+            .await,
+        "token",
+    )?;
+    e(
+        store
+            .create_token("t2", uid, now - Duration::seconds(1))
+            .await,
+        "token",
+    )?;
+    check(
+        e(store.token_user("t1", now).await, "t1")?.is_some(),
+        "live token works",
+    )?;
+    check(
+        e(store.token_user("t2", now).await, "t2")?.is_none(),
+        "expired token refused",
+    )?;
+    check(
+        e(store.token_user("nope", now).await, "nope")?.is_none(),
+        "unknown token refused",
+    )?;
+    check(
+        e(store.revoke_token("t1").await, "revoke")?,
+        "revoke reports success",
+    )?;
+    check(
+        e(store.token_user("t1", now).await, "t1")?.is_none(),
+        "revoked token refused",
+    )?;
+    e(
+        store
+            .create_token("t3", uid, now + Duration::hours(1))
+            .await,
+        "token",
+    )?;
+    e(
+        store
+            .set_user_disabled(uid, true, entry("user.disable", now))
+            .await,
+        "disable",
+    )?;
+    check(
+        e(store.token_user("t3", now).await, "t3")?.is_none(),
+        "disabled user's token refused",
+    )?;
+    Ok(())
+}
+
+/// Procedure versions: idempotent import, no silent rewrite, newest enabled wins.
+pub async fn procedure_versions(store: &dyn Store) -> Result<(), String> {
+    seed(store).await?;
+    let mut p = procedure()?;
+    check(
+        e(
+            store
+                .put_procedure(&p, entry("procedure.import", Utc::now()))
+                .await,
+            "same",
+        )? == ImportOutcome::Unchanged,
+        "re-import unchanged",
+    )?;
+    p.name.en = "Changed".into();
+    check(
+        store
+            .put_procedure(&p, entry("procedure.import", Utc::now()))
+            .await
+            .is_err(),
+        "same version with other content refused",
+    )?;
+    p.version = 2;
+    check(
+        e(
+            store
+                .put_procedure(&p, entry("procedure.import", Utc::now()))
+                .await,
+            "v2",
+        )? == ImportOutcome::Added,
+        "v2 added",
+    )?;
+    let cur = e(store.current_procedure("1.000001").await, "current")?;
+    check(
+        cur.is_some_and(|c| c.definition.version == 2),
+        "newest version is current",
+    )?;
+    e(
+        store
+            .set_procedure_enabled("1.000001", 2, false, entry("procedure.disable", Utc::now()))
+            .await,
+        "disable",
+    )?;
+    let cur = e(store.current_procedure("1.000001").await, "current")?;
+    check(
+        cur.is_some_and(|c| c.definition.version == 1),
+        "disabling v2 falls back to v1",
+    )?;
+    check(
+        e(store.procedure("1.000001", 2).await, "v2")?.is_some_and(|p| !p.enabled),
+        "v2 kept, disabled",
+    )?;
+    check(
+        e(store.procedure_versions("1.000001").await, "versions")?.len() == 2,
+        "two versions listed",
+    )?;
+    p.version = 1;
+    check(
+        store
+            .put_procedure(&p, entry("procedure.import", Utc::now()))
+            .await
+            .is_err(),
+        "older or equal version with new content refused",
+    )?;
+    Ok(())
+}
+
+/// Codes per agency per (Vietnam) day, gap-free; dossiers round-trip.
+pub async fn dossier_codes_and_round_trip(store: &dyn Store) -> Result<(), String> {
+    let uid = seed(store).await?;
+    // 23:30 UTC on 21 Nov is already 22 Nov in Hà Nội.
+    let t = Utc
+        .with_ymd_and_hms(2025, 11, 21, 23, 30, 0)
+        .single()
+        .ok_or("time")?;
+    let a = e(
+        store
+            .create_dossier(new_dossier(
+                "UB00073",
+                "00073",
+                Some(uid),
+                "Nguyễn Văn An",
+                t,
+            )?)
+            .await,
+        "create",
+    )?;
+    let b = e(
+        store
+            .create_dossier(new_dossier(
+                "UB00073",
+                "00073",
+                Some(uid),
+                "Nguyễn Văn An",
+                t,
+            )?)
+            .await,
+        "create",
+    )?;
+    let c = e(
+        store
+            .create_dossier(new_dossier("UB00070", "00070", None, "Trần Thị Bình", t)?)
+            .await,
+        "create",
+    )?;
+    let d = e(
+        store
+            .create_dossier(new_dossier(
+                "UB00073",
+                "00073",
+                None,
+                "Lê 100%_Cường",
+                t + Duration::days(1),
+            )?)
+            .await,
+        "create",
+    )?;
+    check(
+        a.code.as_str() == "UB00073-251122-0001",
+        "first code of the day",
+    )?;
+    check(
+        b.code.as_str() == "UB00073-251122-0002",
+        "second code of the day",
+    )?;
+    check(
+        c.code.as_str() == "UB00070-251122-0001",
+        "each agency counts on its own",
+    )?;
+    check(
+        d.code.as_str() == "UB00073-251123-0001",
+        "a new day starts again at 0001",
+    )?;
+    let back = e(store.dossier(&a.code).await, "read")?.ok_or("dossier missing")?;
+    check(
+        back.fields == a.fields && back.documents == a.documents && back.lifecycle == a.lifecycle,
+        "dossier round-trips",
+    )?;
+    check(
+        back.applicant == a.applicant && back.submitted_at == a.submitted_at,
+        "applicant round-trips",
+    )?;
+    let missing = DossierCode::parse("UB00073-251122-0099").map_err(|x| x.to_string())?;
+    check(
+        e(store.dossier(&missing).await, "read")?.is_none(),
+        "unknown code is none",
+    )?;
+    Ok(())
+}
+
+/// Updates are optimistic: a stale version changes nothing.
+pub async fn updates_are_atomic_and_optimistic(store: &dyn Store) -> Result<(), String> {
+    let uid = seed(store).await?;
+    let now = Utc::now();
+    let d = e(
+        store
+            .create_dossier(new_dossier("UB00073", "00073", Some(uid), "An", now)?)
+            .await,
+        "create",
+    )?;
+    let mut l = d.lifecycle.clone();
+    l.status = Status::Accepted;
+    l.due_at = Some(now + Duration::days(3));
+    let upd = DossierUpdate {
+        code: d.code.clone(),
+        expected_version: d.version,
+        lifecycle: l.clone(),
+        new_documents: vec![],
+        audit: entry("dossier.accept", now),
+        event: "dossier.accepted".into(),
+        at: now,
+    };
+    let after = e(store.update_dossier(upd.clone()).await, "update")?;
+    check(
+        after.version == d.version + 1 && after.lifecycle.status == Status::Accepted,
+        "update applied",
+    )?;
+    let audit_before = e(store.audit_records(0, 10_000).await, "audit")?.len();
+    let stale = store.update_dossier(upd).await;
+    check(
+        matches!(stale, Err(StoreError::Conflict)),
+        "stale version is a conflict",
+    )?;
+    check(
+        e(store.audit_records(0, 10_000).await, "audit")?.len() == audit_before,
+        "a refused update writes no audit record",
+    )?;
+    let cur = e(store.dossier(&d.code).await, "read")?.ok_or("missing")?;
+    check(
+        cur.version == after.version,
+        "a refused update changes nothing",
+    )?;
+    Ok(())
+}
+
+/// Workqueue, my dossiers and staff search.
+pub async fn queries(store: &dyn Store) -> Result<(), String> {
+    let uid = seed(store).await?;
+    let now = Utc::now();
+    let a = e(
+        store
+            .create_dossier(new_dossier(
+                "UB00073",
+                "00073",
+                Some(uid),
+                "Nguyễn Văn An",
+                now,
+            )?)
+            .await,
+        "create",
+    )?;
+    e(
+        store
+            .create_dossier(new_dossier("UB00073", "00073", None, "Trần Thị Bình", now)?)
+            .await,
+        "create",
+    )?;
+    e(
+        store
+            .create_dossier(new_dossier("UB00070", "00070", None, "Lê Văn Cường", now)?)
+            .await,
+        "create",
+    )?;
+    let agency = Some(AgencyCode::parse("UB00073").map_err(|x| x.to_string())?);
+    let q = |holders: Vec<Role>, text: Option<&str>| DossierQuery {
+        agency: agency.clone(),
+        holders,
+        text: text.map(str::to_string),
+        limit: 100,
+        ..Default::default()
+    };
+    check(
+        e(
+            store.find_dossiers(&q(vec![Role::Officer], None)).await,
+            "queue",
+        )?
+        .len()
+            == 2,
+        "officer queue holds the agency's new dossiers",
+    )?;
+    check(
+        e(
+            store.find_dossiers(&q(vec![Role::Leader], None)).await,
+            "queue",
+        )?
+        .is_empty(),
+        "leader queue empty",
+    )?;
+    let mine = e(
+        store
+            .find_dossiers(&DossierQuery {
+                applicant_user_id: Some(uid),
+                limit: 100,
+                ..Default::default()
+            })
+            .await,
+        "mine",
+    )?;
+    check(mine.len() == 1 && mine[0].code == a.code, "my dossiers")?;
+    check(
+        e(
+            store.find_dossiers(&q(vec![], Some(a.code.as_str()))).await,
+            "by code",
+        )?
+        .len()
+            == 1,
+        "search by code",
+    )?;
+    check(
+        e(
+            store.find_dossiers(&q(vec![], Some("Thị Bình"))).await,
+            "by name",
+        )?
+        .len()
+            == 1,
+        "search by part of a name",
+    )?;
+    check(
+        e(store.find_dossiers(&q(vec![], Some("%"))).await, "wildcard")?.is_empty(),
+        "LIKE wildcards are literal",
+    )?;
+    check(
+        e(
+            store.find_dossiers(&q(vec![], Some("Cường"))).await,
+            "scope",
+        )?
+        .is_empty(),
+        "search stays within the agency",
+    )?;
+    let counts = e(store.count_by_status().await, "counts")?;
+    check(
+        counts.get("newly_registered") == Some(&3),
+        "count by status",
+    )?;
+    Ok(())
+}
+
+/// The audit chain links every write; the outbox is claimed once.
+pub async fn audit_chain_and_outbox(store: &dyn Store) -> Result<(), String> {
+    let uid = seed(store).await?;
+    let now = Utc::now();
+    let d = e(
+        store
+            .create_dossier(new_dossier("UB00073", "00073", Some(uid), "An", now)?)
+            .await,
+        "create",
+    )?;
+    e(
+        store
+            .append_audit(entry("dossier.view_personal_data", now))
+            .await,
+        "append",
+    )?;
+    let all = e(store.audit_records(0, 10_000).await, "audit")?;
+    check(verify_chain(&all).is_ok(), "chain verifies")?;
+    check(
+        all.len() == 7,
+        "every write is audited: units, 2 agencies, procedure, user, dossier, view",
+    )?;
+    let page = e(store.audit_records(2, 2).await, "page")?;
+    check(page.len() == 2 && page[0].seq == 3, "paging by sequence")?;
+    let mine = e(store.dossier_audit(&d.code).await, "dossier audit")?;
+    check(
+        mine.len() == 1 && mine[0].entry.action == "dossier.submit",
+        "dossier's own records",
+    )?;
+
+    let first = e(store.claim_events(10).await, "claim")?;
+    check(
+        first.len() == 1 && first[0].topic == "dossier.submitted",
+        "event written with the dossier",
+    )?;
+    check(
+        e(store.claim_events(10).await, "claim")?.is_empty(),
+        "a claimed event is not handed out twice",
+    )?;
+    check(
+        e(store.pending_events().await, "pending")? == 1,
+        "claimed but not completed is pending",
+    )?;
+    e(store.complete_event(first[0].id).await, "complete")?;
+    check(
+        e(store.pending_events().await, "pending")? == 0,
+        "completed",
+    )?;
+    e(store.set_meta("k", "v1").await, "meta")?;
+    e(store.set_meta("k", "v2").await, "meta")?;
+    check(
+        e(store.meta("k").await, "meta")?.as_deref() == Some("v2"),
+        "meta upserts",
+    )?;
+    Ok(())
+}
+
+/// Runs every story on `make()`'s fresh stores.
+pub async fn run_all<S: Store, F, Fut>(make: F) -> Result<(), String>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = S>,
+{
+    accounts_and_tokens(&make().await).await?;
+    procedure_versions(&make().await).await?;
+    dossier_codes_and_round_trip(&make().await).await?;
+    updates_are_atomic_and_optimistic(&make().await).await?;
+    queries(&make().await).await?;
+    audit_chain_and_outbox(&make().await).await?;
+    Ok(())
+}

@@ -193,10 +193,10 @@ pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> StoreResult<()>;
 
     // Reference data.
-    async fn load_units(&self, units: &[AdminUnit]) -> StoreResult<usize>;
+    async fn load_units(&self, units: &[AdminUnit], audit: AuditEntry) -> StoreResult<usize>;
     async fn unit(&self, code: &UnitCode) -> StoreResult<Option<AdminUnit>>;
     async fn count_units(&self) -> StoreResult<(u64, u64)>;
-    async fn put_agency(&self, agency: &Agency) -> StoreResult<()>;
+    async fn put_agency(&self, agency: &Agency, audit: AuditEntry) -> StoreResult<()>;
     async fn agency(&self, code: &AgencyCode) -> StoreResult<Option<Agency>>;
     async fn agencies(&self) -> StoreResult<Vec<Agency>>;
     /// The agency of `kind` in `unit`.

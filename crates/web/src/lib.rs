@@ -48,6 +48,9 @@ impl Default for WebConfig {
     }
 }
 
+/// Current procedures, each with its folded search text.
+pub type Catalogue = Arc<Vec<(Procedure, String)>>;
+
 /// Shared state of every handler.
 #[derive(Clone)]
 pub struct AppState {
@@ -59,7 +62,7 @@ pub struct AppState {
     pub metrics: Arc<metrics::Metrics>,
     pub clock: Arc<Clock>,
     /// The catalogue with folded search text, refreshed when it changes.
-    catalogue: Arc<RwLock<Option<Arc<Vec<(Procedure, String)>>>>>,
+    catalogue: Arc<RwLock<Option<Catalogue>>>,
 }
 
 impl AppState {
@@ -83,7 +86,7 @@ impl AppState {
 
     /// Current procedures with their folded names for search. Cached; call
     /// [`AppState::invalidate_catalogue`] after importing procedures.
-    pub async fn catalogue(&self) -> Result<Arc<Vec<(Procedure, String)>>, ApiError> {
+    pub async fn catalogue(&self) -> Result<Catalogue, ApiError> {
         if let Some(c) = self.catalogue.read().await.as_ref() {
             return Ok(c.clone());
         }
