@@ -1,6 +1,7 @@
 //! End-to-end tests over real HTTP on 127.0.0.1:0, a fresh database each.
 //! All integration tests live in this one binary (link time matters).
 
+mod crash;
 mod helpers;
 mod operations;
 mod stories;
