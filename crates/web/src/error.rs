@@ -108,7 +108,12 @@ impl From<StoreError> for ApiError {
 impl From<DomainError> for ApiError {
     fn from(e: DomainError) -> Self {
         match e {
-            DomainError::Forbidden(why) => Self::forbidden().detail(why),
+            DomainError::Forbidden(why) => Self::forbidden().detail(match why {
+                "role" => "your role may not take this action",
+                "not-applicant" => "only the applicant may take this action",
+                "other-agency" => "the dossier is handled by another agency",
+                other => other,
+            }),
             DomainError::NotAllowed { action, status } => {
                 Self::new(StatusCode::CONFLICT, "transition-not-allowed").detail(format!(
                     "action '{}' is not allowed while the dossier is '{}'",
