@@ -30,6 +30,36 @@ pub struct AuditEntry {
     pub payload_hash: String,
 }
 
+impl AuditEntry {
+    /// An entry by `actor` acting as `role`, with the hash of `payload`;
+    /// agency, dossier, statuses and note are filled in by the caller.
+    pub fn new(
+        at: DateTime<Utc>,
+        actor: &str,
+        role: &str,
+        action: &str,
+        payload: &serde_json::Value,
+    ) -> Self {
+        Self {
+            at,
+            actor: actor.to_string(),
+            actor_role: role.to_string(),
+            agency_code: None,
+            action: action.to_string(),
+            dossier_code: None,
+            from_status: None,
+            to_status: None,
+            note: None,
+            payload_hash: payload_hash(payload),
+        }
+    }
+
+    /// An entry of the system itself (imports, start-up, command line).
+    pub fn system(at: DateTime<Utc>, action: &str, payload: &serde_json::Value) -> Self {
+        Self::new(at, "system", "system", action, payload)
+    }
+}
+
 /// A record as stored: the entry, its position and its links.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditRecord {

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use chrono::Utc;
-use motcua_domain::audit::{AuditEntry, ChainVerifier, payload_hash};
+use motcua_domain::audit::{AuditEntry, ChainVerifier};
 use motcua_domain::calendar::WorkingCalendar;
 use motcua_domain::procedure::{LintIssue, Procedure, lint_set, parse_procedure};
 use motcua_domain::units::{BUILTIN_UNITS_CSV, parse_units_csv};
@@ -109,18 +109,7 @@ pub fn read_procedures(dir: &Path) -> anyhow::Result<ProcedureFiles> {
 }
 
 pub fn system_audit(action: &str, payload: &serde_json::Value) -> AuditEntry {
-    AuditEntry {
-        at: Utc::now(),
-        actor: "system".into(),
-        actor_role: "system".into(),
-        agency_code: None,
-        action: action.into(),
-        dossier_code: None,
-        from_status: None,
-        to_status: None,
-        note: None,
-        payload_hash: payload_hash(payload),
-    }
+    AuditEntry::system(Utc::now(), action, payload)
 }
 
 /// Imports procedures after a clean lint; returns (added, unchanged).

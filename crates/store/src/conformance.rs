@@ -3,7 +3,7 @@
 //! behaviour this suite does not test does not exist.
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use motcua_domain::audit::{AuditEntry, payload_hash, verify_chain};
+use motcua_domain::audit::{AuditEntry, verify_chain};
 use motcua_domain::dossier::{Channel, Lifecycle, Role, Status};
 use motcua_domain::procedure::{Procedure, parse_procedure};
 use motcua_domain::units::{Agency, AgencyKind, BUILTIN_UNITS_CSV, parse_units_csv};
@@ -48,18 +48,15 @@ fn e<T: std::fmt::Debug>(r: Result<T, StoreError>, what: &str) -> Result<T, Stri
 }
 
 pub fn entry(action: &str, at: DateTime<Utc>) -> AuditEntry {
-    AuditEntry {
+    let mut e = AuditEntry::new(
         at,
-        actor: "tester".into(),
-        actor_role: "officer".into(),
-        agency_code: Some("UB00073".into()),
-        action: action.into(),
-        dossier_code: None,
-        from_status: None,
-        to_status: None,
-        note: None,
-        payload_hash: payload_hash(&serde_json::json!({ "action": action })),
-    }
+        "tester",
+        "officer",
+        action,
+        &serde_json::json!({ "action": action }),
+    );
+    e.agency_code = Some("UB00073".into());
+    e
 }
 
 pub fn procedure() -> Result<Procedure, String> {

@@ -8,7 +8,7 @@ use axum::extract::{ConnectInfo, FromRequest, Multipart, Path, Query, Request, S
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, NaiveDate, Utc};
-use motcua_domain::audit::{AuditEntry, payload_hash};
+use motcua_domain::audit::AuditEntry;
 use motcua_domain::dossier::{
     Action, Channel, Command, Lifecycle, Ownership, Role, Rules, SatisfactionLevel, Status, decide,
 };
@@ -36,18 +36,15 @@ fn audit_entry(
     action: &str,
     payload: &serde_json::Value,
 ) -> AuditEntry {
-    AuditEntry {
-        at: st.clock.now(),
-        actor: user.username.clone(),
-        actor_role: role.as_str().to_string(),
-        agency_code: user.agency_code.as_ref().map(|a| a.to_string()),
-        action: action.to_string(),
-        dossier_code: None,
-        from_status: None,
-        to_status: None,
-        note: None,
-        payload_hash: payload_hash(payload),
-    }
+    let mut e = AuditEntry::new(
+        st.clock.now(),
+        &user.username,
+        role.as_str(),
+        action,
+        payload,
+    );
+    e.agency_code = user.agency_code.as_ref().map(|a| a.to_string());
+    e
 }
 
 fn json_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
@@ -178,18 +175,13 @@ pub async fn register(
         roles: vec![Role::Citizen],
         agency_code: None,
     };
-    let entry = AuditEntry {
-        at: st.clock.now(),
-        actor: username.clone(),
-        actor_role: Role::Citizen.as_str().into(),
-        agency_code: None,
-        action: "user.register".into(),
-        dossier_code: None,
-        from_status: None,
-        to_status: None,
-        note: None,
-        payload_hash: payload_hash(&serde_json::json!({ "username": username })),
-    };
+    let entry = AuditEntry::new(
+        st.clock.now(),
+        &username,
+        Role::Citizen.as_str(),
+        "user.register",
+        &serde_json::json!({ "username": username }),
+    );
     let user = st
         .store
         .create_user(&new, entry)
