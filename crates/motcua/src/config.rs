@@ -14,7 +14,7 @@ pub struct Config {
     pub listen: String,
     /// Where the database (SQLite) and attachments live.
     pub data_dir: PathBuf,
-    /// `sqlite://…`; defaults to `sqlite://<data_dir>/motcua.db`.
+    /// `sqlite://…` or `postgres://…`; defaults to `sqlite://<data_dir>/motcua.db`.
     pub database_url: Option<String>,
     /// `full` (survives power loss) or `normal` (survives a process crash).
     pub durability: String,

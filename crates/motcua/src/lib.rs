@@ -17,6 +17,7 @@ use motcua_domain::calendar::WorkingCalendar;
 use motcua_domain::procedure::{LintIssue, Procedure, lint_set, parse_procedure};
 use motcua_domain::units::{BUILTIN_UNITS_CSV, parse_units_csv};
 use motcua_store::{ImportOutcome, LocalObjectStore, ObjectStore, Store};
+use motcua_store_postgres::{PostgresStore, redact_url};
 use motcua_store_sqlite::{Durability, SqliteStore};
 use motcua_web::{AppState, WebConfig};
 
@@ -25,13 +26,17 @@ pub use config::Config;
 /// An opened installation: store, attachments and calendar.
 pub struct Installation {
     pub store: Arc<dyn Store>,
+    /// Set when the database is SQLite (backup, WAL checkpoint on close).
     pub sqlite: Option<SqliteStore>,
+    /// Set when the database is PostgreSQL (closing the pool).
+    pub postgres: Option<PostgresStore>,
     pub objects: Arc<dyn ObjectStore>,
     pub calendar: WorkingCalendar,
 }
 
-/// Opens the database named by the configuration, applies migrations and
-/// loads the built-in administrative units.
+/// Opens the database named by the configuration (`sqlite://…`, or
+/// `postgres://…` / `postgresql://…`), applies migrations and loads the
+/// built-in administrative units into an empty database.
 pub async fn open(cfg: &Config) -> anyhow::Result<Installation> {
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("cannot create data directory {}", cfg.data_dir.display()))?;
@@ -41,30 +46,47 @@ pub async fn open(cfg: &Config) -> anyhow::Result<Installation> {
         "normal" => Durability::Normal,
         other => bail!("durability must be 'full' or 'normal', not '{other}'"),
     };
-    let sqlite = if url.starts_with("sqlite:") {
-        SqliteStore::open(&url, durability)
+    let units_audit = |n: usize| system_audit("units.load", &serde_json::json!({ "count": n }));
+    let (store, sqlite, postgres): (Arc<dyn Store>, _, _) = if url.starts_with("sqlite:") {
+        let sqlite = SqliteStore::open(&url, durability)
             .await
-            .with_context(|| format!("cannot open {url}"))?
+            .with_context(|| format!("cannot open {url}"))?;
+        sqlite.migrate().await?;
+        let (provinces, _) = sqlite.count_units().await?;
+        if provinces == 0 {
+            let units = parse_units_csv(BUILTIN_UNITS_CSV)?;
+            sqlite.load_units(&units, units_audit(units.len())).await?;
+        }
+        (Arc::new(sqlite.clone()), Some(sqlite), None)
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        // Durability is the server's (synchronous_commit); `durability`
+        // applies to SQLite only.
+        let pg = PostgresStore::connect(&url)
+            .await
+            .with_context(|| format!("cannot connect to {}", redact_url(&url)))?;
+        // Safe when several nodes start at once: migrations and the first
+        // load of the units each take an advisory lock.
+        pg.migrate().await?;
+        let (provinces, _) = pg.count_units().await?;
+        if provinces == 0 {
+            let units = parse_units_csv(BUILTIN_UNITS_CSV)?;
+            pg.load_units_if_empty(&units, units_audit(units.len()))
+                .await?;
+        }
+        (Arc::new(pg.clone()), None, Some(pg))
     } else {
-        bail!("unsupported database URL '{url}': this build supports sqlite://");
+        bail!(
+            "unsupported database URL '{}': use sqlite://… or postgres://…",
+            redact_url(&url)
+        );
     };
-    sqlite.migrate().await?;
-    let (provinces, _) = sqlite.count_units().await?;
-    if provinces == 0 {
-        let units = parse_units_csv(BUILTIN_UNITS_CSV)?;
-        sqlite
-            .load_units(
-                &units,
-                system_audit("units.load", &serde_json::json!({ "count": units.len() })),
-            )
-            .await?;
-    }
     let objects = LocalObjectStore::open(cfg.data_dir.join("objects"))?;
     let calendar = WorkingCalendar::from_config(&cfg.calendar)
         .map_err(|e| anyhow::anyhow!("calendar configuration: {e}"))?;
     Ok(Installation {
-        store: Arc::new(sqlite.clone()),
-        sqlite: Some(sqlite),
+        store,
+        sqlite,
+        postgres,
         objects: Arc::new(objects),
         calendar,
     })

@@ -25,7 +25,7 @@ struct Cli {
     /// Directory for the database and attachments (default ./data).
     #[arg(long, global = true)]
     data_dir: Option<PathBuf>,
-    /// Database URL: sqlite://path (postgres:// in a later release).
+    /// Database URL: sqlite://path or postgres://user@host/db.
     #[arg(long, global = true)]
     database_url: Option<String>,
     #[command(subcommand)]
@@ -183,11 +183,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if let Some(s) = inst.sqlite {
                 s.close().await;
             }
+            if let Some(p) = inst.postgres {
+                p.close().await;
+            }
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Migrate => {
             let inst = motcua::open(&cfg).await?;
-            println!("Database at {} is up to date.", cfg.database_url());
+            println!(
+                "Database at {} is up to date.",
+                motcua_store_postgres::redact_url(&cfg.database_url())
+            );
             drop(inst);
             Ok(ExitCode::SUCCESS)
         }
@@ -306,7 +312,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 anyhow::bail!("{} already exists", out.display());
             }
             let inst = motcua::open(&cfg).await?;
-            let sqlite = inst.sqlite.context("backup needs the SQLite backend")?;
+            let sqlite = inst.sqlite.context(
+                "motcua backup copies the embedded SQLite database; back up PostgreSQL with pg_dump",
+            )?;
             sqlite.backup(&out.display().to_string()).await?;
             println!("Backup written to {}.", out.display());
             Ok(ExitCode::SUCCESS)

@@ -967,9 +967,9 @@ impl Store for SqliteStore {
             )));
         }
         if q.applicant_user_id.is_some() {
-            sql.push_str(" ORDER BY submitted_at DESC");
+            sql.push_str(" ORDER BY submitted_at DESC, id DESC");
         } else {
-            sql.push_str(" ORDER BY due_at IS NULL, due_at, submitted_at");
+            sql.push_str(" ORDER BY due_at IS NULL, due_at, submitted_at, id");
         }
         sql.push_str(&format!(" LIMIT {}", q.limit.clamp(1, 500)));
         // Only placeholders and fixed fragments are formatted into the text.

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod error;
 pub mod i18n;
 pub mod metrics;
+pub mod pages;
 pub mod views;
 
 use std::net::SocketAddr;
@@ -273,10 +274,6 @@ async fn api_docs() -> Html<String> {
     ))
 }
 
-async fn not_found() -> ApiError {
-    ApiError::not_found()
-}
-
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
@@ -305,7 +302,8 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
-        .fallback(not_found)
+        .merge(pages::routes(state.clone()))
+        .fallback(pages::fallback)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes));
     api.layer(middleware::from_fn(error::problem_language))
         .layer(middleware::from_fn_with_state(

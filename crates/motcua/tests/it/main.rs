@@ -4,4 +4,5 @@
 mod crash;
 mod helpers;
 mod operations;
+mod pages;
 mod stories;

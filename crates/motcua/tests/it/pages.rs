@@ -1,0 +1,757 @@
+//! The web pages over real HTTP, as a browser without JavaScript uses
+//! them: cookies handled by hand, redirects not followed automatically.
+
+use std::collections::BTreeMap;
+
+use reqwest::header::HeaderMap;
+use reqwest::multipart::{Form, Part};
+use serde_json::Value;
+
+use crate::helpers::{BIRTH, TestApp, birth_fields, pdf, spawn_app};
+
+/// A minimal browser: a cookie jar and no automatic redirects.
+struct Browser {
+    client: reqwest::Client,
+    base: String,
+    cookies: BTreeMap<String, String>,
+    lang: &'static str,
+}
+
+struct Page {
+    status: u16,
+    headers: HeaderMap,
+    body: String,
+}
+
+impl Page {
+    fn location(&self) -> String {
+        self.headers
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// The CSRF token of the first form of the page.
+    fn csrf(&self) -> String {
+        let marker = "name=\"csrf\" value=\"";
+        let i = self.body.find(marker).expect("page has a CSRF field") + marker.len();
+        self.body[i..].split('"').next().expect("value").to_string()
+    }
+
+    fn set_cookies(&self) -> Vec<String> {
+        self.headers
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok().map(str::to_string))
+            .collect()
+    }
+}
+
+impl Browser {
+    fn new(app: &TestApp, lang: &'static str) -> Self {
+        Self {
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client"),
+            base: app.base.clone(),
+            cookies: BTreeMap::new(),
+            lang,
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    async fn send(&mut self, req: reqwest::RequestBuilder) -> Page {
+        let r = req
+            .header("accept", "text/html")
+            .header("accept-language", self.lang)
+            .header("cookie", self.cookie_header())
+            .send()
+            .await
+            .expect("request");
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        for c in headers.get_all("set-cookie") {
+            let c = c.to_str().expect("ascii cookie");
+            let (kv, attrs) = c.split_once(';').unwrap_or((c, ""));
+            let (k, v) = kv.split_once('=').expect("name=value");
+            if attrs.contains("Max-Age=0") {
+                self.cookies.remove(k.trim());
+            } else {
+                self.cookies.insert(k.trim().into(), v.trim().into());
+            }
+        }
+        let body = r.text().await.expect("body");
+        Page {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> Page {
+        let req = self.client.get(format!("{}{path}", self.base));
+        self.send(req).await
+    }
+
+    async fn post_form(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+        let req = self.client.post(format!("{}{path}", self.base)).form(form);
+        self.send(req).await
+    }
+
+    async fn post_multipart(&mut self, path: &str, form: Form) -> Page {
+        let req = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .multipart(form);
+        self.send(req).await
+    }
+
+    async fn login(&mut self, username: &str) {
+        let page = self.get("/dang-nhap").await;
+        assert_eq!(page.status, 200);
+        let csrf = page.csrf();
+        let r = self
+            .post_form(
+                "/dang-nhap",
+                &[
+                    ("username", username),
+                    ("password", "motcua-demo"),
+                    ("csrf", &csrf),
+                ],
+            )
+            .await;
+        assert_eq!(r.status, 303, "login {username}: {}", r.body);
+        assert!(self.cookies.contains_key("motcua_session"));
+    }
+}
+
+fn text_form(csrf: &str, pairs: &[(&str, &str)]) -> Form {
+    let mut f = Form::new().text("csrf", csrf.to_string());
+    for (k, v) in pairs {
+        f = f.text(k.to_string(), v.to_string());
+    }
+    f
+}
+
+/// Opens the dossier page and submits one action form on it.
+async fn act_page(b: &mut Browser, code: &str, pairs: &[(&str, &str)]) -> Page {
+    let page = b.get(&format!("/ho-so/{code}")).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let action = pairs
+        .iter()
+        .find(|(k, _)| *k == "action")
+        .map(|(_, v)| *v)
+        .expect("action");
+    assert!(
+        page.body.contains(&format!("value=\"{action}\"")),
+        "{action} offered on the page"
+    );
+    b.post_multipart(
+        &format!("/ho-so/{code}/thao-tac"),
+        text_form(&page.csrf(), pairs),
+    )
+    .await
+}
+
+/// The apply form of the birth registration, filled as a citizen would.
+fn birth_form(csrf: &str, fields: &Value) -> Form {
+    let mut f = Form::new()
+        .text("csrf", csrf.to_string())
+        .text("unit_code", "00073");
+    for (k, v) in fields.as_object().expect("fields") {
+        f = f.text(format!("f_{k}"), v.as_str().unwrap_or_default().to_string());
+    }
+    f
+}
+
+fn apply_path() -> String {
+    format!("/thu-tuc/{BIRTH}/nop-ho-so")
+}
+
+/// Citizen applies through the pages; returns the dossier code.
+async fn apply_birth(b: &mut Browser) -> String {
+    let page = b.get(&apply_path()).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let form = birth_form(&page.csrf(), &birth_fields()).part(
+        "document:birth-notice",
+        Part::bytes(pdf("page")).file_name("giay-chung-sinh.pdf"),
+    );
+    let r = b.post_multipart(&apply_path(), form).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let loc = r.location();
+    assert!(loc.ends_with("/bien-nhan"), "{loc}");
+    loc.trim_start_matches("/ho-so/")
+        .trim_end_matches("/bien-nhan")
+        .to_string()
+}
+
+#[tokio::test]
+async fn home_and_catalogue_in_both_languages_and_search_ignores_diacritics() {
+    let app = spawn_app().await;
+    let mut b = Browser::new(&app, "vi");
+    let home = b.get("/").await;
+    assert_eq!(home.status, 200);
+    assert!(home.body.contains("<html lang=\"vi\">"));
+    assert!(home.body.contains("Cổng dịch vụ công"));
+    assert!(home.body.contains("Hộ tịch"), "sectors listed");
+    let csp = home.headers["content-security-policy"]
+        .to_str()
+        .expect("csp");
+    assert!(csp.contains("style-src 'self';") && !csp.contains("unsafe-inline"));
+    assert_eq!(home.headers["x-frame-options"], "DENY");
+    assert_eq!(home.headers["x-content-type-options"], "nosniff");
+
+    // The stylesheet is served with a long cache lifetime.
+    let css_href = home
+        .body
+        .split("href=\"/static/app.css")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("stylesheet link");
+    let css = b.get(&format!("/static/app.css{css_href}")).await;
+    assert_eq!(css.status, 200);
+    assert!(
+        css.headers["cache-control"]
+            .to_str()
+            .expect("ascii")
+            .contains("max-age=31536000")
+    );
+
+    let found = b.get("/thu-tuc?q=dang+ky+khai+sinh").await;
+    assert_eq!(found.status, 200);
+    assert!(found.body.contains("Đăng ký khai sinh"), "{}", found.body);
+    assert!(!found.body.contains("Cấp bản sao trích lục"));
+
+    // Switch to English: remembered in a cookie, stronger than Accept-Language.
+    let sw = b.get("/ngon-ngu?lang=en&next=/thu-tuc").await;
+    assert_eq!(sw.status, 303);
+    assert_eq!(sw.location(), "/thu-tuc");
+    assert_eq!(b.cookies.get("lang").map(String::as_str), Some("en"));
+    let en = b.get("/thu-tuc?q=birth").await;
+    assert!(en.body.contains("<html lang=\"en\">"));
+    assert!(en.body.contains("Birth registration"));
+    assert!(en.body.contains("Tiếng Việt"), "switch back offered");
+    let home_en = b.get("/").await;
+    assert!(home_en.body.contains("Public services, online"));
+
+    // An unknown page is an HTML 404 in the user's language; the API keeps problem+json.
+    let missing = b.get("/khong-co-trang-nay").await;
+    assert_eq!(missing.status, 404);
+    assert!(missing.body.contains("Page not found"));
+    let api_missing = app
+        .client
+        .get(app.url("/api/v1/nothing"))
+        .send()
+        .await
+        .expect("api");
+    assert_eq!(api_missing.status(), 404);
+    assert_eq!(
+        api_missing.headers()["content-type"],
+        "application/problem+json"
+    );
+
+    // The procedure page tells what to bring, what it costs and where to go.
+    let proc_page = b.get(&format!("/thu-tuc/{BIRTH}")).await;
+    assert_eq!(proc_page.status, 200);
+    assert!(proc_page.body.contains("Birth notice"));
+    assert!(proc_page.body.contains("Phường Cửa Nam"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn apply_form_errors_keep_what_was_typed_and_the_uploaded_file() {
+    let app = spawn_app().await;
+    let mut b = Browser::new(&app, "vi");
+    // Anonymous: sent to the login page, and back afterwards.
+    let anon = b.get(&apply_path()).await;
+    assert_eq!(anon.status, 303);
+    assert!(anon.location().starts_with("/dang-nhap?next="));
+    b.login("citizen").await;
+
+    let page = b.get(&apply_path()).await;
+    assert_eq!(page.status, 200);
+    for needle in [
+        "type=\"date\"",
+        "type=\"tel\"",
+        "type=\"radio\"",
+        "<textarea",
+        "type=\"file\"",
+        "accept=\".pdf,.jpg,.jpeg,.png\"",
+    ] {
+        assert!(page.body.contains(needle), "{needle}");
+    }
+    let mut fields = birth_fields();
+    fields["declarant_national_id"] = "12345".into();
+    fields["child_full_name"] = "".into();
+    let form = birth_form(&page.csrf(), &fields).part(
+        "document:birth-notice",
+        Part::bytes(pdf("kept")).file_name("giay-chung-sinh.pdf"),
+    );
+    let r = b.post_multipart(&apply_path(), form).await;
+    assert_eq!(r.status, 422);
+    // The error summary links to the fields; messages sit next to them.
+    assert!(r.body.contains("class=\"summary\""));
+    assert!(r.body.contains("href=\"#f-declarant-national-id\""));
+    assert!(r.body.contains("href=\"#f-child-full-name\""));
+    assert!(
+        r.body
+            .contains("Số định danh cá nhân phải gồm 12 chữ số hợp lệ")
+    );
+    // What the citizen typed is still there.
+    assert!(r.body.contains("value=\"12345\""));
+    assert!(
+        r.body
+            .contains("Bệnh viện Phụ sản Hà Nội, Hà Nội</textarea>")
+    );
+    assert!(r.body.contains("value=\"Nguyễn Văn An\""));
+    assert!(r.body.contains("<option value=\"father\" selected>"));
+    assert!(r.body.contains("value=\"male\" checked"));
+    // The valid upload is kept server-side and shown.
+    assert!(r.body.contains("giay-chung-sinh.pdf"));
+    let kept_marker = "name=\"kept:birth-notice\" value=\"";
+    let i = r.body.find(kept_marker).expect("kept file") + kept_marker.len();
+    let kept = r.body[i..].split('"').next().expect("token").to_string();
+
+    // Correct the two fields, without choosing the file again.
+    let form = birth_form(&r.csrf(), &birth_fields()).text("kept:birth-notice", kept.clone());
+    let ok = b.post_multipart(&apply_path(), form).await;
+    assert_eq!(ok.status, 303, "{}", ok.body);
+    let receipt = b.get(&ok.location()).await;
+    assert_eq!(receipt.status, 200);
+    assert!(receipt.body.contains("giay-chung-sinh.pdf"));
+
+    // A kept-file token from another session is refused.
+    let mut other = Browser::new(&app, "vi");
+    other.login("citizen2").await;
+    let page = other.get(&apply_path()).await;
+    let form = birth_form(&page.csrf(), &birth_fields()).text("kept:birth-notice", kept);
+    let r = other.post_multipart(&apply_path(), form).await;
+    assert_eq!(r.status, 422);
+    assert!(r.body.contains("href=\"#d-birth-notice\""));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn citizen_applies_officer_accepts_through_pages_citizen_sees_timeline() {
+    let app = spawn_app().await;
+    let mut citizen = Browser::new(&app, "vi");
+    citizen.login("citizen").await;
+    let code = apply_birth(&mut citizen).await;
+
+    let receipt = citizen.get(&format!("/ho-so/{code}/bien-nhan")).await;
+    assert_eq!(receipt.status, 200);
+    assert!(receipt.body.contains(&code));
+    assert!(receipt.body.contains("<svg"), "QR code");
+    assert!(receipt.body.contains(&format!("/tra-cuu?ma={code}")));
+    assert!(receipt.body.contains("Bộ phận Một cửa, Phường Cửa Nam"));
+
+    let mine = citizen.get("/ho-so").await;
+    assert!(mine.body.contains(&code));
+    assert!(mine.body.contains("Mới đăng ký"));
+
+    // Public tracking: status, no personal data.
+    let mut anon = Browser::new(&app, "vi");
+    let tr = anon.get(&format!("/tra-cuu?ma={code}")).await;
+    assert_eq!(tr.status, 200);
+    assert!(tr.body.contains("Mới đăng ký"));
+    assert!(!tr.body.contains("Nguyễn Văn An"));
+
+    let mut officer = Browser::new(&app, "vi");
+    officer.login("officer").await;
+    let queue = officer.get("/can-bo").await;
+    assert_eq!(queue.status, 200);
+    assert!(queue.body.contains(&code), "{}", queue.body);
+    assert!(queue.body.contains("Chờ tiếp nhận"));
+    let search = officer.get("/can-bo?q=001090012345").await;
+    assert!(search.body.contains(&code));
+
+    let dossier = officer.get(&format!("/ho-so/{code}")).await;
+    assert_eq!(dossier.status, 200);
+    assert!(dossier.body.contains("Nguyễn Minh Khang"), "applicant data");
+    assert!(dossier.body.contains("value=\"accept\""));
+    let audit = app
+        .state
+        .store
+        .dossier_audit(&motcua_domain::DossierCode::parse(&code).expect("code"))
+        .await
+        .expect("audit");
+    assert!(
+        audit
+            .iter()
+            .any(|r| r.entry.action == "dossier.view_personal_data" && r.entry.actor == "officer")
+    );
+    // The document opens inline, and that is audited too.
+    let doc = officer.get(&format!("/ho-so/{code}/tai-lieu/0")).await;
+    assert_eq!(doc.status, 200);
+    assert_eq!(doc.headers["content-type"], "application/pdf");
+
+    // A reason is required to refuse: the page says so and keeps the status.
+    let refuse = officer
+        .post_multipart(
+            &format!("/ho-so/{code}/thao-tac"),
+            text_form(&dossier.csrf(), &[("action", "refuse"), ("note", "")]),
+        )
+        .await;
+    assert_eq!(refuse.status, 422);
+    assert!(refuse.body.contains("Cần ghi rõ lý do"), "{}", refuse.body);
+
+    let accept = officer
+        .post_multipart(
+            &format!("/ho-so/{code}/thao-tac"),
+            text_form(&dossier.csrf(), &[("action", "accept"), ("note", "")]),
+        )
+        .await;
+    assert_eq!(accept.status, 303, "{}", accept.body);
+
+    let seen = citizen.get(&format!("/ho-so/{code}")).await;
+    assert_eq!(seen.status, 200);
+    assert!(seen.body.contains("Đã tiếp nhận"));
+    assert!(
+        seen.body.contains("Nộp hồ sơ trực tuyến"),
+        "timeline: submit"
+    );
+    assert!(seen.body.contains("Tiếp nhận hồ sơ"), "timeline: accept");
+    assert!(seen.body.contains("Hạn giải quyết"), "due date shown");
+    // The citizen may withdraw (with a reason), not accept.
+    assert!(seen.body.contains("value=\"withdraw\""));
+    assert!(!seen.body.contains("value=\"accept\""));
+
+    // The rest of the lifecycle, each through its page form.
+    let r = act_page(&mut officer, &code, &[("action", "forward")]).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let mut specialist = Browser::new(&app, "vi");
+    specialist.login("specialist").await;
+    let q = specialist.get("/can-bo?tab=appraise").await;
+    assert!(q.body.contains(&code));
+    let r = act_page(&mut specialist, &code, &[("action", "forward")]).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let mut leader = Browser::new(&app, "vi");
+    leader.login("leader").await;
+    let r = act_page(&mut leader, &code, &[("action", "approve")]).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let r = act_page(&mut officer, &code, &[("action", "return_result")]).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let mut rating = vec![("action", "evaluate"), ("level", "very_satisfied")];
+    let names: Vec<String> = motcua_domain::dossier::EVALUATION_CRITERIA
+        .iter()
+        .map(|c| format!("score_{c}"))
+        .collect();
+    for n in &names {
+        rating.push((n.as_str(), "2"));
+    }
+    let r = act_page(&mut citizen, &code, &rating).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let done = citizen.get(&r.location()).await;
+    assert!(done.body.contains("Đã trả kết quả"));
+    assert!(done.body.contains("Rất hài lòng"));
+    assert!(
+        done.body.contains("Đánh giá chất lượng"),
+        "timeline: evaluation"
+    );
+    let d = app
+        .state
+        .store
+        .dossier(&motcua_domain::DossierCode::parse(&code).expect("code"))
+        .await
+        .expect("store")
+        .expect("dossier");
+    let eval = d.lifecycle.evaluation.expect("evaluated");
+    assert_eq!(eval.scores.len(), 9);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn csrf_is_required_and_sessions_are_cookies_that_logout_kills() {
+    let app = spawn_app().await;
+    let mut citizen = Browser::new(&app, "vi");
+    citizen.login("citizen").await;
+    let code = apply_birth(&mut citizen).await;
+
+    // Login without the double-submit cookie: refused.
+    let mut fresh = Browser::new(&app, "vi");
+    let r = fresh
+        .post_form(
+            "/dang-nhap",
+            &[
+                ("username", "officer"),
+                ("password", "motcua-demo"),
+                ("csrf", "00"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 403);
+    assert!(!fresh.cookies.contains_key("motcua_session"));
+
+    let mut officer = Browser::new(&app, "en");
+    let page = officer.get("/dang-nhap").await;
+    let csrf = page.csrf();
+    let r = officer
+        .post_form(
+            "/dang-nhap",
+            &[
+                ("username", "officer"),
+                ("password", "motcua-demo"),
+                ("csrf", &csrf),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303);
+    let cookie = r
+        .set_cookies()
+        .into_iter()
+        .find(|c| c.starts_with("motcua_session="))
+        .expect("session cookie");
+    assert!(cookie.contains("HttpOnly"));
+    assert!(cookie.contains("SameSite=Lax"));
+    assert!(cookie.contains("Path=/"));
+    assert!(cookie.contains("Max-Age="));
+    assert!(!cookie.contains("Secure"), "plain HTTP");
+
+    // Behind a TLS proxy the cookie is Secure.
+    let mut tls = Browser::new(&app, "vi");
+    let page = tls.get("/dang-nhap").await;
+    let csrf = page.csrf();
+    let req = tls
+        .client
+        .post(format!("{}/dang-nhap", tls.base))
+        .header("x-forwarded-proto", "https")
+        .form(&[
+            ("username", "citizen2"),
+            ("password", "motcua-demo"),
+            ("csrf", csrf.as_str()),
+        ]);
+    let r = tls.send(req).await;
+    assert!(
+        r.set_cookies()
+            .iter()
+            .any(|c| c.starts_with("motcua_session=") && c.contains("; Secure"))
+    );
+
+    // An action without the CSRF token: 403, and nothing changes.
+    let r = officer
+        .post_multipart(
+            &format!("/ho-so/{code}/thao-tac"),
+            Form::new().text("action", "accept"),
+        )
+        .await;
+    assert_eq!(r.status, 403);
+    assert!(
+        r.body.contains("Access denied"),
+        "HTML error page in English"
+    );
+    let r = officer
+        .post_multipart(
+            &format!("/ho-so/{code}/thao-tac"),
+            text_form("forged", &[("action", "accept")]),
+        )
+        .await;
+    assert_eq!(r.status, 403);
+    let d = app
+        .state
+        .store
+        .dossier(&motcua_domain::DossierCode::parse(&code).expect("code"))
+        .await
+        .expect("store")
+        .expect("dossier");
+    assert_eq!(
+        d.lifecycle.status,
+        motcua_domain::dossier::Status::NewlyRegistered
+    );
+
+    // Logging out revokes the session: the old cookie is useless.
+    let old = officer.cookies["motcua_session"].clone();
+    let queue = officer.get("/can-bo").await;
+    let out = officer
+        .post_form("/dang-xuat", &[("csrf", &queue.csrf())])
+        .await;
+    assert_eq!(out.status, 303);
+    assert!(!officer.cookies.contains_key("motcua_session"));
+    officer.cookies.insert("motcua_session".into(), old);
+    let after = officer.get("/can-bo").await;
+    assert_eq!(after.status, 303);
+    assert!(after.location().starts_with("/dang-nhap"));
+
+    // Log out everywhere ends every session of the user.
+    let mut second = Browser::new(&app, "vi");
+    second.login("citizen").await;
+    let mine = citizen.get("/ho-so").await;
+    let r = citizen
+        .post_form("/dang-xuat-tat-ca", &[("csrf", &mine.csrf())])
+        .await;
+    assert_eq!(r.status, 303);
+    let r = second.get("/ho-so").await;
+    assert_eq!(r.status, 303, "other device signed out too");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn supplement_apology_and_counter_reception_through_pages() {
+    let app = spawn_app().await;
+    let mut citizen = Browser::new(&app, "vi");
+    citizen.login("citizen").await;
+    let code = apply_birth(&mut citizen).await;
+    let mut officer = Browser::new(&app, "vi");
+    officer.login("officer").await;
+
+    // Officer asks for a supplement; the citizen sees the request and sends a file.
+    let r = act_page(
+        &mut officer,
+        &code,
+        &[
+            ("action", "request_supplement"),
+            ("note", "Thiếu văn bản ủy quyền"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let page = citizen.get(&format!("/ho-so/{code}")).await;
+    assert!(page.body.contains("Yêu cầu bổ sung"));
+    assert!(page.body.contains("Thiếu văn bản ủy quyền"));
+    assert!(page.body.contains("name=\"document:authorisation\""));
+    let form = text_form(&page.csrf(), &[("action", "supplement")]).part(
+        "document:authorisation",
+        Part::bytes(pdf("uy-quyen")).file_name("uy-quyen.pdf"),
+    );
+    let r = citizen
+        .post_multipart(&format!("/ho-so/{code}/thao-tac"), form)
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let page = citizen.get(&format!("/ho-so/{code}")).await;
+    assert!(page.body.contains("uy-quyen.pdf"));
+    assert!(page.body.contains("Mới đăng ký"), "back to where it paused");
+
+    // Accepted, then an apology with a new date, shown to the citizen.
+    let r = act_page(&mut officer, &code, &[("action", "accept")]).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let later = (app.state.clock.now() + chrono::Duration::days(40) + chrono::Duration::hours(7))
+        .format("%Y-%m-%d")
+        .to_string();
+    let shown = (app.state.clock.now() + chrono::Duration::days(40) + chrono::Duration::hours(7))
+        .format("%d/%m/%Y")
+        .to_string();
+    let r = act_page(
+        &mut officer,
+        &code,
+        &[("action", "apologize"), ("note", "")],
+    )
+    .await;
+    assert_eq!(r.status, 422, "a date and a reason are required");
+    let r = act_page(
+        &mut officer,
+        &code,
+        &[
+            ("action", "apologize"),
+            ("new_due_at", &later),
+            ("note", "Cần xác minh thêm"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let page = citizen.get(&format!("/ho-so/{code}")).await;
+    assert!(page.body.contains("Ngày hẹn mới"));
+    assert!(
+        page.body.contains(&format!("{shown} 17:00")),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("Cần xác minh thêm"));
+
+    // Counter reception of a paper dossier for a walk-in citizen.
+    let form_page = officer
+        .get(&format!("/can-bo/tiep-nhan?thu_tuc={BIRTH}"))
+        .await;
+    assert_eq!(form_page.status, 200);
+    assert!(form_page.body.contains("name=\"a_national_id\""));
+    let mut form = Form::new()
+        .text("csrf", form_page.csrf())
+        .text("a_full_name", "Trần Thị Bình")
+        .text("a_national_id", "001195054321")
+        .text("a_phone", "0987654321");
+    for (k, v) in birth_fields().as_object().expect("fields") {
+        form = form.text(format!("f_{k}"), v.as_str().unwrap_or_default().to_string());
+    }
+    let form = form.part(
+        "document:birth-notice",
+        Part::bytes(pdf("quay")).file_name("giay-chung-sinh.pdf"),
+    );
+    let r = officer
+        .post_multipart(&format!("/can-bo/tiep-nhan?thu_tuc={BIRTH}"), form)
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let receipt = officer.get(&r.location()).await;
+    assert!(receipt.body.contains("Đã tiếp nhận"));
+    assert!(receipt.body.contains("Trần Thị Bình"));
+    // The applicant has an account: the dossier is in her list too.
+    let mut binh = Browser::new(&app, "vi");
+    binh.login("citizen2").await;
+    let mine = binh.get("/ho-so").await;
+    let counter_code = r
+        .location()
+        .trim_start_matches("/ho-so/")
+        .trim_end_matches("/bien-nhan")
+        .to_string();
+    assert!(mine.body.contains(&counter_code));
+    app.stop().await;
+}
+
+impl Browser {
+    /// Bytes transferred for a page with gzip (reqwest here does not
+    /// decompress, so this is the size on the wire).
+    async fn weight(&self, path: &str) -> usize {
+        let r = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .header("accept", "text/html")
+            .header("accept-encoding", "gzip")
+            .header("accept-language", self.lang)
+            .header("cookie", self.cookie_header())
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(r.status(), 200, "{path}");
+        r.bytes().await.expect("body").len()
+    }
+}
+
+#[tokio::test]
+async fn every_key_citizen_page_weighs_under_50_kb_with_its_stylesheet() {
+    let app = spawn_app().await;
+    let mut b = Browser::new(&app, "vi");
+    let home = b.get("/").await;
+    let css_path = home
+        .body
+        .split("href=\"")
+        .find(|s| s.starts_with("/static/app.css"))
+        .and_then(|s| s.split('"').next())
+        .expect("stylesheet")
+        .to_string();
+    let css = b.weight(&css_path).await;
+    b.login("citizen").await;
+    let code = apply_birth(&mut b).await;
+    println!("page weights (gzip, bytes): stylesheet {css}");
+    for path in [
+        "/".to_string(),
+        "/thu-tuc".into(),
+        "/thu-tuc?q=dang+ky+khai+sinh".into(),
+        format!("/thu-tuc/{BIRTH}"),
+        apply_path(),
+        format!("/ho-so/{code}/bien-nhan"),
+        "/ho-so".into(),
+        format!("/ho-so/{code}"),
+        format!("/tra-cuu?ma={code}"),
+    ] {
+        let html = b.weight(&path).await;
+        println!("  {path:<40} html {html:>6}  + css = {:>6}", html + css);
+        assert!(html + css <= 50_000, "{path} weighs {}", html + css);
+    }
+    app.stop().await;
+}

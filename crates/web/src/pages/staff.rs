@@ -1,0 +1,271 @@
+//! The one-stop back office: workqueue, search, counter reception.
+
+use askama::Template;
+use axum::extract::{Multipart, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use motcua_domain::dossier::{Channel, Role, Status};
+use motcua_store::{DossierQuery, User};
+use serde::Deserialize;
+
+use super::citizen::{Attempt, Opt, Row, procedure_names, render_apply, row_of};
+use super::*;
+use crate::AppState;
+use crate::error::ApiError;
+
+type PageResult = Result<Response, ApiError>;
+
+pub struct Tab {
+    pub href: String,
+    pub label: String,
+    pub count: usize,
+    pub current: bool,
+}
+
+#[derive(Template)]
+#[template(path = "pages/workqueue.html")]
+struct WorkqueuePage<'a> {
+    ctx: &'a Ctx,
+    title: String,
+    tabs: Vec<Tab>,
+    overdue: usize,
+    due_soon: usize,
+    rows: Vec<Row>,
+    q: String,
+    searching: bool,
+    procedures: Vec<Opt>,
+    can_receive: bool,
+}
+
+#[derive(Deserialize, Default)]
+pub struct QueueQuery {
+    tab: Option<String>,
+    q: Option<String>,
+}
+
+fn staff_user(ctx: &Ctx) -> Result<Result<User, Redirect>, ApiError> {
+    match ctx.require_user() {
+        Err(r) => Ok(Err(r)),
+        Ok(u) if crate::auth::is_staff(&u) && u.agency_code.is_some() => Ok(Ok(u)),
+        Ok(_) => Err(ApiError::forbidden()),
+    }
+}
+
+/// Which tab a dossier of the queue belongs to (as the API counts them).
+fn tab_of(status: Status, holder: Option<Role>) -> &'static str {
+    match (status, holder) {
+        (Status::NewlyRegistered, _) => "receive",
+        (Status::Completed, _) => "return",
+        (_, Some(Role::Leader)) => "approve",
+        (_, Some(_)) => "appraise",
+        _ => "other",
+    }
+}
+
+/// `GET /can-bo`: the workqueue of the signed-in staff member's roles, or
+/// a search by code, national ID number or name (`?q=`).
+pub async fn workqueue(
+    State(st): State<AppState>,
+    ctx: Ctx,
+    Query(q): Query<QueueQuery>,
+) -> PageResult {
+    let user = match staff_user(&ctx)? {
+        Ok(u) => u,
+        Err(r) => return Ok(r.into_response()),
+    };
+    let agency = user.agency_code.clone().ok_or_else(ApiError::forbidden)?;
+    let text = q.q.clone().unwrap_or_default().trim().to_string();
+    let searching = !text.is_empty();
+    let holders: Vec<Role> = user
+        .roles
+        .iter()
+        .copied()
+        .filter(|r| matches!(r, Role::Officer | Role::Specialist | Role::Leader))
+        .collect();
+    let query = if searching {
+        let mut e = audit_entry(
+            &st,
+            &user,
+            user.roles.first().copied().unwrap_or(Role::Officer),
+            "dossier.search",
+            &serde_json::json!({ "q": text }),
+        );
+        e.note = None;
+        st.store.append_audit(e).await?;
+        DossierQuery {
+            agency: Some(agency),
+            text: Some(text.clone()),
+            limit: 200,
+            ..Default::default()
+        }
+    } else {
+        if holders.is_empty() {
+            return Err(ApiError::forbidden());
+        }
+        DossierQuery {
+            agency: Some(agency),
+            holders,
+            limit: 500,
+            ..Default::default()
+        }
+    };
+    let rows = st.store.find_dossiers(&query).await?;
+    let names = procedure_names(&st, ctx.lang).await?;
+    let now = st.clock.now();
+    let soon = st
+        .calendar
+        .add_working_minutes(now, i64::from(st.calendar.hours_per_day()) * 60);
+    let tab = q.tab.clone().unwrap_or_else(|| "all".into());
+    let mut counts = std::collections::BTreeMap::<&str, usize>::new();
+    let mut overdue = 0;
+    let mut due_soon = 0;
+    let mut out = Vec::new();
+    for s in &rows {
+        let t = tab_of(s.status, s.holder);
+        *counts.entry(t).or_default() += 1;
+        let row = row_of(&ctx, &names, s, now, soon);
+        overdue += usize::from(row.flag_class == "overdue");
+        due_soon += usize::from(row.flag_class == "due-soon");
+        if searching || tab == "all" || tab == t {
+            out.push(row);
+        }
+    }
+    let tabs = if searching {
+        Vec::new()
+    } else {
+        [
+            ("all", "page-tab-all"),
+            ("receive", "page-tab-receive"),
+            ("appraise", "page-tab-appraise"),
+            ("approve", "page-tab-approve"),
+            ("return", "page-tab-return"),
+        ]
+        .iter()
+        .map(|(k, label)| Tab {
+            href: format!("/can-bo?tab={k}"),
+            label: ctx.t(label),
+            count: if *k == "all" {
+                rows.len()
+            } else {
+                counts.get(k).copied().unwrap_or(0)
+            },
+            current: tab == *k,
+        })
+        .collect()
+    };
+    let can_receive = crate::auth::has(&user, Role::Officer);
+    let mut procedures = Vec::new();
+    if can_receive {
+        for (p, _) in st.catalogue().await?.iter() {
+            procedures.push(Opt {
+                value: p.code.clone(),
+                label: p.name.get(ctx.lang.code()).to_string(),
+                selected: false,
+            });
+        }
+        procedures.sort_by(|a, b| a.label.cmp(&b.label));
+    }
+    let page = WorkqueuePage {
+        ctx: &ctx,
+        title: ctx.t("page-workqueue"),
+        tabs,
+        overdue,
+        due_soon,
+        rows: out,
+        q: text,
+        searching,
+        procedures,
+        can_receive,
+    };
+    Ok(ctx.render(StatusCode::OK, page.render()))
+}
+
+#[derive(Deserialize, Default)]
+pub struct CounterQuery {
+    thu_tuc: Option<String>,
+}
+
+async fn counter_setup(
+    st: &AppState,
+    ctx: &Ctx,
+    q: &CounterQuery,
+) -> Result<Result<(User, motcua_domain::procedure::Procedure), Redirect>, ApiError> {
+    let user = match staff_user(ctx)? {
+        Ok(u) => u,
+        Err(r) => return Ok(Err(r)),
+    };
+    if !crate::auth::has(&user, Role::Officer) {
+        return Err(ApiError::forbidden());
+    }
+    let code = q.thu_tuc.clone().unwrap_or_default();
+    if code.is_empty() {
+        return Ok(Err(Redirect::to("/can-bo")));
+    }
+    let p = st
+        .store
+        .current_procedure(&code)
+        .await?
+        .ok_or_else(ApiError::not_found)?
+        .definition;
+    Ok(Ok((user, p)))
+}
+
+/// `GET /can-bo/tiep-nhan?thu_tuc=…`: the apply form for a walk-in citizen.
+pub async fn counter_form(
+    State(st): State<AppState>,
+    ctx: Ctx,
+    Query(q): Query<CounterQuery>,
+) -> PageResult {
+    let (_user, p) = match counter_setup(&st, &ctx, &q).await? {
+        Ok(x) => x,
+        Err(r) => return Ok(r.into_response()),
+    };
+    let today = motcua_store::vietnam_day(st.clock.now());
+    Ok(render_apply(
+        &ctx,
+        &p,
+        Vec::new(),
+        &Attempt::default(),
+        true,
+        today,
+    ))
+}
+
+/// `POST /can-bo/tiep-nhan?thu_tuc=…`: receives and accepts a paper dossier.
+pub async fn counter_submit(
+    State(st): State<AppState>,
+    ctx: Ctx,
+    Query(q): Query<CounterQuery>,
+    mp: Multipart,
+) -> PageResult {
+    let form = FormData::read(&st, mp).await?;
+    ctx.check_csrf(form.get("csrf"))?;
+    let (user, p) = match counter_setup(&st, &ctx, &q).await? {
+        Ok(x) => x,
+        Err(r) => return Ok(r.into_response()),
+    };
+    match super::citizen::check_apply(&st, &ctx, &p, form, true).await? {
+        Err(attempt) => {
+            let today = motcua_store::vietnam_day(st.clock.now());
+            Ok(render_apply(&ctx, &p, Vec::new(), &attempt, true, today))
+        }
+        Ok(c) => {
+            let applicant = c
+                .applicant
+                .ok_or_else(|| ApiError::field("applicant", "applicant-required"))?;
+            let d = create_dossier(
+                &st,
+                &user,
+                &p,
+                &c.agency,
+                c.unit,
+                Channel::InPerson,
+                applicant,
+                c.fields,
+                c.documents,
+            )
+            .await?;
+            Ok(Redirect::to(&format!("/ho-so/{}/bien-nhan", d.code)).into_response())
+        }
+    }
+}
