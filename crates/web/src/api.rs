@@ -7,47 +7,23 @@ use axum::body::Bytes;
 use axum::extract::{ConnectInfo, FromRequest, Multipart, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, NaiveDate, Utc};
 use motcua_domain::audit::AuditEntry;
-use motcua_domain::dossier::{
-    Action, Channel, Command, Lifecycle, Ownership, Role, Rules, SatisfactionLevel, Status, decide,
-};
+use motcua_domain::dossier::{Action, Channel, Command, Role, SatisfactionLevel, Status};
 use motcua_domain::ids::{NationalId, parse_email, parse_phone};
 use motcua_domain::procedure::Procedure;
-use motcua_domain::units::UnitLevel;
 use motcua_domain::{DossierCode, UnitCode};
-use motcua_store::{
-    Applicant, Dossier, DossierQuery, DossierUpdate, NewDossier, NewUser, StoreError,
-    StoredDocument, User,
-};
+use motcua_store::{Applicant, Dossier, DossierQuery, NewUser, StoreError, StoredDocument, User};
 use serde::Deserialize;
 
-use crate::auth::{self, actor_of, current_user, is_staff};
+use crate::auth::{self, current_user, is_staff};
 use crate::error::{ApiError, FieldProblem};
+use crate::service::{self, FormData, Upload, audit_entry, valid_username};
 use crate::views::*;
 use crate::{AppState, ClientAddr};
 
 type ApiResult<T> = Result<T, ApiError>;
 
-fn audit_entry(
-    st: &AppState,
-    user: &User,
-    role: Role,
-    action: &str,
-    payload: &serde_json::Value,
-) -> AuditEntry {
-    let mut e = AuditEntry::new(
-        st.clock.now(),
-        &user.username,
-        role.as_str(),
-        action,
-        payload,
-    );
-    e.agency_code = user.agency_code.as_ref().map(|a| a.to_string());
-    e
-}
-
-fn json_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
+fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
     serde_json::from_slice(body)
         .map_err(|e| ApiError::field("body", "invalid-json").detail(e.to_string()))
 }
@@ -101,13 +77,6 @@ pub async fn revoke_token(State(st): State<AppState>, headers: HeaderMap) -> Api
     } else {
         Err(ApiError::unauthorized())
     }
-}
-
-fn valid_username(u: &str) -> bool {
-    (3..=32).contains(&u.len())
-        && u.bytes().all(|b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'_')
-        })
 }
 
 /// `POST /api/v1/auth/register`: a citizen creates an account.
@@ -256,105 +225,35 @@ pub async fn get_procedure(
     Ok(Json(p.definition).into_response())
 }
 
-/// An uploaded file before it is stored.
-struct Upload {
-    document_id: String,
-    filename: String,
-    content_type: String,
-    bytes: Bytes,
-}
-
-/// Recognises the file type by its first bytes, so that a file's name
-/// cannot disguise its content.
-fn sniff_matches(ext: &str, bytes: &[u8]) -> bool {
-    let starts = |m: &[u8]| bytes.starts_with(m);
-    match ext {
-        "pdf" => starts(b"%PDF"),
-        "png" => starts(b"\x89PNG\r\n\x1a\n"),
-        "jpg" | "jpeg" => starts(b"\xFF\xD8\xFF"),
-        "docx" | "xlsx" | "odt" => starts(b"PK\x03\x04"),
-        "doc" | "xls" => starts(b"\xD0\xCF\x11\xE0"),
-        "tif" | "tiff" => starts(b"II*\0") || starts(b"MM\0*"),
-        _ => false,
-    }
-}
-
-fn content_type_of(ext: &str) -> &'static str {
-    match ext {
-        "pdf" => "application/pdf",
-        "png" => "image/png",
-        "jpg" | "jpeg" => "image/jpeg",
-        "docx" => "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
-        "xlsx" => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-        "odt" => "application/vnd.oasis.opendocument.text",
-        "doc" => "application/msword",
-        "xls" => "application/vnd.ms-excel",
-        "tif" | "tiff" => "image/tiff",
-        _ => "application/octet-stream",
-    }
-}
-
-fn extension(filename: &str) -> String {
-    filename
-        .rsplit_once('.')
-        .map(|(_, e)| e.to_ascii_lowercase())
-        .unwrap_or_default()
-}
-
-/// Reads a multipart body: one JSON part (named `json_part`) and file parts
-/// named `document:<id>`.
-async fn read_multipart(
+/// Splits an API multipart body into its JSON part (`json_part`) and the
+/// files named `document:<id>`.
+async fn read_api_form(
     st: &AppState,
-    mut mp: Multipart,
+    mp: Multipart,
     json_part: &str,
-) -> ApiResult<(Option<Bytes>, Vec<Upload>)> {
-    let mut json = None;
-    let mut uploads = Vec::new();
-    while let Some(field) = mp
-        .next_field()
-        .await
-        .map_err(|e| multipart_error(e.status(), e.body_text()))?
-    {
-        let name = field.name().unwrap_or_default().to_string();
-        if name == json_part {
-            json = Some(
-                field
-                    .bytes()
-                    .await
-                    .map_err(|e| multipart_error(e.status(), e.body_text()))?,
-            );
-        } else if let Some(doc) = name.strip_prefix("document:") {
-            let filename = field
-                .file_name()
-                .map(|f| f.rsplit(['/', '\\']).next().unwrap_or(f).to_string())
-                .unwrap_or_else(|| "file".into());
-            let bytes = field
-                .bytes()
-                .await
-                .map_err(|e| multipart_error(e.status(), e.body_text()))?;
-            if bytes.len() as u64 > st.config.max_file_bytes {
-                let mut p = FieldProblem::new(&format!("document:{doc}"), "document-too-large");
-                p.params.insert(
-                    "max".into(),
-                    format!("{} MB", st.config.max_file_bytes / 1_000_000).into(),
-                );
-                return Err(ApiError::validation(vec![p]));
-            }
-            let ext = extension(&filename);
-            uploads.push(Upload {
-                document_id: doc.to_string(),
-                content_type: content_type_of(&ext).to_string(),
-                filename: motcua_domain::text::nfc(&filename),
-                bytes,
-            });
+) -> ApiResult<(Option<String>, Vec<(String, Upload)>)> {
+    let form = FormData::read(st, mp).await?;
+    let mut json = form.get(json_part).map(str::to_string);
+    let mut docs = Vec::new();
+    for up in form.files {
+        if up.name == json_part {
+            json = Some(String::from_utf8_lossy(&up.bytes).into_owned());
+        } else if let Some(id) = up.name.strip_prefix("document:") {
+            docs.push((id.to_string(), up));
         } else {
-            return Err(ApiError::bad_request(format!("unexpected part '{name}'")));
+            return Err(ApiError::bad_request(format!(
+                "unexpected part '{}'",
+                up.name
+            )));
         }
     }
-    Ok((json, uploads))
+    if let Some((k, _)) = form.values.iter().find(|(k, _)| k != json_part) {
+        return Err(ApiError::bad_request(format!("unexpected part '{k}'")));
+    }
+    Ok((json, docs))
 }
 
-fn multipart_error(status: StatusCode, text: String) -> ApiError {
+fn body_error(status: StatusCode, text: String) -> ApiError {
     if status == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::new(status, "payload-too-large")
     } else {
@@ -363,12 +262,16 @@ fn multipart_error(status: StatusCode, text: String) -> ApiError {
 }
 
 /// Checks uploads against the procedure (ids, types, counts, content) and
-/// returns every problem at once.
-fn check_uploads(p: &Procedure, uploads: &[Upload], require_all: bool) -> Vec<FieldProblem> {
+/// returns every problem at once, each under `document:<id>`.
+fn check_uploads(
+    p: &Procedure,
+    uploads: &[(String, Upload)],
+    require_all: bool,
+) -> Vec<FieldProblem> {
     let mut errs: Vec<FieldProblem> = Vec::new();
     let pairs: Vec<(String, String)> = uploads
         .iter()
-        .map(|u| (u.document_id.clone(), u.filename.clone()))
+        .map(|(id, u)| (id.clone(), u.filename.clone()))
         .collect();
     if let Err(es) = p.validate_documents(&pairs) {
         errs.extend(
@@ -377,16 +280,14 @@ fn check_uploads(p: &Procedure, uploads: &[Upload], require_all: bool) -> Vec<Fi
                 .map(FieldProblem::from),
         );
     }
-    for u in uploads {
-        let ext = extension(&u.filename);
-        let known = p.document(&u.document_id).is_some_and(|d| {
-            d.accept.contains(&ext) || (ext == "jpeg" && d.accept.iter().any(|a| a == "jpg"))
-        });
-        if known && !sniff_matches(&ext, &u.bytes) {
-            errs.push(FieldProblem::new(
-                &format!("document:{}", u.document_id),
-                "document-content",
-            ));
+    // Type and count problems come from the procedure; the content check
+    // (a file whose bytes are not what its name says) from the service.
+    for (id, u) in uploads {
+        if let Some(mut e) = service::check_file(p, id, u)
+            && e.code == "document-content"
+        {
+            e.field = format!("document:{id}");
+            errs.push(e);
         }
     }
     errs
@@ -394,22 +295,12 @@ fn check_uploads(p: &Procedure, uploads: &[Upload], require_all: bool) -> Vec<Fi
 
 async fn store_uploads(
     st: &AppState,
-    uploads: Vec<Upload>,
+    uploads: Vec<(String, Upload)>,
     stage: &str,
 ) -> ApiResult<Vec<StoredDocument>> {
     let mut out = Vec::with_capacity(uploads.len());
-    for u in uploads {
-        let size = u.bytes.len() as u64;
-        let r = st.objects.put(u.bytes.to_vec()).await?;
-        out.push(StoredDocument {
-            document_id: u.document_id,
-            filename: u.filename,
-            content_type: u.content_type,
-            size,
-            sha256: r.sha256,
-            uploaded_at: st.clock.now(),
-            stage: stage.to_string(),
-        });
+    for (id, up) in uploads {
+        out.push(service::store_file(st, &id, up, stage).await?);
     }
     Ok(out)
 }
@@ -425,9 +316,9 @@ pub async fn submit(
     mp: Multipart,
 ) -> ApiResult<(StatusCode, Json<SubmitResponse>)> {
     let user = current_user(&st, &headers).await?;
-    let (json, uploads) = read_multipart(&st, mp, "application").await?;
+    let (json, uploads) = read_api_form(&st, mp, "application").await?;
     let json = json.ok_or_else(|| ApiError::field("application", "missing-application"))?;
-    let app: Application = json_body(&json)?;
+    let app: Application = json_body(json.as_bytes())?;
     let is_officer = auth::has(&user, Role::Officer);
     let is_citizen = auth::has(&user, Role::Citizen);
     if !is_citizen && !is_officer {
@@ -456,33 +347,12 @@ pub async fn submit(
         .await?
         .ok_or_else(|| ApiError::field("procedure_code", "unknown-procedure"))?;
     let p = stored.definition;
-    if channel == Channel::Online && p.online == motcua_domain::procedure::OnlineLevel::None {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "not-online",
-        ));
-    }
     let unit_code = UnitCode::parse(&app.unit_code)
         .map_err(|_| ApiError::field("unit_code", "invalid-unit-code"))?;
-    let unit = st
-        .store
-        .unit(&unit_code)
-        .await?
-        .ok_or_else(|| ApiError::field("unit_code", "unknown-unit"))?;
-    let agency_unit = match (p.level, unit.level) {
-        (UnitLevel::Commune, UnitLevel::Commune) | (UnitLevel::Province, UnitLevel::Province) => {
-            unit.code.clone()
-        }
-        (UnitLevel::Province, UnitLevel::Commune) => {
-            unit.parent_code.clone().unwrap_or(unit.code.clone())
-        }
-        (UnitLevel::Commune, UnitLevel::Province) => {
-            return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "no-agency"));
-        }
-    };
-    let agency = st
-        .store
-        .agency_for(p.agency_kind, &agency_unit)
+    if st.store.unit(&unit_code).await?.is_none() {
+        return Err(ApiError::field("unit_code", "unknown-unit"));
+    }
+    let agency = service::agency_for(&st, &p, &unit_code)
         .await?
         .ok_or_else(|| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "no-agency"))?;
     if channel != Channel::Online && user.agency_code.as_ref() != Some(&agency.code) {
@@ -562,69 +432,10 @@ pub async fn submit(
     }
     let fields = fields.unwrap_or_default();
     let documents = store_uploads(&st, uploads, "initial").await?;
-    let now = st.clock.now();
-    let mut lifecycle = Lifecycle::new();
-    let mut event = "dossier.submitted".to_string();
-    let mut action = "dossier.submit";
-    let mut to = Status::NewlyRegistered;
-    if channel != Channel::Online {
-        // Counter reception: the officer receives and accepts at once (Form 01).
-        let own = Ownership {
-            agency: agency.code.clone(),
-            applicant_user_id: applicant.user_id,
-        };
-        let rules = Rules {
-            workflow: &p.workflow,
-            total_minutes: p
-                .processing_time
-                .working_minutes(st.calendar.hours_per_day()),
-            calendar: &st.calendar,
-        };
-        let d = decide(
-            &lifecycle,
-            &own,
-            rules,
-            &actor_of(&user),
-            &Command::new(Action::Accept),
-            now,
-        )?;
-        lifecycle = d.lifecycle;
-        event = d.event.to_string();
-        action = "dossier.receive_at_counter";
-        to = d.to;
-    }
-    let role = if channel == Channel::Online {
-        Role::Citizen
-    } else {
-        Role::Officer
-    };
-    let mut entry = audit_entry(
-        &st,
-        &user,
-        role,
-        action,
-        &serde_json::json!({ "fields": fields, "documents": documents.iter().map(|d| &d.sha256).collect::<Vec<_>>() }),
-    );
-    entry.to_status = Some(to.as_str().into());
-    entry.agency_code = Some(agency.code.to_string());
-    let d = st
-        .store
-        .create_dossier(NewDossier {
-            procedure_code: p.code.clone(),
-            procedure_version: p.version,
-            agency_code: agency.code.clone(),
-            unit_code: unit.code.clone(),
-            channel,
-            applicant,
-            fields,
-            documents,
-            submitted_at: now,
-            lifecycle,
-            audit: entry,
-            event,
-        })
-        .await?;
-    st.metrics.dossier_submitted();
+    let d = service::create_dossier(
+        &st, &user, &p, &agency, unit_code, channel, applicant, fields, documents,
+    )
+    .await?;
     Ok((
         StatusCode::CREATED,
         Json(SubmitResponse {
@@ -635,80 +446,8 @@ pub async fn submit(
     ))
 }
 
-/// May `user` see dossier `d`? Applicants see their own; staff see their
-/// agency's; a province admin or IOC viewer sees every agency of the province.
-async fn may_view(st: &AppState, user: &User, d: &Dossier) -> ApiResult<bool> {
-    if d.applicant.user_id == Some(user.id) {
-        return Ok(true);
-    }
-    if !is_staff(user) {
-        return Ok(false);
-    }
-    if user.agency_code.as_ref() == Some(&d.agency_code) {
-        return Ok(true);
-    }
-    if auth::has(user, Role::ProvinceAdmin) || auth::has(user, Role::IocViewer) {
-        let (Some(mine), Some(theirs)) = (
-            match &user.agency_code {
-                Some(a) => st.store.agency(a).await?,
-                None => None,
-            },
-            st.store.agency(&d.agency_code).await?,
-        ) else {
-            return Ok(false);
-        };
-        return Ok(
-            province_of(st, &mine.unit_code).await? == province_of(st, &theirs.unit_code).await?
-        );
-    }
-    Ok(false)
-}
-
-async fn province_of(st: &AppState, u: &UnitCode) -> ApiResult<Option<UnitCode>> {
-    if u.is_province() {
-        Ok(Some(u.clone()))
-    } else {
-        Ok(st.store.unit(u).await?.and_then(|x| x.parent_code))
-    }
-}
-
 fn parse_code(code: &str) -> ApiResult<DossierCode> {
     DossierCode::parse(code).map_err(|_| ApiError::not_found())
-}
-
-async fn load_for(st: &AppState, user: &User, code: &str) -> ApiResult<Dossier> {
-    let code = parse_code(code)?;
-    let d = st
-        .store
-        .dossier(&code)
-        .await?
-        .ok_or_else(ApiError::not_found)?;
-    if !may_view(st, user, &d).await? {
-        // Dossier codes are public (tracking), so refusing says no more
-        // than tracking would.
-        return Err(
-            ApiError::forbidden().detail("the dossier belongs to another agency or applicant")
-        );
-    }
-    Ok(d)
-}
-
-/// Staff reading a citizen's personal data is written to the audit chain.
-async fn audit_view(st: &AppState, user: &User, d: &Dossier, what: &str) -> ApiResult<()> {
-    if d.applicant.user_id == Some(user.id) {
-        return Ok(());
-    }
-    let role = user.roles.first().copied().unwrap_or(Role::Officer);
-    let mut e = audit_entry(
-        st,
-        user,
-        role,
-        what,
-        &serde_json::json!({ "code": d.code.as_str() }),
-    );
-    e.dossier_code = Some(d.code.to_string());
-    st.store.append_audit(e).await?;
-    Ok(())
 }
 
 async fn dossier_view(
@@ -765,8 +504,8 @@ pub async fn get_dossier(
     Path(code): Path<String>,
 ) -> ApiResult<Json<DossierView>> {
     let user = current_user(&st, &headers).await?;
-    let d = load_for(&st, &user, &code).await?;
-    audit_view(&st, &user, &d, "dossier.view_personal_data").await?;
+    let d = service::load_dossier(&st, &user, &code).await?;
+    service::audit_view(&st, &user, &d, "dossier.view_personal_data").await?;
     Ok(Json(
         dossier_view(&st, &d, crate::i18n::Lang::from_headers(&headers)).await?,
     ))
@@ -782,9 +521,9 @@ pub async fn get_document(
     Path((code, index)): Path<(String, usize)>,
 ) -> ApiResult<Response> {
     let user = current_user(&st, &headers).await?;
-    let d = load_for(&st, &user, &code).await?;
+    let d = service::load_dossier(&st, &user, &code).await?;
     let doc = d.documents.get(index).ok_or_else(ApiError::not_found)?;
-    audit_view(&st, &user, &d, "dossier.download_document").await?;
+    service::audit_view(&st, &user, &d, "dossier.download_document").await?;
     let bytes = st.objects.get(&doc.sha256).await?;
     let disposition = format!(
         "inline; filename=\"{}\"",
@@ -909,24 +648,6 @@ pub async fn workqueue(
     Ok(Json(Workqueue { counts, items }))
 }
 
-fn parse_new_due(raw: &str, st: &AppState) -> ApiResult<DateTime<Utc>> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(raw) {
-        return Ok(t.with_timezone(&Utc));
-    }
-    let day = NaiveDate::parse_from_str(raw, "%Y-%m-%d")
-        .or_else(|_| NaiveDate::parse_from_str(raw, "%d/%m/%Y"))
-        .map_err(|_| ApiError::field("new_due_at", "invalid-date"))?;
-    // End of that office day (17:00 Vietnam time).
-    let local = day
-        .and_hms_opt(17, 0, 0)
-        .ok_or_else(|| ApiError::field("new_due_at", "invalid-date"))?;
-    let _ = st;
-    Ok(DateTime::<Utc>::from_naive_utc_and_offset(
-        local - chrono::Duration::hours(7),
-        Utc,
-    ))
-}
-
 /// `POST /api/v1/dossiers/{code}/actions`: JSON `{action, note, …}`, or
 /// multipart with a JSON part `action` and `document:<id>` files (for
 /// `supplement`).
@@ -950,27 +671,22 @@ pub async fn act(
         let mp = Multipart::from_request(req, &st)
             .await
             .map_err(|e| ApiError::bad_request(e.body_text()))?;
-        let (json, uploads) = read_multipart(&st, mp, "action").await?;
+        let (json, uploads) = read_api_form(&st, mp, "action").await?;
         (
-            json.ok_or_else(|| ApiError::field("action", "missing-application"))?,
+            Bytes::from(json.ok_or_else(|| ApiError::field("action", "missing-application"))?),
             uploads,
         )
     } else {
         let b = Bytes::from_request(req, &st)
             .await
-            .map_err(|e| multipart_error(e.status(), e.body_text()))?;
+            .map_err(|e| body_error(e.status(), e.body_text()))?;
         (b, Vec::new())
     };
     let ar: ActionRequest = json_body(&body)?;
     let action =
         Action::parse(&ar.action).ok_or_else(|| ApiError::field("action", "unknown-action"))?;
-    let d = load_for(&st, &user, &code).await?;
-    let p = st
-        .store
-        .procedure(&d.procedure_code, d.procedure_version)
-        .await?
-        .ok_or_else(|| ApiError::internal("pinned procedure version missing"))?
-        .definition;
+    let d = service::load_dossier(&st, &user, &code).await?;
+    let p = service::procedure_of(&st, &d).await?;
     if !uploads.is_empty() && action != Action::Supplement {
         return Err(ApiError::bad_request(
             "files can only be sent with the supplement action",
@@ -985,7 +701,7 @@ pub async fn act(
     cmd.new_due_at = ar
         .new_due_at
         .as_deref()
-        .map(|s| parse_new_due(s, &st))
+        .map(service::parse_new_due)
         .transpose()?;
     cmd.level = match ar.level.as_deref() {
         None => None,
@@ -995,63 +711,9 @@ pub async fn act(
         Some(_) => return Err(ApiError::field("level", "invalid-choice")),
     };
     cmd.scores = ar.scores.clone();
-    let own = Ownership {
-        agency: d.agency_code.clone(),
-        applicant_user_id: d.applicant.user_id,
-    };
-    let rules = Rules {
-        workflow: &p.workflow,
-        total_minutes: p
-            .processing_time
-            .working_minutes(st.calendar.hours_per_day()),
-        calendar: &st.calendar,
-    };
-    let now = st.clock.now();
-    let actor = actor_of(&user);
-    let decision = decide(&d.lifecycle, &own, rules, &actor, &cmd, now)?;
+    // Files of a refused action are left unreferenced; the sweep removes them.
     let documents = store_uploads(&st, uploads, "supplement").await?;
-    let role = action
-        .roles()
-        .iter()
-        .copied()
-        .find(|r| actor.has(*r))
-        .unwrap_or(Role::Citizen);
-    let payload = serde_json::json!({
-        "action": action.as_str(),
-        "note": cmd.note,
-        "new_due_at": cmd.new_due_at,
-        "level": ar.level,
-        "scores": ar.scores,
-        "documents": documents.iter().map(|d| &d.sha256).collect::<Vec<_>>(),
-    });
-    let mut entry = audit_entry(
-        &st,
-        &user,
-        role,
-        &format!("dossier.{}", action.as_str()),
-        &payload,
-    );
-    entry.agency_code = Some(d.agency_code.to_string());
-    entry.dossier_code = Some(d.code.to_string());
-    entry.from_status = Some(decision.from.as_str().into());
-    entry.to_status = Some(decision.to.as_str().into());
-    entry.note = decision
-        .lifecycle
-        .last_note
-        .clone()
-        .filter(|_| cmd.note.is_some());
-    let updated = st
-        .store
-        .update_dossier(DossierUpdate {
-            code: d.code.clone(),
-            expected_version: d.version,
-            lifecycle: decision.lifecycle,
-            new_documents: documents,
-            audit: entry,
-            event: decision.event.to_string(),
-            at: now,
-        })
-        .await?;
+    let updated = service::take_action(&st, &user, &d, &p, cmd, documents).await?;
     Ok(Json(dossier_view(&st, &updated, lang).await?))
 }
 

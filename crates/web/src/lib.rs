@@ -9,6 +9,7 @@ pub mod error;
 pub mod i18n;
 pub mod metrics;
 pub mod pages;
+pub mod service;
 pub mod views;
 
 use std::net::SocketAddr;

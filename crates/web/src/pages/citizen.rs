@@ -1463,17 +1463,6 @@ pub async fn document(
         .into_response())
 }
 
-fn parse_new_due(raw: &str) -> Option<DateTime<Utc>> {
-    let day = NaiveDate::parse_from_str(raw.trim(), "%Y-%m-%d")
-        .or_else(|_| NaiveDate::parse_from_str(raw.trim(), "%d/%m/%Y"))
-        .ok()?;
-    let local = day.and_hms_opt(17, 0, 0)?;
-    Some(DateTime::<Utc>::from_naive_utc_and_offset(
-        local - chrono::Duration::hours(7),
-        Utc,
-    ))
-}
-
 /// `POST /ho-so/{code}/thao-tac`: one action of the lifecycle from a form.
 pub async fn act(
     State(st): State<AppState>,
@@ -1504,7 +1493,7 @@ pub async fn act(
                 let msg = ctx.t("field-new-due-required");
                 return render_dossier(&st, &ctx, &user, &d, None, Some(fail(msg))).await;
             }
-            Some(raw) => match parse_new_due(raw) {
+            Some(raw) => match parse_new_due(raw).ok() {
                 Some(t) => cmd.new_due_at = Some(t),
                 None => {
                     let msg = ctx.t("field-invalid-date");

@@ -276,13 +276,6 @@ pub async fn register_form(ctx: Ctx) -> PageResult {
     Ok(register_page(&ctx, &RegisterForm::default(), &[]))
 }
 
-fn valid_username(u: &str) -> bool {
-    (3..=32).contains(&u.len())
-        && u.bytes().all(|b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'_')
-        })
-}
-
 /// `POST /dang-ky`: a citizen creates an account (same rules as the API)
 /// and is signed in.
 pub async fn register(
@@ -293,7 +286,7 @@ pub async fn register(
     ctx.check_csrf(f.csrf.as_deref())?;
     let mut errs = Vec::new();
     let username = f.username.trim().to_string();
-    if !valid_username(&username) {
+    if !crate::service::valid_username(&username) {
         errs.push(FieldProblem::new("username", "username-invalid"));
     }
     if f.password.chars().count() < 8 {
@@ -325,7 +318,9 @@ pub async fn register(
             None
         })
     };
-    if valid_username(&username) && st.store.user_by_name(&username).await?.is_some() {
+    if crate::service::valid_username(&username)
+        && st.store.user_by_name(&username).await?.is_some()
+    {
         errs.push(FieldProblem::new("username", "username-taken"));
     }
     let nid = match nid {

@@ -1,0 +1,478 @@
+//! The commands behind both the JSON API and the pages: reading forms,
+//! checking and storing uploads, submitting a dossier, taking an action,
+//! and who may see what. Handlers only parse their input and render.
+
+use axum::extract::Multipart;
+use chrono::{DateTime, NaiveDate, Utc};
+use motcua_domain::audit::AuditEntry;
+use motcua_domain::dossier::{
+    Action, Channel, Command, Lifecycle, Ownership, Role, Rules, SatisfactionLevel, Status, decide,
+};
+use motcua_domain::procedure::{OnlineLevel, Procedure};
+use motcua_domain::units::{Agency, UnitLevel};
+use motcua_domain::{DossierCode, UnitCode};
+use motcua_store::{Applicant, Dossier, DossierUpdate, NewDossier, StoredDocument, User};
+
+use crate::AppState;
+use crate::auth::actor_of;
+use crate::error::{ApiError, FieldProblem};
+
+/// A file of a form.
+pub struct Upload {
+    pub name: String,
+    pub filename: String,
+    pub bytes: Vec<u8>,
+}
+
+/// A parsed multipart form: text values (repeatable) and files.
+#[derive(Default)]
+pub struct FormData {
+    pub values: Vec<(String, String)>,
+    pub files: Vec<Upload>,
+}
+
+impl FormData {
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.values
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn all(&self, name: &str) -> Vec<&str> {
+        self.values
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    pub async fn read(st: &AppState, mut mp: Multipart) -> Result<Self, ApiError> {
+        let mut out = FormData::default();
+        while let Some(field) = mp.next_field().await.map_err(mp_err)? {
+            let name = field.name().unwrap_or_default().to_string();
+            match field.file_name() {
+                Some(f) => {
+                    let filename = f.rsplit(['/', '\\']).next().unwrap_or(f).to_string();
+                    let bytes = field.bytes().await.map_err(mp_err)?;
+                    if filename.is_empty() && bytes.is_empty() {
+                        continue; // no file chosen
+                    }
+                    if bytes.len() as u64 > st.config.max_file_bytes {
+                        let mut p = FieldProblem::new(&name, "document-too-large");
+                        p.params.insert(
+                            "max".into(),
+                            format!("{} MB", st.config.max_file_bytes / 1_000_000).into(),
+                        );
+                        return Err(ApiError::validation(vec![p]));
+                    }
+                    out.files.push(Upload {
+                        name,
+                        filename: motcua_domain::text::nfc(&filename),
+                        bytes: bytes.to_vec(),
+                    });
+                }
+                None => {
+                    let v = field.text().await.map_err(mp_err)?;
+                    out.values.push((name, v));
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn mp_err(e: axum::extract::multipart::MultipartError) -> ApiError {
+    if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(e.status(), "payload-too-large")
+    } else {
+        ApiError::bad_request(e.body_text())
+    }
+}
+
+pub fn extension(filename: &str) -> String {
+    filename
+        .rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
+/// Recognises the file type by its first bytes, so that a file's name
+/// cannot disguise its content.
+pub fn sniff_matches(ext: &str, bytes: &[u8]) -> bool {
+    let starts = |m: &[u8]| bytes.starts_with(m);
+    match ext {
+        "pdf" => starts(b"%PDF"),
+        "png" => starts(b"\x89PNG\r\n\x1a\n"),
+        "jpg" | "jpeg" => starts(b"\xFF\xD8\xFF"),
+        "docx" | "xlsx" | "odt" => starts(b"PK\x03\x04"),
+        "doc" | "xls" => starts(b"\xD0\xCF\x11\xE0"),
+        "tif" | "tiff" => starts(b"II*\0") || starts(b"MM\0*"),
+        _ => false,
+    }
+}
+
+pub fn content_type_of(ext: &str) -> &'static str {
+    match ext {
+        "pdf" => "application/pdf",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "docx" => "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        "xlsx" => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        "odt" => "application/vnd.oasis.opendocument.text",
+        "doc" => "application/msword",
+        "xls" => "application/vnd.ms-excel",
+        "tif" | "tiff" => "image/tiff",
+        _ => "application/octet-stream",
+    }
+}
+
+/// Checks one file against its document spec: type by name and content.
+pub fn check_file(p: &Procedure, doc_id: &str, up: &Upload) -> Option<FieldProblem> {
+    let Some(spec) = p.document(doc_id) else {
+        return Some(FieldProblem::new(doc_id, "document-unknown"));
+    };
+    let ext = extension(&up.filename);
+    let accepted =
+        spec.accept.contains(&ext) || (ext == "jpeg" && spec.accept.iter().any(|a| a == "jpg"));
+    if !accepted {
+        let mut e = FieldProblem::new(doc_id, "document-type");
+        e.params.insert("file".into(), up.filename.clone().into());
+        e.params
+            .insert("accept".into(), spec.accept.join(", ").into());
+        return Some(e);
+    }
+    if !sniff_matches(&ext, &up.bytes) {
+        return Some(FieldProblem::new(doc_id, "document-content"));
+    }
+    None
+}
+
+/// Stores a checked file in the object store.
+pub async fn store_file(
+    st: &AppState,
+    doc_id: &str,
+    up: Upload,
+    stage: &str,
+) -> Result<StoredDocument, ApiError> {
+    let size = up.bytes.len() as u64;
+    let r = st.objects.put(up.bytes).await?;
+    Ok(StoredDocument {
+        document_id: doc_id.to_string(),
+        content_type: content_type_of(&extension(&up.filename)).to_string(),
+        filename: up.filename,
+        size,
+        sha256: r.sha256,
+        uploaded_at: st.clock.now(),
+        stage: stage.to_string(),
+    })
+}
+
+pub fn audit_entry(
+    st: &AppState,
+    user: &User,
+    role: Role,
+    action: &str,
+    payload: &serde_json::Value,
+) -> AuditEntry {
+    let mut e = AuditEntry::new(
+        st.clock.now(),
+        &user.username,
+        role.as_str(),
+        action,
+        payload,
+    );
+    e.agency_code = user.agency_code.as_ref().map(|a| a.to_string());
+    e
+}
+
+/// The agency that handles procedure `p` filed in `unit`: the agency of the
+/// procedure's kind in that commune, or in its province for a
+/// province-level procedure.
+pub async fn agency_for(
+    st: &AppState,
+    p: &Procedure,
+    unit: &UnitCode,
+) -> Result<Option<Agency>, ApiError> {
+    let Some(unit) = st.store.unit(unit).await? else {
+        return Ok(None);
+    };
+    let agency_unit = match (p.level, unit.level) {
+        (UnitLevel::Commune, UnitLevel::Commune) | (UnitLevel::Province, UnitLevel::Province) => {
+            unit.code.clone()
+        }
+        (UnitLevel::Province, UnitLevel::Commune) => {
+            unit.parent_code.clone().unwrap_or(unit.code.clone())
+        }
+        (UnitLevel::Commune, UnitLevel::Province) => return Ok(None),
+    };
+    Ok(st.store.agency_for(p.agency_kind, &agency_unit).await?)
+}
+
+/// Writes a new dossier: filed online by the citizen, or received at the
+/// counter (accepted at once, Form 01) by an officer.
+#[allow(clippy::too_many_arguments)]
+pub async fn create_dossier(
+    st: &AppState,
+    user: &User,
+    p: &Procedure,
+    agency: &Agency,
+    unit: UnitCode,
+    channel: Channel,
+    applicant: Applicant,
+    fields: serde_json::Map<String, serde_json::Value>,
+    documents: Vec<StoredDocument>,
+) -> Result<Dossier, ApiError> {
+    if channel == Channel::Online && p.online == OnlineLevel::None {
+        return Err(ApiError::new(
+            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            "not-online",
+        ));
+    }
+    let now = st.clock.now();
+    let mut lifecycle = Lifecycle::new();
+    let mut event = "dossier.submitted".to_string();
+    let mut action = "dossier.submit";
+    let mut to = Status::NewlyRegistered;
+    if channel != Channel::Online {
+        let own = Ownership {
+            agency: agency.code.clone(),
+            applicant_user_id: applicant.user_id,
+        };
+        let d = decide(
+            &lifecycle,
+            &own,
+            rules(st, p),
+            &actor_of(user),
+            &Command::new(Action::Accept),
+            now,
+        )?;
+        lifecycle = d.lifecycle;
+        event = d.event.to_string();
+        action = "dossier.receive_at_counter";
+        to = d.to;
+    }
+    let role = if channel == Channel::Online {
+        Role::Citizen
+    } else {
+        Role::Officer
+    };
+    let mut entry = audit_entry(
+        st,
+        user,
+        role,
+        action,
+        &serde_json::json!({ "fields": fields, "documents": documents.iter().map(|d| &d.sha256).collect::<Vec<_>>() }),
+    );
+    entry.to_status = Some(to.as_str().into());
+    entry.agency_code = Some(agency.code.to_string());
+    let d = st
+        .store
+        .create_dossier(NewDossier {
+            procedure_code: p.code.clone(),
+            procedure_version: p.version,
+            agency_code: agency.code.clone(),
+            unit_code: unit,
+            channel,
+            applicant,
+            fields,
+            documents,
+            submitted_at: now,
+            lifecycle,
+            audit: entry,
+            event,
+        })
+        .await?;
+    st.metrics.dossier_submitted();
+    Ok(d)
+}
+
+pub fn rules<'a>(st: &'a AppState, p: &'a Procedure) -> Rules<'a> {
+    Rules {
+        workflow: &p.workflow,
+        total_minutes: p
+            .processing_time
+            .working_minutes(st.calendar.hours_per_day()),
+        calendar: &st.calendar,
+    }
+}
+
+/// The pinned procedure version of a dossier.
+pub async fn procedure_of(st: &AppState, d: &Dossier) -> Result<Procedure, ApiError> {
+    Ok(st
+        .store
+        .procedure(&d.procedure_code, d.procedure_version)
+        .await?
+        .ok_or_else(|| ApiError::internal("pinned procedure version missing"))?
+        .definition)
+}
+
+/// Takes one action of the lifecycle: the domain decides, the store writes
+/// the new state, its audit record and its event together.
+pub async fn take_action(
+    st: &AppState,
+    user: &User,
+    d: &Dossier,
+    p: &Procedure,
+    cmd: Command,
+    documents: Vec<StoredDocument>,
+) -> Result<Dossier, ApiError> {
+    let own = Ownership {
+        agency: d.agency_code.clone(),
+        applicant_user_id: d.applicant.user_id,
+    };
+    let now = st.clock.now();
+    let actor = actor_of(user);
+    let decision = decide(&d.lifecycle, &own, rules(st, p), &actor, &cmd, now)?;
+    let action = cmd.action;
+    let role = action
+        .roles()
+        .iter()
+        .copied()
+        .find(|r| actor.has(*r))
+        .unwrap_or(Role::Citizen);
+    let level = cmd.level.map(|l| match l {
+        SatisfactionLevel::Dissatisfied => "dissatisfied",
+        SatisfactionLevel::Satisfied => "satisfied",
+        SatisfactionLevel::VerySatisfied => "very_satisfied",
+    });
+    let payload = serde_json::json!({
+        "action": action.as_str(),
+        "note": cmd.note,
+        "new_due_at": cmd.new_due_at,
+        "level": level,
+        "scores": cmd.scores,
+        "documents": documents.iter().map(|d| &d.sha256).collect::<Vec<_>>(),
+    });
+    let mut entry = audit_entry(
+        st,
+        user,
+        role,
+        &format!("dossier.{}", action.as_str()),
+        &payload,
+    );
+    entry.agency_code = Some(d.agency_code.to_string());
+    entry.dossier_code = Some(d.code.to_string());
+    entry.from_status = Some(decision.from.as_str().into());
+    entry.to_status = Some(decision.to.as_str().into());
+    entry.note = decision
+        .lifecycle
+        .last_note
+        .clone()
+        .filter(|_| cmd.note.is_some());
+    Ok(st
+        .store
+        .update_dossier(DossierUpdate {
+            code: d.code.clone(),
+            expected_version: d.version,
+            lifecycle: decision.lifecycle,
+            new_documents: documents,
+            audit: entry,
+            event: decision.event.to_string(),
+            at: now,
+        })
+        .await?)
+}
+
+/// May `user` see dossier `d`? Applicants see their own; staff see their
+/// agency's; a province admin or operations-centre viewer sees every agency
+/// of their province.
+pub async fn may_view(st: &AppState, user: &User, d: &Dossier) -> Result<bool, ApiError> {
+    if d.applicant.user_id == Some(user.id) {
+        return Ok(true);
+    }
+    if !crate::auth::is_staff(user) {
+        return Ok(false);
+    }
+    if user.agency_code.as_ref() == Some(&d.agency_code) {
+        return Ok(true);
+    }
+    if crate::auth::has(user, Role::ProvinceAdmin) || crate::auth::has(user, Role::IocViewer) {
+        let mine = match &user.agency_code {
+            Some(a) => st.store.agency(a).await?,
+            None => None,
+        };
+        let theirs = st.store.agency(&d.agency_code).await?;
+        if let (Some(mine), Some(theirs)) = (mine, theirs) {
+            return Ok(province_of(st, &mine.unit_code).await?
+                == province_of(st, &theirs.unit_code).await?);
+        }
+    }
+    Ok(false)
+}
+
+async fn province_of(st: &AppState, u: &UnitCode) -> Result<Option<UnitCode>, ApiError> {
+    if u.is_province() {
+        Ok(Some(u.clone()))
+    } else {
+        Ok(st.store.unit(u).await?.and_then(|x| x.parent_code))
+    }
+}
+
+pub async fn load_dossier(st: &AppState, user: &User, code: &str) -> Result<Dossier, ApiError> {
+    let code = DossierCode::parse(code).map_err(|_| ApiError::not_found())?;
+    let d = st
+        .store
+        .dossier(&code)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    if !may_view(st, user, &d).await? {
+        // Dossier codes are public (tracking), so refusing says no more
+        // than tracking would.
+        return Err(
+            ApiError::forbidden().detail("the dossier belongs to another agency or applicant")
+        );
+    }
+    Ok(d)
+}
+
+/// Staff reading a citizen's personal data is written to the audit chain.
+pub async fn audit_view(
+    st: &AppState,
+    user: &User,
+    d: &Dossier,
+    what: &str,
+) -> Result<(), ApiError> {
+    if d.applicant.user_id == Some(user.id) {
+        return Ok(());
+    }
+    let role = user.roles.first().copied().unwrap_or(Role::Officer);
+    let mut e = audit_entry(
+        st,
+        user,
+        role,
+        what,
+        &serde_json::json!({ "code": d.code.as_str() }),
+    );
+    e.dossier_code = Some(d.code.to_string());
+    st.store.append_audit(e).await?;
+    Ok(())
+}
+
+/// A new appointment date from a form or the API: RFC 3339, or a day
+/// (`YYYY-MM-DD` or `dd/mm/yyyy`) meaning the end of that office day
+/// (17:00 Vietnam time).
+pub fn parse_new_due(raw: &str) -> Result<DateTime<Utc>, ApiError> {
+    let raw = raw.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(raw) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    let invalid = || ApiError::field("new_due_at", "invalid-date");
+    let day = NaiveDate::parse_from_str(raw, "%Y-%m-%d")
+        .or_else(|_| NaiveDate::parse_from_str(raw, "%d/%m/%Y"))
+        .map_err(|_| invalid())?;
+    let local = day.and_hms_opt(17, 0, 0).ok_or_else(invalid)?;
+    Ok(DateTime::<Utc>::from_naive_utc_and_offset(
+        local - chrono::Duration::hours(7),
+        Utc,
+    ))
+}
+
+/// A user name: 3–32 lower-case letters, digits, dots, hyphens, underscores.
+pub fn valid_username(u: &str) -> bool {
+    (3..=32).contains(&u.len())
+        && u.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'_')
+        })
+}
