@@ -7,17 +7,16 @@ use axum::body::Bytes;
 use axum::extract::{ConnectInfo, FromRequest, Multipart, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use motcua_domain::audit::AuditEntry;
 use motcua_domain::dossier::{Action, Channel, Command, Role, SatisfactionLevel, Status};
-use motcua_domain::ids::{NationalId, parse_email, parse_phone};
+use motcua_domain::ids::{NationalId, parse_phone};
 use motcua_domain::procedure::Procedure;
 use motcua_domain::{DossierCode, UnitCode};
-use motcua_store::{Applicant, Dossier, DossierQuery, NewUser, StoreError, StoredDocument, User};
+use motcua_store::{Applicant, Dossier, DossierQuery, StoredDocument, User};
 use serde::Deserialize;
 
 use crate::auth::{self, current_user, is_staff};
 use crate::error::{ApiError, FieldProblem};
-use crate::service::{self, FormData, Upload, audit_entry, valid_username};
+use crate::service::{self, FormData, Upload, audit_entry};
 use crate::views::*;
 use crate::{AppState, ClientAddr};
 
@@ -88,77 +87,18 @@ pub async fn register(
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<UserView>)> {
     let req: RegisterRequest = json_body(&body)?;
-    let mut errs = Vec::new();
-    let username = req.username.trim().to_string();
-    if !valid_username(&username) {
-        errs.push(FieldProblem::new("username", "username-invalid"));
-    }
-    if req.password.chars().count() < 8 {
-        errs.push(FieldProblem::new("password", "password-too-short"));
-    }
-    let full_name = motcua_domain::text::nfc(req.full_name.trim());
-    if full_name.chars().count() < 2 {
-        let mut p = FieldProblem::new("full_name", "too-short");
-        p.params.insert("min".into(), 2.into());
-        errs.push(p);
-    }
-    let nid = NationalId::parse(&req.national_id);
-    if nid.is_err() {
-        errs.push(FieldProblem::new("national_id", "invalid-national-id"));
-    }
-    let phone = match req.phone.as_deref().filter(|p| !p.trim().is_empty()) {
-        Some(p) => parse_phone(p).map(Some).unwrap_or_else(|_| {
-            errs.push(FieldProblem::new("phone", "invalid-phone"));
-            None
-        }),
-        None => None,
-    };
-    let email = match req.email.as_deref().filter(|p| !p.trim().is_empty()) {
-        Some(p) => parse_email(p).map(Some).unwrap_or_else(|_| {
-            errs.push(FieldProblem::new("email", "invalid-email"));
-            None
-        }),
-        None => None,
-    };
-    if st.store.user_by_name(&username).await?.is_some() {
-        errs.push(FieldProblem::new("username", "username-taken"));
-    }
-    let Ok(nid) = nid else {
-        return Err(ApiError::validation(errs));
-    };
-    if !errs.is_empty() {
-        return Err(ApiError::validation(errs));
-    }
-    let password = req.password.clone();
-    let hash = tokio::task::spawn_blocking(move || auth::hash_password(&password))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::internal)?;
-    let new = NewUser {
-        username: username.clone(),
-        password_hash: hash,
-        full_name,
-        national_id: Some(nid.to_string()),
-        phone,
-        email,
-        roles: vec![Role::Citizen],
-        agency_code: None,
-    };
-    let entry = AuditEntry::new(
-        st.clock.now(),
-        &username,
-        Role::Citizen.as_str(),
-        "user.register",
-        &serde_json::json!({ "username": username }),
-    );
-    let user = st
-        .store
-        .create_user(&new, entry)
-        .await
-        .map_err(|e| match e {
-            StoreError::Duplicate(_) => ApiError::field("national_id", "national-id-taken"),
-            other => other.into(),
-        })?;
+    let user = service::register_citizen(
+        &st,
+        service::Registration {
+            username: &req.username,
+            password: &req.password,
+            full_name: &req.full_name,
+            national_id: &req.national_id,
+            phone: req.phone.as_deref(),
+            email: req.email.as_deref(),
+        },
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(user_view(&user))))
 }
 

@@ -476,3 +476,87 @@ pub fn valid_username(u: &str) -> bool {
             b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'_')
         })
 }
+
+/// What a citizen gives to open an account.
+pub struct Registration<'a> {
+    pub username: &'a str,
+    pub password: &'a str,
+    pub full_name: &'a str,
+    pub national_id: &'a str,
+    pub phone: Option<&'a str>,
+    pub email: Option<&'a str>,
+}
+
+/// Opens a citizen account after checking every field. `Err` carries either
+/// the per-field problems (a validation error) or a failure of the system.
+pub async fn register_citizen(st: &AppState, r: Registration<'_>) -> Result<User, ApiError> {
+    use motcua_domain::ids::{NationalId, parse_email, parse_phone};
+    let mut errs = Vec::new();
+    let username = r.username.trim().to_string();
+    if !valid_username(&username) {
+        errs.push(FieldProblem::new("username", "username-invalid"));
+    } else if st.store.user_by_name(&username).await?.is_some() {
+        errs.push(FieldProblem::new("username", "username-taken"));
+    }
+    if r.password.chars().count() < 8 {
+        errs.push(FieldProblem::new("password", "password-too-short"));
+    }
+    let full_name = motcua_domain::text::nfc(r.full_name.trim());
+    if full_name.chars().count() < 2 {
+        let mut p = FieldProblem::new("full_name", "too-short");
+        p.params.insert("min".into(), 2.into());
+        errs.push(p);
+    }
+    let nid = NationalId::parse(r.national_id)
+        .map_err(|_| errs.push(FieldProblem::new("national_id", "invalid-national-id")))
+        .ok();
+    let given = |v: Option<&str>| {
+        v.map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
+    };
+    let phone = given(r.phone).and_then(|p| {
+        parse_phone(&p)
+            .map_err(|_| errs.push(FieldProblem::new("phone", "invalid-phone")))
+            .ok()
+    });
+    let email = given(r.email).and_then(|e| {
+        parse_email(&e)
+            .map_err(|_| errs.push(FieldProblem::new("email", "invalid-email")))
+            .ok()
+    });
+    let Some(nid) = nid.filter(|_| errs.is_empty()) else {
+        return Err(ApiError::validation(errs));
+    };
+    let password = r.password.to_string();
+    let hash = tokio::task::spawn_blocking(move || crate::auth::hash_password(&password))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    let new = motcua_store::NewUser {
+        username: username.clone(),
+        password_hash: hash,
+        full_name,
+        national_id: Some(nid.to_string()),
+        phone,
+        email,
+        roles: vec![Role::Citizen],
+        agency_code: None,
+    };
+    let entry = AuditEntry::new(
+        st.clock.now(),
+        &username,
+        Role::Citizen.as_str(),
+        "user.register",
+        &serde_json::json!({ "username": username }),
+    );
+    st.store
+        .create_user(&new, entry)
+        .await
+        .map_err(|e| match e {
+            motcua_store::StoreError::Duplicate(_) => {
+                ApiError::field("national_id", "national-id-taken")
+            }
+            other => other.into(),
+        })
+}

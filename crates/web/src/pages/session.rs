@@ -5,10 +5,7 @@ use axum::Form;
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use motcua_domain::audit::{AuditEntry, payload_hash};
-use motcua_domain::dossier::Role;
-use motcua_domain::ids::{NationalId, parse_email, parse_phone};
-use motcua_store::{NewUser, StoreError, User};
+use motcua_store::User;
 use serde::Deserialize;
 
 use super::{Ctx, SESSION_COOKIE, by_field, problem_text, safe_next, set_cookie};
@@ -284,83 +281,22 @@ pub async fn register(
     Form(f): Form<RegisterForm>,
 ) -> PageResult {
     ctx.check_csrf(f.csrf.as_deref())?;
-    let mut errs = Vec::new();
-    let username = f.username.trim().to_string();
-    if !crate::service::valid_username(&username) {
-        errs.push(FieldProblem::new("username", "username-invalid"));
-    }
-    if f.password.chars().count() < 8 {
-        errs.push(FieldProblem::new("password", "password-too-short"));
-    }
-    let full_name = motcua_domain::text::nfc(f.full_name.trim());
-    if full_name.chars().count() < 2 {
-        let mut p = FieldProblem::new("full_name", "too-short");
-        p.params.insert("min".into(), 2.into());
-        errs.push(p);
-    }
-    let nid = NationalId::parse(&f.national_id);
-    if nid.is_err() {
-        errs.push(FieldProblem::new("national_id", "invalid-national-id"));
-    }
-    let phone = if f.phone.trim().is_empty() {
-        None
-    } else {
-        parse_phone(&f.phone).map(Some).unwrap_or_else(|_| {
-            errs.push(FieldProblem::new("phone", "invalid-phone"));
-            None
-        })
-    };
-    let email = if f.email.trim().is_empty() {
-        None
-    } else {
-        parse_email(&f.email).map(Some).unwrap_or_else(|_| {
-            errs.push(FieldProblem::new("email", "invalid-email"));
-            None
-        })
-    };
-    if crate::service::valid_username(&username)
-        && st.store.user_by_name(&username).await?.is_some()
-    {
-        errs.push(FieldProblem::new("username", "username-taken"));
-    }
-    let nid = match nid {
-        Ok(n) if errs.is_empty() => n,
-        _ => return Ok(register_page(&ctx, &f, &errs)),
-    };
-    let password = f.password.clone();
-    let hash = tokio::task::spawn_blocking(move || auth::hash_password(&password))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::internal)?;
-    let new = NewUser {
-        username: username.clone(),
-        password_hash: hash,
-        full_name,
-        national_id: Some(nid.to_string()),
-        phone,
-        email,
-        roles: vec![Role::Citizen],
-        agency_code: None,
-    };
-    let entry = AuditEntry {
-        at: st.clock.now(),
-        actor: username.clone(),
-        actor_role: Role::Citizen.as_str().into(),
-        agency_code: None,
-        action: "user.register".into(),
-        dossier_code: None,
-        from_status: None,
-        to_status: None,
-        note: None,
-        payload_hash: payload_hash(&serde_json::json!({ "username": username })),
-    };
-    let user = match st.store.create_user(&new, entry).await {
+    let registered = crate::service::register_citizen(
+        &st,
+        crate::service::Registration {
+            username: &f.username,
+            password: &f.password,
+            full_name: &f.full_name,
+            national_id: &f.national_id,
+            phone: Some(&f.phone),
+            email: Some(&f.email),
+        },
+    )
+    .await;
+    let user = match registered {
         Ok(u) => u,
-        Err(StoreError::Duplicate(_)) => {
-            let errs = vec![FieldProblem::new("national_id", "national-id-taken")];
-            return Ok(register_page(&ctx, &f, &errs));
-        }
-        Err(e) => return Err(e.into()),
+        Err(e) if !e.fields.is_empty() => return Ok(register_page(&ctx, &f, &e.fields)),
+        Err(e) => return Err(e),
     };
     start_session(&st, &ctx, &user, Some("/ho-so".into())).await
 }
