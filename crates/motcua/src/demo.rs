@@ -3,7 +3,7 @@
 use motcua_domain::dossier::Role;
 use motcua_domain::units::{Agency, AgencyKind};
 use motcua_domain::{AgencyCode, UnitCode};
-use motcua_store::{NewUser, Store};
+use motcua_store::{NewUser, Store, StoreError};
 
 use crate::{Config, import_procedures, read_procedures, system_audit};
 
@@ -200,17 +200,24 @@ pub async fn seed(store: &dyn Store, cfg: &Config) -> anyhow::Result<bool> {
     if store.meta("demo_seeded").await?.is_some() {
         return Ok(false);
     }
+    // Every step is idempotent, so that several nodes starting at once on
+    // one PostgreSQL all start: what another node already wrote is skipped
+    // (and a lost race to create it is not an error).
     for a in AGENCIES {
+        let agency = Agency {
+            code: AgencyCode::parse(a.code)?,
+            name_vi: a.vi.into(),
+            name_en: a.en.into(),
+            kind: a.kind,
+            unit_code: UnitCode::parse(a.unit)?,
+            address: a.address.into(),
+        };
+        if store.agency(&agency.code).await?.as_ref() == Some(&agency) {
+            continue;
+        }
         store
             .put_agency(
-                &Agency {
-                    code: AgencyCode::parse(a.code)?,
-                    name_vi: a.vi.into(),
-                    name_en: a.en.into(),
-                    kind: a.kind,
-                    unit_code: UnitCode::parse(a.unit)?,
-                    address: a.address.into(),
-                },
+                &agency,
                 system_audit("agency.put", &serde_json::json!({ "code": a.code })),
             )
             .await?;
@@ -230,12 +237,17 @@ pub async fn seed(store: &dyn Store, cfg: &Config) -> anyhow::Result<bool> {
             roles: roles.to_vec(),
             agency_code: agency.map(AgencyCode::parse).transpose()?,
         };
-        store
+        match store
             .create_user(
                 &user,
                 system_audit("user.create", &serde_json::json!({ "username": username })),
             )
-            .await?;
+            .await
+        {
+            // Another node created it in the meantime.
+            Ok(_) | Err(StoreError::Duplicate(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
     }
     if cfg.procedures_dir.is_dir() {
         let (procs, issues) = read_procedures(&cfg.procedures_dir)?;

@@ -4,6 +4,8 @@
 
 pub mod config;
 pub mod demo;
+pub mod generate;
+pub mod migrate_data;
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -186,8 +188,14 @@ pub fn spawn_workers(state: &AppState) {
                 Ok(events) if !events.is_empty() => {
                     for e in events {
                         tracing::info!(topic = %e.topic, code = %e.payload["code"], "event");
-                        if let Err(err) = store.complete_event(e.id).await {
-                            tracing::warn!(error = %err, "cannot complete event");
+                        // Completion is idempotent: `false` means another
+                        // worker completed it first (our lease ran out).
+                        match store.complete_event(e.id).await {
+                            Ok(true) => {}
+                            Ok(false) => {
+                                tracing::warn!(id = e.id, "event was completed by another worker")
+                            }
+                            Err(err) => tracing::warn!(error = %err, "cannot complete event"),
                         }
                     }
                     continue;

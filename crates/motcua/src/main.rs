@@ -72,6 +72,35 @@ enum Cmd {
     },
     /// Delete attachments that no dossier refers to (older than an hour).
     Sweep,
+    /// Copy a whole installation to another database (e.g. a commune's
+    /// SQLite to the province's PostgreSQL), verifying counts and the audit
+    /// chain. Stop the nodes using the source first.
+    MigrateData {
+        /// Source database URL (sqlite://… or postgres://…).
+        #[arg(long)]
+        from: String,
+        /// Target database URL; must be empty unless --force.
+        #[arg(long)]
+        to: String,
+        /// Delete everything in a non-empty target before copying.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Fill the database with synthetic dossiers (load tests, query plans).
+    Generate {
+        /// How many dossiers.
+        #[arg(long)]
+        dossiers: u64,
+        /// Seed of the pseudo-random choices (same seed, same data).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Dossiers per transaction.
+        #[arg(long, default_value_t = 10_000)]
+        batch: usize,
+        /// Seed the demo agencies, accounts and procedures first.
+        #[arg(long)]
+        demo: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -317,6 +346,66 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             )?;
             sqlite.backup(&out.display().to_string()).await?;
             println!("Backup written to {}.", out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::MigrateData { from, to, force } => {
+            use motcua::migrate_data::{Bare, migrate_data};
+            let source = Bare::open(&from).await?;
+            let target = Bare::open(&to).await?;
+            println!(
+                "Copying {} -> {}",
+                motcua_store_postgres::redact_url(&from),
+                motcua_store_postgres::redact_url(&to)
+            );
+            let result = migrate_data(
+                source.store().as_ref(),
+                target.store().as_ref(),
+                force,
+                std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            )
+            .await;
+            source.close().await;
+            target.close().await;
+            let summary = result?;
+            print!("{summary}");
+            println!("Copy complete and verified.");
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Generate {
+            dossiers,
+            seed,
+            batch,
+            demo: with_demo,
+        } => {
+            let inst = motcua::open(&cfg).await?;
+            if with_demo && demo::seed(inst.store.as_ref(), &cfg).await? {
+                println!("Demo data seeded.");
+            }
+            let report = motcua::generate::generate(
+                inst.store.as_ref(),
+                &motcua::generate::Options {
+                    dossiers,
+                    seed,
+                    batch,
+                    progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+                },
+            )
+            .await?;
+            println!(
+                "Generated {} dossiers and {} audit records in {:.1} s: {:.0} dossiers/s, {:.0} rows/s ({} agencies created).",
+                report.dossiers,
+                report.audit_records,
+                report.seconds,
+                report.dossiers_per_second(),
+                report.rows_per_second(),
+                report.agencies_created
+            );
+            if let Some(s) = inst.sqlite {
+                s.close().await;
+            }
+            if let Some(p) = inst.postgres {
+                p.close().await;
+            }
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Sweep => {

@@ -44,6 +44,7 @@ use motcua_domain::dossier::{Channel, Lifecycle, Role, Status};
 use motcua_domain::procedure::Procedure;
 use motcua_domain::units::{AdminUnit, Agency, AgencyKind, UnitLevel};
 use motcua_domain::{AgencyCode, DossierCode, UnitCode};
+use motcua_store::bulk::{self, Cell, ColKind, ExplainTarget, TABLES, TableDef, TableRows};
 use motcua_store::{
     Applicant, Dossier, DossierQuery, DossierSummary, DossierUpdate, ImportOutcome, NewDossier,
     NewUser, OutboxEvent, Store, StoreError, StoreResult, StoredDocument, StoredProcedure, User,
@@ -52,7 +53,10 @@ use motcua_store::{
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection, Decode, Postgres, Row, Transaction, Type};
 
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("schema.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("schema.sql")),
+    (2, include_str!("migration_2.sql")),
+];
 
 /// Advisory lock serialising audit-chain appends ("motcua" + 1).
 pub const AUDIT_LOCK: i64 = 0x6d6f_7463_7561_0001;
@@ -472,6 +476,114 @@ fn audit_from_row(r: &PgRow) -> StoreResult<AuditRecord> {
         prev_hash: col(r, "prev_hash")?,
         hash: col(r, "hash")?,
     })
+}
+
+enum Bind {
+    Text(String),
+    Texts(Vec<String>),
+    Int(i64),
+}
+
+type PgQuery<'q> = sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>;
+
+fn bind_all(mut query: PgQuery<'_>, binds: Vec<Bind>) -> PgQuery<'_> {
+    for b in binds {
+        query = match b {
+            Bind::Text(t) => query.bind(t),
+            Bind::Texts(t) => query.bind(t),
+            Bind::Int(i) => query.bind(i),
+        };
+    }
+    query
+}
+
+fn bind_cell<'q>(query: PgQuery<'q>, c: &Cell, kind: ColKind) -> PgQuery<'q> {
+    match (c, kind) {
+        (Cell::Null, ColKind::Text) => query.bind(None::<String>),
+        (Cell::Null, _) => query.bind(None::<i64>),
+        (Cell::Int(i), _) => query.bind(*i),
+        (Cell::Text(t), _) => query.bind(t.clone()),
+    }
+}
+
+fn cells_of(t: &TableDef, r: &PgRow) -> StoreResult<Vec<Cell>> {
+    t.columns
+        .iter()
+        .enumerate()
+        .map(|(i, (_, kind))| {
+            Ok(match kind {
+                ColKind::Int => Cell::opt_int(r.try_get::<Option<i64>, _>(i).map_err(db)?),
+                ColKind::Bool => {
+                    Cell::opt_int(r.try_get::<Option<bool>, _>(i).map_err(db)?.map(i64::from))
+                }
+                ColKind::Text => Cell::opt_text(r.try_get::<Option<String>, _>(i).map_err(db)?),
+            })
+        })
+        .collect()
+}
+
+/// `"name"`: every column name quoted (some are keywords).
+fn quoted(names: &[&str]) -> Vec<String> {
+    names.iter().map(|n| format!("\"{n}\"")).collect()
+}
+
+/// The SQL and parameters of `find_dossiers` (also shown by `explain`).
+fn find_sql(q: &DossierQuery) -> (String, Vec<Bind>) {
+    let mut sql = String::from(
+        "SELECT code, procedure_code, agency_code, applicant_name, status, holder, channel, submitted_at, due_at, appointment_at FROM dossiers WHERE TRUE",
+    );
+    let mut binds: Vec<Bind> = Vec::new();
+    // Appends a placeholder for `b` and returns its text (`$n`).
+    let mut param = |b: Bind| {
+        binds.push(b);
+        format!("${}", binds.len())
+    };
+    if let Some(a) = &q.agency {
+        let p = param(Bind::Text(a.as_str().to_string()));
+        sql.push_str(&format!(" AND agency_code = {p}"));
+    }
+    if !q.holders.is_empty() {
+        let p = param(Bind::Texts(
+            q.holders.iter().map(|r| r.as_str().to_string()).collect(),
+        ));
+        sql.push_str(&format!(" AND holder = ANY({p})"));
+    }
+    if !q.statuses.is_empty() {
+        let p = param(Bind::Texts(
+            q.statuses.iter().map(|s| s.as_str().to_string()).collect(),
+        ));
+        sql.push_str(&format!(" AND status = ANY({p})"));
+    }
+    if let Some(uid) = q.applicant_user_id {
+        let p = param(Bind::Int(uid));
+        sql.push_str(&format!(" AND applicant_user_id = {p}"));
+    }
+    if let Some(text) = q.text.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+        let code = param(Bind::Text(text.to_ascii_uppercase()));
+        let national_id = param(Bind::Text(text.to_string()));
+        let escaped = text
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        // SQLite's LIKE ignores the case of ASCII letters only. Here
+        // `lower()` on a COLLATE "C" column folds ASCII only too, and the
+        // pattern is folded the same way: "thị bình" finds "Trần Thị
+        // Bình", "THỊ" does not find "Thị" — on both backends.
+        let pattern = param(Bind::Text(format!(
+            "%{}%",
+            motcua_domain::text::nfc(&escaped).to_ascii_lowercase()
+        )));
+        sql.push_str(&format!(
+            " AND (code = {code} OR applicant_national_id = {national_id} OR lower(applicant_name) LIKE {pattern} ESCAPE '\\')"
+        ));
+    }
+    if q.applicant_user_id.is_some() {
+        sql.push_str(" ORDER BY submitted_at DESC, id DESC");
+    } else {
+        sql.push_str(" ORDER BY due_at IS NULL, due_at, submitted_at, id");
+    }
+    sql.push_str(&format!(" LIMIT {}", q.limit.clamp(1, 500)));
+    (sql, binds)
 }
 
 fn event_payload(
@@ -1051,74 +1163,9 @@ impl Store for PostgresStore {
     }
 
     async fn find_dossiers(&self, q: &DossierQuery) -> StoreResult<Vec<DossierSummary>> {
-        enum Bind {
-            Text(String),
-            Texts(Vec<String>),
-            Int(i64),
-        }
-        let mut sql = String::from(
-            "SELECT code, procedure_code, agency_code, applicant_name, status, holder, channel, submitted_at, due_at, appointment_at FROM dossiers WHERE TRUE",
-        );
-        let mut binds: Vec<Bind> = Vec::new();
-        // Appends a placeholder for `b` and returns its text (`$n`).
-        let mut param = |b: Bind| {
-            binds.push(b);
-            format!("${}", binds.len())
-        };
-        if let Some(a) = &q.agency {
-            let p = param(Bind::Text(a.as_str().to_string()));
-            sql.push_str(&format!(" AND agency_code = {p}"));
-        }
-        if !q.holders.is_empty() {
-            let p = param(Bind::Texts(
-                q.holders.iter().map(|r| r.as_str().to_string()).collect(),
-            ));
-            sql.push_str(&format!(" AND holder = ANY({p})"));
-        }
-        if !q.statuses.is_empty() {
-            let p = param(Bind::Texts(
-                q.statuses.iter().map(|s| s.as_str().to_string()).collect(),
-            ));
-            sql.push_str(&format!(" AND status = ANY({p})"));
-        }
-        if let Some(uid) = q.applicant_user_id {
-            let p = param(Bind::Int(uid));
-            sql.push_str(&format!(" AND applicant_user_id = {p}"));
-        }
-        if let Some(text) = q.text.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
-            let code = param(Bind::Text(text.to_ascii_uppercase()));
-            let national_id = param(Bind::Text(text.to_string()));
-            let escaped = text
-                .replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_");
-            // SQLite's LIKE ignores the case of ASCII letters only. Here
-            // `lower()` on a COLLATE "C" column folds ASCII only too, and the
-            // pattern is folded the same way: "thị bình" finds "Trần Thị
-            // Bình", "THỊ" does not find "Thị" — on both backends.
-            let pattern = param(Bind::Text(format!(
-                "%{}%",
-                motcua_domain::text::nfc(&escaped).to_ascii_lowercase()
-            )));
-            sql.push_str(&format!(
-                " AND (code = {code} OR applicant_national_id = {national_id} OR lower(applicant_name) LIKE {pattern} ESCAPE '\\')"
-            ));
-        }
-        if q.applicant_user_id.is_some() {
-            sql.push_str(" ORDER BY submitted_at DESC, id DESC");
-        } else {
-            sql.push_str(" ORDER BY due_at IS NULL, due_at, submitted_at, id");
-        }
-        sql.push_str(&format!(" LIMIT {}", q.limit.clamp(1, 500)));
+        let (sql, binds) = find_sql(q);
         // Only placeholders and fixed fragments are formatted into the text.
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for b in binds {
-            query = match b {
-                Bind::Text(t) => query.bind(t),
-                Bind::Texts(t) => query.bind(t),
-                Bind::Int(i) => query.bind(i),
-            };
-        }
+        let query = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), binds);
         query
             .fetch_all(&self.pool)
             .await
@@ -1178,7 +1225,7 @@ impl Store for PostgresStore {
         let now = Utc::now();
         // Rows another claimer has locked are skipped; a row it claimed and
         // committed is re-checked (READ COMMITTED) and has a live lease.
-        let rows: Vec<(i64, String, String, i64)> = sqlx::query_as("WITH c AS (SELECT id FROM outbox WHERE done_at IS NULL AND (claimed_until IS NULL OR claimed_until < $2) ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED) UPDATE outbox o SET claimed_until = $1 FROM c WHERE o.id = c.id RETURNING o.id, o.topic, o.payload, o.created_at")
+        let rows: Vec<(i64, String, String, i64)> = sqlx::query_as("WITH c AS (SELECT id FROM outbox WHERE done_at IS NULL AND (claimed_until IS NULL OR claimed_until < $2) ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED) UPDATE outbox o SET claimed_until = $1, claims = o.claims + 1 FROM c WHERE o.id = c.id RETURNING o.id, o.topic, o.payload, o.created_at")
             .bind(ms(now + chrono::Duration::seconds(OUTBOX_LEASE_SECONDS)))
             .bind(ms(now))
             .bind(i64::from(limit))
@@ -1200,14 +1247,17 @@ impl Store for PostgresStore {
         Ok(out)
     }
 
-    async fn complete_event(&self, id: i64) -> StoreResult<()> {
-        sqlx::query("UPDATE outbox SET done_at = $1 WHERE id = $2")
+    async fn complete_event(&self, id: i64) -> StoreResult<bool> {
+        // Idempotent: a second completion (a worker whose lease ran out)
+        // changes nothing and says so.
+        let n = sqlx::query("UPDATE outbox SET done_at = $1 WHERE id = $2 AND done_at IS NULL")
             .bind(ms(Utc::now()))
             .bind(id)
             .execute(&self.pool)
             .await
-            .map_err(db)?;
-        Ok(())
+            .map_err(db)?
+            .rows_affected();
+        Ok(n == 1)
     }
 
     async fn pending_events(&self) -> StoreResult<u64> {
@@ -1234,6 +1284,201 @@ impl Store for PostgresStore {
             .await
             .map_err(db)?;
         Ok(())
+    }
+
+    async fn bulk_count(&self, table: &str) -> StoreResult<u64> {
+        let t = bulk::table(table)?;
+        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT COUNT(*) FROM {}",
+            t.name
+        )))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(n as u64)
+    }
+
+    async fn bulk_export(
+        &self,
+        table: &str,
+        after: Option<&[Cell]>,
+        limit: u32,
+    ) -> StoreResult<Vec<Vec<Cell>>> {
+        let t = bulk::table(table)?;
+        let names = quoted(&t.column_names());
+        let keys = &names[..t.key];
+        let mut sql = format!("SELECT {} FROM {}", names.join(", "), t.name);
+        if after.is_some() {
+            let marks: Vec<String> = (1..=keys.len()).map(|i| format!("${i}")).collect();
+            sql.push_str(&format!(
+                " WHERE ({}) > ({})",
+                keys.join(", "),
+                marks.join(", ")
+            ));
+        }
+        sql.push_str(&format!(
+            " ORDER BY {} LIMIT {}",
+            keys.join(", "),
+            limit.max(1)
+        ));
+        // Only names from the fixed table definitions are formatted in.
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        if let Some(after) = after {
+            if after.len() != t.key {
+                return Err(StoreError::Invalid(format!(
+                    "{}: key of {} cells",
+                    t.name, t.key
+                )));
+            }
+            for (c, (_, kind)) in after.iter().zip(t.columns) {
+                query = bind_cell(query, c, *kind);
+            }
+        }
+        let rows = query.fetch_all(&self.pool).await.map_err(db)?;
+        rows.iter().map(|r| cells_of(t, r)).collect()
+    }
+
+    async fn bulk_last(&self, table: &str) -> StoreResult<Option<Vec<Cell>>> {
+        let t = bulk::table(table)?;
+        let names = quoted(&t.column_names());
+        let order: Vec<String> = names[..t.key].iter().map(|k| format!("{k} DESC")).collect();
+        let sql = format!(
+            "SELECT {} FROM {} ORDER BY {} LIMIT 1",
+            names.join(", "),
+            t.name,
+            order.join(", ")
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.map(|r| cells_of(t, &r)).transpose()
+    }
+
+    async fn bulk_import(&self, parts: &[TableRows]) -> StoreResult<u64> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut written = 0;
+        for part in parts {
+            let t = bulk::table(part.table)?;
+            bulk::check_rows(t, &part.rows)?;
+            if part.rows.is_empty() {
+                continue;
+            }
+            if t.name == "audit" {
+                // Same lock as every append: the chain cannot fork.
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(AUDIT_LOCK)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                let last: Option<(i64, String)> =
+                    sqlx::query_as("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(db)?;
+                bulk::check_chain_continues(last, &part.rows)?;
+            }
+            let names = quoted(&t.column_names());
+            // One statement per 10,000 rows: one array parameter per column.
+            let arrays: Vec<String> = t
+                .columns
+                .iter()
+                .enumerate()
+                .map(|(i, (_, kind))| match kind {
+                    ColKind::Text => format!("${}::text[]", i + 1),
+                    _ => format!("${}::int8[]", i + 1),
+                })
+                .collect();
+            let selects: Vec<String> = t
+                .columns
+                .iter()
+                .zip(&names)
+                .map(|((_, kind), n)| match kind {
+                    ColKind::Bool => format!("(u.{n} <> 0)"),
+                    _ => format!("u.{n}"),
+                })
+                .collect();
+            let conflict = if t.name == "dossier_seq" {
+                " ON CONFLICT (agency_code, day) DO UPDATE SET last = GREATEST(dossier_seq.last, excluded.last)"
+            } else {
+                ""
+            };
+            let sql = format!(
+                "INSERT INTO {} ({}) SELECT {} FROM UNNEST({}) AS u({}){conflict}",
+                t.name,
+                names.join(", "),
+                selects.join(", "),
+                arrays.join(", "),
+                names.join(", ")
+            );
+            for chunk in part.rows.chunks(10_000) {
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.clone()));
+                for (i, (_, kind)) in t.columns.iter().enumerate() {
+                    query = match kind {
+                        ColKind::Text => query.bind(
+                            chunk
+                                .iter()
+                                .map(|r| r[i].text().map(str::to_string))
+                                .collect::<Vec<Option<String>>>(),
+                        ),
+                        _ => query.bind(
+                            chunk
+                                .iter()
+                                .map(|r| r[i].int())
+                                .collect::<Vec<Option<i64>>>(),
+                        ),
+                    };
+                }
+                query.execute(&mut *tx).await.map_err(db)?;
+                written += chunk.len() as u64;
+            }
+            if t.identity {
+                // Rows came with their ids: the next generated id follows them.
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT setval(pg_get_serial_sequence('{0}', 'id'), (SELECT MAX(id) FROM {0}))",
+                    t.name
+                )))
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            }
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(written)
+    }
+
+    async fn bulk_clear(&self) -> StoreResult<()> {
+        let names: Vec<&str> = TABLES.iter().map(|t| t.name).collect();
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "TRUNCATE {} RESTART IDENTITY",
+            names.join(", ")
+        )))
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn explain(&self, target: &ExplainTarget) -> StoreResult<String> {
+        let (sql, binds) = match target {
+            ExplainTarget::Find(q) => find_sql(q),
+            ExplainTarget::Dossier(code) => (
+                "SELECT * FROM dossiers WHERE code = $1".to_string(),
+                vec![Bind::Text(code.as_str().to_string())],
+            ),
+        };
+        let query = bind_all(
+            sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN {sql}"))),
+            binds,
+        );
+        let rows = query.fetch_all(&self.pool).await.map_err(db)?;
+        let mut out = String::new();
+        for r in rows {
+            let line: String = r.try_get(0).map_err(db)?;
+            out.push_str(&line);
+            out.push('\n');
+        }
+        Ok(out)
     }
 }
 

@@ -20,6 +20,7 @@ use motcua_domain::dossier::{Channel, Lifecycle, Role, Status};
 use motcua_domain::procedure::Procedure;
 use motcua_domain::units::{AdminUnit, Agency, AgencyKind, UnitLevel};
 use motcua_domain::{AgencyCode, DossierCode, UnitCode};
+use motcua_store::bulk::{self, Cell, ColKind, ExplainTarget, TABLES, TableDef, TableRows};
 use motcua_store::{
     Applicant, Dossier, DossierQuery, DossierSummary, DossierUpdate, ImportOutcome, NewDossier,
     NewUser, OutboxEvent, Store, StoreError, StoreResult, StoredDocument, StoredProcedure, User,
@@ -31,7 +32,10 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row, Sqlite, Transaction};
 
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("schema.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("schema.sql")),
+    (2, include_str!("migration_2.sql")),
+];
 
 /// How commits reach the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -362,6 +366,102 @@ fn audit_from_row(r: &SqliteRow) -> StoreResult<AuditRecord> {
         prev_hash: r.try_get("prev_hash").map_err(db)?,
         hash: r.try_get("hash").map_err(db)?,
     })
+}
+
+enum Bind {
+    Text(String),
+    Int(i64),
+}
+
+type SqliteQuery<'q> = sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments>;
+
+fn bind_all(mut query: SqliteQuery<'_>, binds: Vec<Bind>) -> SqliteQuery<'_> {
+    for b in binds {
+        query = match b {
+            Bind::Text(t) => query.bind(t),
+            Bind::Int(i) => query.bind(i),
+        };
+    }
+    query
+}
+
+fn bind_cell<'q>(query: SqliteQuery<'q>, c: &Cell) -> SqliteQuery<'q> {
+    match c {
+        Cell::Null => query.bind(None::<i64>),
+        Cell::Int(i) => query.bind(*i),
+        Cell::Text(t) => query.bind(t.clone()),
+    }
+}
+
+fn cells_of(t: &TableDef, r: &SqliteRow) -> StoreResult<Vec<Cell>> {
+    t.columns
+        .iter()
+        .enumerate()
+        .map(|(i, (_, kind))| {
+            Ok(match kind {
+                ColKind::Int | ColKind::Bool => {
+                    Cell::opt_int(r.try_get::<Option<i64>, _>(i).map_err(db)?)
+                }
+                ColKind::Text => Cell::opt_text(r.try_get::<Option<String>, _>(i).map_err(db)?),
+            })
+        })
+        .collect()
+}
+
+/// The SQL and parameters of `find_dossiers` (also shown by `explain`).
+fn find_sql(q: &DossierQuery) -> (String, Vec<Bind>) {
+    let mut sql = String::from(
+        "SELECT code, procedure_code, agency_code, applicant_name, status, holder, channel, submitted_at, due_at, appointment_at FROM dossiers WHERE 1=1",
+    );
+    let mut binds: Vec<Bind> = Vec::new();
+    if let Some(a) = &q.agency {
+        sql.push_str(" AND agency_code = ?");
+        binds.push(Bind::Text(a.as_str().to_string()));
+    }
+    if !q.holders.is_empty() {
+        sql.push_str(&format!(
+            " AND holder IN ({})",
+            vec!["?"; q.holders.len()].join(",")
+        ));
+        binds.extend(q.holders.iter().map(|r| Bind::Text(r.as_str().to_string())));
+    }
+    if !q.statuses.is_empty() {
+        sql.push_str(&format!(
+            " AND status IN ({})",
+            vec!["?"; q.statuses.len()].join(",")
+        ));
+        binds.extend(
+            q.statuses
+                .iter()
+                .map(|s| Bind::Text(s.as_str().to_string())),
+        );
+    }
+    if let Some(uid) = q.applicant_user_id {
+        sql.push_str(" AND applicant_user_id = ?");
+        binds.push(Bind::Int(uid));
+    }
+    if let Some(text) = q.text.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+        sql.push_str(
+            " AND (code = ? OR applicant_national_id = ? OR applicant_name LIKE ? ESCAPE '\\')",
+        );
+        binds.push(Bind::Text(text.to_ascii_uppercase()));
+        binds.push(Bind::Text(text.to_string()));
+        let escaped = text
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        binds.push(Bind::Text(format!(
+            "%{}%",
+            motcua_domain::text::nfc(&escaped)
+        )));
+    }
+    if q.applicant_user_id.is_some() {
+        sql.push_str(" ORDER BY submitted_at DESC, id DESC");
+    } else {
+        sql.push_str(" ORDER BY due_at IS NULL, due_at, submitted_at, id");
+    }
+    sql.push_str(&format!(" LIMIT {}", q.limit.clamp(1, 500)));
+    (sql, binds)
 }
 
 fn event_payload(
@@ -917,69 +1017,9 @@ impl Store for SqliteStore {
     }
 
     async fn find_dossiers(&self, q: &DossierQuery) -> StoreResult<Vec<DossierSummary>> {
-        enum Bind {
-            Text(String),
-            Int(i64),
-        }
-        let mut sql = String::from(
-            "SELECT code, procedure_code, agency_code, applicant_name, status, holder, channel, submitted_at, due_at, appointment_at FROM dossiers WHERE 1=1",
-        );
-        let mut binds: Vec<Bind> = Vec::new();
-        if let Some(a) = &q.agency {
-            sql.push_str(" AND agency_code = ?");
-            binds.push(Bind::Text(a.as_str().to_string()));
-        }
-        if !q.holders.is_empty() {
-            sql.push_str(&format!(
-                " AND holder IN ({})",
-                vec!["?"; q.holders.len()].join(",")
-            ));
-            binds.extend(q.holders.iter().map(|r| Bind::Text(r.as_str().to_string())));
-        }
-        if !q.statuses.is_empty() {
-            sql.push_str(&format!(
-                " AND status IN ({})",
-                vec!["?"; q.statuses.len()].join(",")
-            ));
-            binds.extend(
-                q.statuses
-                    .iter()
-                    .map(|s| Bind::Text(s.as_str().to_string())),
-            );
-        }
-        if let Some(uid) = q.applicant_user_id {
-            sql.push_str(" AND applicant_user_id = ?");
-            binds.push(Bind::Int(uid));
-        }
-        if let Some(text) = q.text.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
-            sql.push_str(
-                " AND (code = ? OR applicant_national_id = ? OR applicant_name LIKE ? ESCAPE '\\')",
-            );
-            binds.push(Bind::Text(text.to_ascii_uppercase()));
-            binds.push(Bind::Text(text.to_string()));
-            let escaped = text
-                .replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_");
-            binds.push(Bind::Text(format!(
-                "%{}%",
-                motcua_domain::text::nfc(&escaped)
-            )));
-        }
-        if q.applicant_user_id.is_some() {
-            sql.push_str(" ORDER BY submitted_at DESC, id DESC");
-        } else {
-            sql.push_str(" ORDER BY due_at IS NULL, due_at, submitted_at, id");
-        }
-        sql.push_str(&format!(" LIMIT {}", q.limit.clamp(1, 500)));
+        let (sql, binds) = find_sql(q);
         // Only placeholders and fixed fragments are formatted into the text.
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for b in binds {
-            query = match b {
-                Bind::Text(t) => query.bind(t),
-                Bind::Int(i) => query.bind(i),
-            };
-        }
+        let query = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), binds);
         query
             .fetch_all(&self.read)
             .await
@@ -1037,7 +1077,7 @@ impl Store for SqliteStore {
 
     async fn claim_events(&self, limit: u32) -> StoreResult<Vec<OutboxEvent>> {
         let now = Utc::now();
-        let rows: Vec<(i64, String, String, i64)> = sqlx::query_as("UPDATE outbox SET claimed_until = ? WHERE id IN (SELECT id FROM outbox WHERE done_at IS NULL AND (claimed_until IS NULL OR claimed_until < ?) ORDER BY id LIMIT ?) RETURNING id, topic, payload, created_at")
+        let rows: Vec<(i64, String, String, i64)> = sqlx::query_as("UPDATE outbox SET claimed_until = ?, claims = claims + 1 WHERE id IN (SELECT id FROM outbox WHERE done_at IS NULL AND (claimed_until IS NULL OR claimed_until < ?) ORDER BY id LIMIT ?) RETURNING id, topic, payload, created_at")
             .bind(ms(now + chrono::Duration::seconds(60)))
             .bind(ms(now))
             .bind(i64::from(limit))
@@ -1059,14 +1099,15 @@ impl Store for SqliteStore {
         Ok(out)
     }
 
-    async fn complete_event(&self, id: i64) -> StoreResult<()> {
-        sqlx::query("UPDATE outbox SET done_at = ? WHERE id = ?")
+    async fn complete_event(&self, id: i64) -> StoreResult<bool> {
+        let n = sqlx::query("UPDATE outbox SET done_at = ? WHERE id = ? AND done_at IS NULL")
             .bind(ms(Utc::now()))
             .bind(id)
             .execute(&self.write)
             .await
-            .map_err(db)?;
-        Ok(())
+            .map_err(db)?
+            .rows_affected();
+        Ok(n == 1)
     }
 
     async fn pending_events(&self) -> StoreResult<u64> {
@@ -1094,6 +1135,163 @@ impl Store for SqliteStore {
             .map_err(db)?;
         Ok(())
     }
+
+    async fn bulk_count(&self, table: &str) -> StoreResult<u64> {
+        let t = bulk::table(table)?;
+        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT COUNT(*) FROM {}",
+            t.name
+        )))
+        .fetch_one(&self.read)
+        .await
+        .map_err(db)?;
+        Ok(n as u64)
+    }
+
+    async fn bulk_export(
+        &self,
+        table: &str,
+        after: Option<&[Cell]>,
+        limit: u32,
+    ) -> StoreResult<Vec<Vec<Cell>>> {
+        let t = bulk::table(table)?;
+        let names = t.column_names();
+        let keys = &names[..t.key];
+        let mut sql = format!("SELECT {} FROM {}", names.join(", "), t.name);
+        if after.is_some() {
+            sql.push_str(&format!(
+                " WHERE ({}) > ({})",
+                keys.join(", "),
+                vec!["?"; keys.len()].join(", ")
+            ));
+        }
+        sql.push_str(&format!(
+            " ORDER BY {} LIMIT {}",
+            keys.join(", "),
+            limit.max(1)
+        ));
+        // Only names from the fixed table definitions are formatted in.
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        if let Some(after) = after {
+            if after.len() != t.key {
+                return Err(StoreError::Invalid(format!(
+                    "{}: key of {} cells",
+                    t.name, t.key
+                )));
+            }
+            for c in after {
+                query = bind_cell(query, c);
+            }
+        }
+        let rows = query.fetch_all(&self.read).await.map_err(db)?;
+        rows.iter().map(|r| cells_of(t, r)).collect()
+    }
+
+    async fn bulk_last(&self, table: &str) -> StoreResult<Option<Vec<Cell>>> {
+        let t = bulk::table(table)?;
+        let names = t.column_names();
+        let order: Vec<String> = names[..t.key].iter().map(|k| format!("{k} DESC")).collect();
+        let sql = format!(
+            "SELECT {} FROM {} ORDER BY {} LIMIT 1",
+            names.join(", "),
+            t.name,
+            order.join(", ")
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db)?;
+        row.map(|r| cells_of(t, &r)).transpose()
+    }
+
+    async fn bulk_import(&self, parts: &[TableRows]) -> StoreResult<u64> {
+        // Bulk loads insert into every index at random places: a page cache
+        // of 256 MiB (instead of 2 MiB) keeps the indexes' upper levels in
+        // memory. Set on the writer connection of the process doing the
+        // bulk work (`migrate-data`, `generate`), not on a serving node.
+        sqlx::query("PRAGMA cache_size = -262144")
+            .execute(&self.write)
+            .await
+            .map_err(db)?;
+        let mut tx = self.write.begin().await.map_err(db)?;
+        let mut written = 0;
+        for part in parts {
+            let t = bulk::table(part.table)?;
+            bulk::check_rows(t, &part.rows)?;
+            if part.rows.is_empty() {
+                continue;
+            }
+            if t.name == "audit" {
+                let last: Option<(i64, String)> =
+                    sqlx::query_as("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(db)?;
+                bulk::check_chain_continues(last, &part.rows)?;
+            }
+            let names = t.column_names();
+            // SQLite allows 32,766 parameters per statement.
+            let per_statement = (32_000 / names.len()).min(1000);
+            let conflict = if t.name == "dossier_seq" {
+                " ON CONFLICT(agency_code, day) DO UPDATE SET last = MAX(last, excluded.last)"
+            } else {
+                ""
+            };
+            let row_marks = format!("({})", vec!["?"; names.len()].join(","));
+            for chunk in part.rows.chunks(per_statement) {
+                let sql = format!(
+                    "INSERT INTO {} ({}) VALUES {}{conflict}",
+                    t.name,
+                    names.join(", "),
+                    vec![row_marks.as_str(); chunk.len()].join(",")
+                );
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for row in chunk {
+                    for c in row {
+                        query = bind_cell(query, c);
+                    }
+                }
+                query.execute(&mut *tx).await.map_err(db)?;
+                written += chunk.len() as u64;
+            }
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(written)
+    }
+
+    async fn bulk_clear(&self) -> StoreResult<()> {
+        let mut tx = self.write.begin().await.map_err(db)?;
+        for t in TABLES.iter().rev() {
+            sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {}", t.name)))
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(())
+    }
+
+    async fn explain(&self, target: &ExplainTarget) -> StoreResult<String> {
+        let (sql, binds) = match target {
+            ExplainTarget::Find(q) => find_sql(q),
+            ExplainTarget::Dossier(code) => (
+                "SELECT * FROM dossiers WHERE code = ?".to_string(),
+                vec![Bind::Text(code.as_str().to_string())],
+            ),
+        };
+        let query = bind_all(
+            sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}"))),
+            binds,
+        );
+        let rows = query.fetch_all(&self.read).await.map_err(db)?;
+        let mut out = String::new();
+        for r in rows {
+            let detail: String = r.try_get("detail").map_err(db)?;
+            out.push_str(&detail);
+            out.push('\n');
+        }
+        Ok(out)
+    }
 }
 
 #[cfg(test)]
@@ -1116,7 +1314,7 @@ mod tests {
         )
         .await
         .expect("open");
-        assert_eq!(s.migrate().await.expect("migrate"), 1);
+        assert_eq!(s.migrate().await.expect("migrate"), MIGRATIONS.len());
         assert_eq!(
             s.migrate().await.expect("migrate again"),
             0,

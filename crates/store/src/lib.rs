@@ -6,6 +6,7 @@
 //! or not at all.
 #![forbid(unsafe_code)]
 
+pub mod bulk;
 pub mod conformance;
 pub mod objects;
 
@@ -20,6 +21,7 @@ use motcua_domain::units::{AdminUnit, Agency, AgencyKind};
 use motcua_domain::{AgencyCode, DossierCode, UnitCode};
 use serde::{Deserialize, Serialize};
 
+pub use bulk::{Cell, ColKind, ExplainTarget, TABLES, TableDef, TableRows};
 pub use objects::{LocalObjectStore, ObjectRef, ObjectStore};
 
 #[derive(Debug, thiserror::Error)]
@@ -266,12 +268,41 @@ pub trait Store: Send + Sync + 'static {
 
     // Outbox.
     async fn claim_events(&self, limit: u32) -> StoreResult<Vec<OutboxEvent>>;
-    async fn complete_event(&self, id: i64) -> StoreResult<()>;
+    /// Marks a claimed event done. Idempotent: returns `true` if this call
+    /// completed it, `false` if it was already done (by another worker whose
+    /// lease had run out, say) — the caller then knows it processed twice.
+    async fn complete_event(&self, id: i64) -> StoreResult<bool>;
     async fn pending_events(&self) -> StoreResult<u64>;
 
     // Key-value settings (e.g. "demo seeded").
     async fn meta(&self, key: &str) -> StoreResult<Option<String>>;
     async fn set_meta(&self, key: &str, value: &str) -> StoreResult<()>;
+
+    // Bulk access for `migrate-data` and `generate` (see [`bulk`]).
+    /// Number of rows in `table` (one of [`TABLES`]).
+    async fn bulk_count(&self, table: &str) -> StoreResult<u64>;
+    /// At most `limit` rows of `table` in key order, starting after the key
+    /// `after` (the first `key` cells of the last row of the previous page).
+    async fn bulk_export(
+        &self,
+        table: &str,
+        after: Option<&[Cell]>,
+        limit: u32,
+    ) -> StoreResult<Vec<Vec<Cell>>>;
+    /// The last row of `table` in key order.
+    async fn bulk_last(&self, table: &str) -> StoreResult<Option<Vec<Cell>>>;
+    /// Inserts every part's rows, keys as given, in ONE transaction and in
+    /// the order given. `dossier_seq` rows merge with existing ones (the
+    /// larger counter wins); audit rows must continue the chain exactly
+    /// (first seq = last + 1, prev_hash = last hash) or nothing is written
+    /// (`Conflict`); identity sequences move past imported ids. Returns the
+    /// number of rows written.
+    async fn bulk_import(&self, parts: &[TableRows]) -> StoreResult<u64>;
+    /// Deletes every row of every table (`migrate-data --force`).
+    async fn bulk_clear(&self) -> StoreResult<()>;
+    /// The database's query plan for a read path (`EXPLAIN QUERY PLAN` on
+    /// SQLite, `EXPLAIN` on PostgreSQL), one line per plan node.
+    async fn explain(&self, target: &ExplainTarget) -> StoreResult<String>;
 }
 
 /// The local calendar day (Asia/Ho_Chi_Minh, UTC+7 without daylight

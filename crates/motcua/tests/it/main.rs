@@ -1,8 +1,11 @@
 //! End-to-end tests over real HTTP on 127.0.0.1:0, a fresh database each.
 //! All integration tests live in this one binary (link time matters).
 
+mod admin;
+mod cluster;
 mod crash;
 mod helpers;
 mod operations;
 mod pages;
+mod scale;
 mod stories;

@@ -9,7 +9,9 @@
 //! can compute it, and every node derives the same value; anonymous forms
 //! (login, registration) use a double-submit cookie `motcua_csrf`.
 
+mod admin;
 mod citizen;
+mod forms;
 mod session;
 mod staff;
 mod support;
@@ -76,6 +78,35 @@ pub fn routes(state: AppState) -> Router<AppState> {
             "/can-bo/tiep-nhan",
             get(staff::counter_form).post(staff::counter_submit),
         )
+        .route("/ho-so/{code}/mau-phieu", get(forms::index))
+        .route("/ho-so/{code}/mau-phieu/{n}", get(forms::form))
+        .route("/quan-tri", get(admin::home))
+        .route(
+            "/quan-tri/nguoi-dung",
+            get(admin::users).post(admin::create_user),
+        )
+        .route("/quan-tri/nguoi-dung/{id}/khoa", post(admin::set_disabled))
+        .route(
+            "/quan-tri/nguoi-dung/{id}/mat-khau",
+            post(admin::reset_password),
+        )
+        .route(
+            "/quan-tri/co-quan",
+            get(admin::agencies).post(admin::agency_save),
+        )
+        .route("/quan-tri/co-quan/{code}", get(admin::agency_edit))
+        .route("/quan-tri/thu-tuc", get(admin::procedures))
+        .route("/quan-tri/thu-tuc/nhap", post(admin::import_procedure))
+        .route("/quan-tri/thu-tuc/{code}", get(admin::procedure_latest))
+        .route(
+            "/quan-tri/thu-tuc/{code}/phien-ban/{version}",
+            get(admin::procedure_version),
+        )
+        .route(
+            "/quan-tri/thu-tuc/{code}/phien-ban/{version}/trang-thai",
+            post(admin::procedure_toggle),
+        )
+        .route("/quan-tri/ngay-nghi", get(admin::holidays))
         .layer(middleware::from_fn_with_state(state, html_pages))
         .layer(tower_http::compression::CompressionLayer::new())
 }
@@ -203,6 +234,14 @@ impl Ctx {
 
     pub fn is_staff(&self) -> bool {
         self.user.as_ref().is_some_and(crate::auth::is_staff)
+    }
+
+    /// An agency or province administrator (sees the admin pages).
+    pub fn is_admin(&self) -> bool {
+        self.user.as_ref().is_some_and(|u| {
+            crate::auth::has(u, motcua_domain::dossier::Role::AgencyAdmin)
+                || crate::auth::has(u, motcua_domain::dossier::Role::ProvinceAdmin)
+        })
     }
 
     pub fn css_href(&self) -> String {

@@ -1,0 +1,810 @@
+//! The administration pages and the printable Forms 02–05 over real HTTP,
+//! as a browser without JavaScript uses them (cookies by hand, redirects
+//! not followed).
+
+use std::collections::BTreeMap;
+
+use reqwest::multipart::{Form, Part};
+use serde_json::json;
+
+use crate::helpers::{TestApp, spawn_app};
+
+struct Browser {
+    client: reqwest::Client,
+    base: String,
+    cookies: BTreeMap<String, String>,
+    lang: &'static str,
+}
+
+struct Page {
+    status: u16,
+    location: String,
+    body: String,
+}
+
+impl Page {
+    /// The CSRF token of the page's forms.
+    fn csrf(&self) -> String {
+        let marker = "name=\"csrf\" value=\"";
+        let i = self.body.find(marker).expect("page has a CSRF field") + marker.len();
+        self.body[i..].split('"').next().expect("value").to_string()
+    }
+
+    /// The password shown once after a creation or a reset.
+    fn secret(&self) -> String {
+        let marker = "secret-value\">";
+        let i = self.body.find(marker).expect("a password is shown") + marker.len();
+        self.body[i..].split('<').next().expect("value").to_string()
+    }
+}
+
+impl Browser {
+    fn new(app: &TestApp, lang: &'static str) -> Self {
+        Self {
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client"),
+            base: app.base.clone(),
+            cookies: BTreeMap::new(),
+            lang,
+        }
+    }
+
+    async fn send(&mut self, req: reqwest::RequestBuilder) -> Page {
+        let cookie = self
+            .cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let r = req
+            .header("accept", "text/html")
+            .header("accept-language", self.lang)
+            .header("cookie", cookie)
+            .send()
+            .await
+            .expect("request");
+        let status = r.status().as_u16();
+        for c in r.headers().get_all("set-cookie") {
+            let c = c.to_str().expect("ascii cookie");
+            let (kv, attrs) = c.split_once(';').unwrap_or((c, ""));
+            let (k, v) = kv.split_once('=').expect("name=value");
+            if attrs.contains("Max-Age=0") {
+                self.cookies.remove(k.trim());
+            } else {
+                self.cookies.insert(k.trim().into(), v.trim().into());
+            }
+        }
+        let location = r
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let body = r.text().await.expect("body");
+        Page {
+            status,
+            location,
+            body,
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> Page {
+        let req = self.client.get(format!("{}{path}", self.base));
+        self.send(req).await
+    }
+
+    async fn post(&mut self, path: &str, form: Form) -> Page {
+        let req = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .multipart(form);
+        self.send(req).await
+    }
+
+    async fn try_login(&mut self, username: &str, password: &str) -> u16 {
+        let page = self.get("/dang-nhap").await;
+        let csrf = page.csrf();
+        let req = self.client.post(format!("{}/dang-nhap", self.base)).form(&[
+            ("username", username),
+            ("password", password),
+            ("csrf", &csrf),
+        ]);
+        self.send(req).await.status
+    }
+
+    async fn login(&mut self, username: &str) {
+        assert_eq!(
+            self.try_login(username, "motcua-demo").await,
+            303,
+            "login {username}"
+        );
+    }
+}
+
+fn form(csrf: &str, pairs: &[(&str, &str)]) -> Form {
+    let mut f = Form::new().text("csrf", csrf.to_string());
+    for (k, v) in pairs {
+        f = f.text(k.to_string(), v.to_string());
+    }
+    f
+}
+
+async fn audit_actions(app: &TestApp) -> Vec<(String, String)> {
+    app.state
+        .store
+        .audit_records(0, 100_000)
+        .await
+        .expect("audit")
+        .into_iter()
+        .map(|r| (r.entry.action, r.entry.actor))
+        .collect()
+}
+
+#[tokio::test]
+async fn agency_admin_creates_an_officer_who_can_log_in_and_others_get_403() {
+    let app = spawn_app().await;
+    let mut admin = Browser::new(&app, "vi");
+    admin.login("admin").await;
+    let home = admin.get("/quan-tri").await;
+    assert_eq!(home.status, 200, "{}", home.body);
+    assert!(home.body.contains("href=\"/quan-tri/nguoi-dung\""));
+    let users = admin.get("/quan-tri/nguoi-dung").await;
+    assert_eq!(users.status, 200);
+    assert!(users.body.contains("officer"), "lists the agency's users");
+    assert!(
+        !users.body.contains("officer.hoankiem"),
+        "not another agency's users"
+    );
+    assert!(
+        !users.body.contains("value=\"province_admin\""),
+        "agency admins cannot give province roles"
+    );
+
+    // Validation keeps what was typed.
+    let r = admin
+        .post(
+            "/quan-tri/nguoi-dung",
+            form(
+                &users.csrf(),
+                &[
+                    ("username", "Bad Name"),
+                    ("full_name", "Ngô Thị Hạnh"),
+                    ("agency", "UB00073"),
+                    ("roles", "officer"),
+                ],
+            ),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(r.body.contains("value=\"Ngô Thị Hạnh\""));
+    assert!(r.body.contains("href=\"#f-username\""));
+
+    let r = admin
+        .post(
+            "/quan-tri/nguoi-dung",
+            form(
+                &users.csrf(),
+                &[
+                    ("username", "officer.moi"),
+                    ("full_name", "Ngô Thị Hạnh"),
+                    ("agency", "UB00073"),
+                    ("roles", "officer"),
+                    ("roles", "specialist"),
+                    ("password", ""),
+                ],
+            ),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let password = r.secret();
+    assert!(password.len() >= 16, "a strong generated password");
+    let u = app
+        .state
+        .store
+        .user_by_name("officer.moi")
+        .await
+        .expect("store")
+        .expect("created");
+    assert_eq!(u.agency_code.as_ref().map(|a| a.as_str()), Some("UB00073"));
+    assert_eq!(u.roles.len(), 2);
+    assert!(
+        audit_actions(&app)
+            .await
+            .contains(&("user.create".into(), "admin".into()))
+    );
+
+    let mut newbie = Browser::new(&app, "vi");
+    assert_eq!(newbie.try_login("officer.moi", &password).await, 303);
+    assert_eq!(newbie.get("/can-bo").await.status, 200);
+    assert_eq!(newbie.get("/quan-tri").await.status, 403, "not an admin");
+
+    // Citizens and officers get 403; anonymous visitors log in first.
+    let mut citizen = Browser::new(&app, "en");
+    citizen.login("citizen").await;
+    let r = citizen.get("/quan-tri/nguoi-dung").await;
+    assert_eq!(r.status, 403);
+    assert!(r.body.contains("Access denied"));
+    let mut anon = Browser::new(&app, "vi");
+    let r = anon.get("/quan-tri").await;
+    assert_eq!(r.status, 303);
+    assert!(r.location.starts_with("/dang-nhap"));
+
+    // The English page and the holidays page.
+    let mut en = Browser::new(&app, "en");
+    en.login("admin").await;
+    let h = en.get("/quan-tri/ngay-nghi").await;
+    assert_eq!(h.status, 200);
+    assert!(h.body.contains("motcua.toml"));
+    assert!(h.body.contains("take effect when the service restarts"));
+    assert!(h.body.contains("01/01/"), "New Year's Day listed");
+}
+
+#[tokio::test]
+async fn agency_admin_cannot_reach_another_agency_and_csrf_is_required() {
+    let app = spawn_app().await;
+    let mut admin = Browser::new(&app, "vi");
+    admin.login("admin").await;
+    let page = admin.get("/quan-tri/nguoi-dung").await;
+    let csrf = page.csrf();
+    let r = admin
+        .post(
+            "/quan-tri/nguoi-dung",
+            form(
+                &csrf,
+                &[
+                    ("username", "officer.khac"),
+                    ("full_name", "Lý Văn Tài"),
+                    ("agency", "UB00070"),
+                    ("roles", "officer"),
+                ],
+            ),
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    let r = admin
+        .post(
+            "/quan-tri/nguoi-dung",
+            form(
+                &csrf,
+                &[
+                    ("username", "officer.khac"),
+                    ("full_name", "Lý Văn Tài"),
+                    ("agency", "UB00073"),
+                    ("roles", "province_admin"),
+                ],
+            ),
+        )
+        .await;
+    assert_eq!(r.status, 403, "a province role from an agency admin");
+    // CSRF missing.
+    let r = admin
+        .post(
+            "/quan-tri/nguoi-dung",
+            Form::new()
+                .text("username", "officer.khac")
+                .text("full_name", "Lý Văn Tài")
+                .text("agency", "UB00073")
+                .text("roles", "officer"),
+        )
+        .await;
+    assert_eq!(r.status, 403);
+    assert!(
+        app.state
+            .store
+            .user_by_name("officer.khac")
+            .await
+            .expect("store")
+            .is_none(),
+        "nothing created"
+    );
+    // Another agency's user cannot be disabled or reset.
+    let other = app
+        .state
+        .store
+        .user_by_name("officer.hoankiem")
+        .await
+        .expect("store")
+        .expect("demo user");
+    let r = admin
+        .post(
+            &format!("/quan-tri/nguoi-dung/{}/khoa", other.id),
+            form(&csrf, &[("disabled", "1")]),
+        )
+        .await;
+    assert_eq!(r.status, 403);
+    let r = admin
+        .post(
+            &format!("/quan-tri/nguoi-dung/{}/mat-khau", other.id),
+            form(&csrf, &[("password", "")]),
+        )
+        .await;
+    assert_eq!(r.status, 403);
+    // Agency admins cannot edit agencies or procedures.
+    let r = admin
+        .post(
+            "/quan-tri/co-quan",
+            form(
+                &csrf,
+                &[
+                    ("mode", "edit"),
+                    ("code", "UB00073"),
+                    ("name_vi", "X"),
+                    ("name_en", "X"),
+                    ("kind", "commune_peoples_committee"),
+                    ("unit_code", "00073"),
+                    ("address", "X"),
+                ],
+            ),
+        )
+        .await;
+    assert_eq!(r.status, 403);
+
+    // The province admin may create users anywhere in Hà Nội and agencies.
+    let mut prov = Browser::new(&app, "vi");
+    prov.login("province.admin").await;
+    let page = prov.get("/quan-tri/nguoi-dung").await;
+    assert!(page.body.contains("officer.hoankiem"));
+    assert!(!page.body.contains("officer.caobang"), "not Cao Bằng");
+    let r = prov
+        .post(
+            "/quan-tri/nguoi-dung",
+            form(
+                &page.csrf(),
+                &[
+                    ("username", "leader.hoankiem"),
+                    ("full_name", "Lý Văn Tài"),
+                    ("agency", "UB00070"),
+                    ("roles", "leader"),
+                    ("password", "mat-khau-rieng-1"),
+                ],
+            ),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        !r.body.contains("secret-value"),
+        "a chosen password is not shown"
+    );
+    let mut leader = Browser::new(&app, "vi");
+    assert_eq!(
+        leader
+            .try_login("leader.hoankiem", "mat-khau-rieng-1")
+            .await,
+        303
+    );
+
+    let agencies = prov.get("/quan-tri/co-quan").await;
+    assert_eq!(agencies.status, 200);
+    assert!(agencies.body.contains("UB00070"));
+    let bad = prov
+        .post(
+            "/quan-tri/co-quan",
+            form(
+                &agencies.csrf(),
+                &[
+                    ("mode", "create"),
+                    ("code", "ub-1"),
+                    ("name_vi", "Ủy ban nhân dân Phường Ba Đình"),
+                    ("name_en", "People's Committee of Ba Dinh Ward"),
+                    ("kind", "commune_peoples_committee"),
+                    ("unit_code", "01273"),
+                    ("address", "Phường Ba Đình, Hà Nội"),
+                ],
+            ),
+        )
+        .await;
+    assert_eq!(bad.status, 422);
+    assert!(bad.body.contains("href=\"#f-code\""));
+    assert!(
+        bad.body.contains("href=\"#f-unit_code\""),
+        "Cao Bằng is outside"
+    );
+    let ok = prov
+        .post(
+            "/quan-tri/co-quan",
+            form(
+                &agencies.csrf(),
+                &[
+                    ("mode", "create"),
+                    ("code", "UB00004"),
+                    ("name_vi", "Ủy ban nhân dân Phường Ba Đình"),
+                    ("name_en", "People's Committee of Ba Dinh Ward"),
+                    ("kind", "commune_peoples_committee"),
+                    ("unit_code", "00004"),
+                    ("address", "Phường Ba Đình, Hà Nội"),
+                ],
+            ),
+        )
+        .await;
+    assert_eq!(ok.status, 303, "{}", ok.body);
+    let a = app
+        .state
+        .store
+        .agency(&motcua_domain::AgencyCode::parse("UB00004").expect("code"))
+        .await
+        .expect("store")
+        .expect("created");
+    assert_eq!(a.name_en, "People's Committee of Ba Dinh Ward");
+    assert!(
+        audit_actions(&app)
+            .await
+            .contains(&("agency.put".into(), "province.admin".into()))
+    );
+}
+
+#[tokio::test]
+async fn disabling_a_user_ends_their_session_and_reset_password_too() {
+    let app = spawn_app().await;
+    let mut officer = Browser::new(&app, "vi");
+    officer.login("officer").await;
+    assert_eq!(officer.get("/can-bo").await.status, 200);
+    let id = app
+        .state
+        .store
+        .user_by_name("officer")
+        .await
+        .expect("store")
+        .expect("demo")
+        .id;
+    let mut admin = Browser::new(&app, "vi");
+    admin.login("admin").await;
+    let page = admin.get("/quan-tri/nguoi-dung").await;
+    let r = admin
+        .post(
+            &format!("/quan-tri/nguoi-dung/{id}/khoa"),
+            form(&page.csrf(), &[("disabled", "1")]),
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let r = officer.get("/can-bo").await;
+    assert_eq!(r.status, 303, "session ended");
+    assert!(r.location.starts_with("/dang-nhap"));
+    assert_eq!(
+        Browser::new(&app, "vi")
+            .try_login("officer", "motcua-demo")
+            .await,
+        401
+    );
+    let page = admin.get("/quan-tri/nguoi-dung?xong=disabled").await;
+    assert!(page.body.contains("Đã khóa"));
+    let r = admin
+        .post(
+            &format!("/quan-tri/nguoi-dung/{id}/khoa"),
+            form(&page.csrf(), &[("disabled", "0")]),
+        )
+        .await;
+    assert_eq!(r.status, 303);
+    officer.login("officer").await;
+    assert_eq!(officer.get("/can-bo").await.status, 200);
+
+    // A reset ends the sessions too and the new password works.
+    let r = admin
+        .post(
+            &format!("/quan-tri/nguoi-dung/{id}/mat-khau"),
+            form(&page.csrf(), &[("password", "")]),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let password = r.secret();
+    assert_eq!(officer.get("/can-bo").await.status, 303);
+    let mut again = Browser::new(&app, "vi");
+    assert_eq!(again.try_login("officer", &password).await, 303);
+    let actions = audit_actions(&app).await;
+    for a in ["user.disable", "user.enable", "user.reset_password"] {
+        assert!(actions.contains(&(a.into(), "admin".into())), "{a} audited");
+    }
+    // The admin cannot lock themself out.
+    let me = app
+        .state
+        .store
+        .user_by_name("admin")
+        .await
+        .expect("store")
+        .expect("demo")
+        .id;
+    let r = admin
+        .post(
+            &format!("/quan-tri/nguoi-dung/{me}/khoa"),
+            form(&page.csrf(), &[("disabled", "1")]),
+        )
+        .await;
+    assert_eq!(r.status, 403);
+}
+
+const SIGNATURE: &str = "2.000884";
+
+#[tokio::test]
+async fn procedure_import_lints_first_and_enable_disable_changes_the_catalogue() {
+    let app = spawn_app().await;
+    let yaml = std::fs::read_to_string(
+        crate::helpers::workspace().join("procedures/certification-signature.yaml"),
+    )
+    .expect("procedure file");
+    let v2 = yaml.replace("version: 1", "version: 2").replace(
+        "vi: \"Chứng thực chữ ký trong các giấy tờ, văn bản\"",
+        "vi: \"Chứng thực chữ ký trong giấy tờ, văn bản (phiên bản 2)\"",
+    );
+    assert_ne!(v2, yaml);
+    let broken = v2.replace("sector: certification", "sektor: certification");
+    let line = broken
+        .lines()
+        .position(|l| l.starts_with("sektor:"))
+        .expect("line")
+        + 1;
+
+    let mut admin = Browser::new(&app, "vi");
+    admin.login("admin").await;
+    let page = admin.get("/quan-tri/thu-tuc").await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains(SIGNATURE));
+    assert!(
+        !page.body.contains("/quan-tri/thu-tuc/nhap"),
+        "no import form"
+    );
+    let file = |text: &str| Part::bytes(text.as_bytes().to_vec()).file_name("p.yaml");
+    let r = admin
+        .post(
+            "/quan-tri/thu-tuc/nhap",
+            form(&page.csrf(), &[]).part("file", file(&v2)),
+        )
+        .await;
+    assert_eq!(r.status, 403, "agency admins do not change the catalogue");
+
+    let mut prov = Browser::new(&app, "vi");
+    prov.login("province.admin").await;
+    let page = prov.get("/quan-tri/thu-tuc").await;
+    let csrf = page.csrf();
+    let r = prov
+        .post(
+            "/quan-tri/thu-tuc/nhap",
+            Form::new().part("file", file(&v2)),
+        )
+        .await;
+    assert_eq!(r.status, 403, "CSRF missing");
+
+    let r = prov
+        .post(
+            "/quan-tri/thu-tuc/nhap",
+            form(&csrf, &[]).part("file", file(&broken)),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(
+        r.body.contains(&format!("Dòng {line},")),
+        "line number shown: {}",
+        r.body
+    );
+    assert!(r.body.contains("sektor"));
+    let versions = app
+        .state
+        .store
+        .procedure_versions(SIGNATURE)
+        .await
+        .expect("store");
+    assert_eq!(versions.len(), 1, "nothing imported");
+
+    let r = prov
+        .post(
+            "/quan-tri/thu-tuc/nhap",
+            form(&csrf, &[]).part("file", file(&v2)),
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert!(r.location.contains("/phien-ban/2"), "{}", r.location);
+    let shown = prov.get(&r.location).await;
+    assert_eq!(shown.status, 200);
+    assert!(shown.body.contains("Đã nhập phiên bản mới"));
+    assert!(shown.body.contains("phiên bản 2"));
+    assert!(
+        shown.body.contains("&quot;version&quot;: 2")
+            || shown.body.contains("&#34;version&#34;: 2"),
+        "JSON shown"
+    );
+    let public = prov.get(&format!("/thu-tuc/{SIGNATURE}")).await;
+    assert!(
+        public.body.contains("(phiên bản 2)"),
+        "new version in the catalogue"
+    );
+
+    // Disable version 2: version 1 is current again; disable 1: gone.
+    let toggle = |v: u32| format!("/quan-tri/thu-tuc/{SIGNATURE}/phien-ban/{v}/trang-thai");
+    let r = prov
+        .post(&toggle(2), form(&csrf, &[("enabled", "0")]))
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let public = prov.get(&format!("/thu-tuc/{SIGNATURE}")).await;
+    assert_eq!(public.status, 200);
+    assert!(!public.body.contains("(phiên bản 2)"));
+    let r = prov
+        .post(&toggle(1), form(&csrf, &[("enabled", "0")]))
+        .await;
+    assert_eq!(r.status, 303);
+    assert_eq!(prov.get(&format!("/thu-tuc/{SIGNATURE}")).await.status, 404);
+    let cat = app.state.catalogue().await.expect("catalogue");
+    assert!(cat.iter().all(|(p, _)| p.code != SIGNATURE));
+    // Still reachable by code for the admin, and enabled again.
+    let r = prov.get(&format!("/quan-tri/thu-tuc?ma={SIGNATURE}")).await;
+    assert_eq!(r.status, 303);
+    let p = prov.get(&r.location).await;
+    assert_eq!(p.status, 200, "{}", p.body);
+    let r = prov
+        .post(&toggle(2), form(&csrf, &[("enabled", "1")]))
+        .await;
+    assert_eq!(r.status, 303);
+    let public = prov.get(&format!("/thu-tuc/{SIGNATURE}")).await;
+    assert!(public.body.contains("(phiên bản 2)"));
+    let actions = audit_actions(&app).await;
+    for a in ["procedure.import", "procedure.disable", "procedure.enable"] {
+        assert!(
+            actions.contains(&(a.into(), "province.admin".into())),
+            "{a} audited"
+        );
+    }
+}
+
+#[tokio::test]
+async fn forms_render_for_dossiers_in_the_right_state_and_404_otherwise() {
+    let app = spawn_app().await;
+    let citizen = app.token("citizen").await;
+    let officer = app.token("officer").await;
+    let refused = app.submit_birth(&citizen).await;
+    let supplement = app.submit_birth(&citizen).await;
+    let accepted = app.submit_birth(&citizen).await;
+
+    let mut staff = Browser::new(&app, "vi");
+    staff.login("officer").await;
+    // A new dossier: only Form 01 applies.
+    let index = staff.get(&format!("/ho-so/{refused}/mau-phieu")).await;
+    assert_eq!(index.status, 200, "{}", index.body);
+    assert!(index.body.contains(&format!("/ho-so/{refused}/bien-nhan")));
+    assert!(
+        !index
+            .body
+            .contains(&format!("/ho-so/{refused}/mau-phieu/03"))
+    );
+    for n in ["02", "03", "04", "05"] {
+        let r = staff.get(&format!("/ho-so/{refused}/mau-phieu/{n}")).await;
+        assert_eq!(r.status, 404, "form {n} of a new dossier");
+    }
+    let dossier = staff.get(&format!("/ho-so/{refused}")).await;
+    assert!(
+        dossier
+            .body
+            .contains(&format!("/ho-so/{refused}/mau-phieu"))
+    );
+
+    let (s, b) = app
+        .act(
+            &officer,
+            &refused,
+            json!({ "action": "refuse", "note": "Thủ tục không thuộc thẩm quyền của phường" }),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let f = staff.get(&format!("/ho-so/{refused}/mau-phieu/03")).await;
+    assert_eq!(f.status, 200, "{}", f.body);
+    for text in [
+        "CỘNG HÒA XÃ HỘI CHỦ NGHĨA VIỆT NAM",
+        "Độc lập - Tự do - Hạnh phúc",
+        "Ủy ban nhân dân Phường Cửa Nam",
+        "Phiếu từ chối tiếp nhận giải quyết hồ sơ",
+        "Mẫu số 03",
+        "Thủ tục không thuộc thẩm quyền của phường",
+        "Lê Thị Thu",
+        refused.as_str(),
+    ] {
+        assert!(f.body.contains(text), "{text} in Form 03");
+    }
+    assert_eq!(
+        staff
+            .get(&format!("/ho-so/{refused}/mau-phieu/02"))
+            .await
+            .status,
+        404
+    );
+
+    let (s, b) = app
+        .act(
+            &officer,
+            &supplement,
+            json!({ "action": "request_supplement", "note": "Bổ sung bản chụp giấy chứng sinh rõ nét" }),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let f = staff
+        .get(&format!("/ho-so/{supplement}/mau-phieu/02"))
+        .await;
+    assert_eq!(f.status, 200);
+    assert!(f.body.contains("Bổ sung bản chụp giấy chứng sinh rõ nét"));
+    assert!(f.body.contains("Phiếu yêu cầu bổ sung, hoàn thiện hồ sơ"));
+    assert!(f.body.contains("Mẫu số 02"));
+
+    let (s, b) = app
+        .act(&officer, &accepted, json!({ "action": "accept" }))
+        .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(
+        staff
+            .get(&format!("/ho-so/{accepted}/mau-phieu/04"))
+            .await
+            .status,
+        404
+    );
+    let f = staff.get(&format!("/ho-so/{accepted}/mau-phieu/05")).await;
+    assert_eq!(f.status, 200);
+    assert!(
+        f.body
+            .contains("Phiếu kiểm soát quá trình giải quyết hồ sơ")
+    );
+    assert!(f.body.contains("Lê Thị Thu"), "who handled reception");
+    let later = (app.state.clock.now() + chrono::Duration::days(40) + chrono::Duration::hours(7))
+        .format("%Y-%m-%d")
+        .to_string();
+    let shown = (app.state.clock.now() + chrono::Duration::days(40) + chrono::Duration::hours(7))
+        .format("%d/%m/%Y")
+        .to_string();
+    let (s, b) = app
+        .act(
+            &officer,
+            &accepted,
+            json!({ "action": "apologize", "note": "Cần xác minh nơi sinh với bệnh viện", "new_due_at": later }),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let f = staff.get(&format!("/ho-so/{accepted}/mau-phieu/04")).await;
+    assert_eq!(f.status, 200);
+    assert!(f.body.contains("Cần xác minh nơi sinh với bệnh viện"));
+    assert!(f.body.contains(&shown), "new date dd/mm/yyyy");
+    assert!(f.body.contains("Mẫu số 04"));
+    let mut en = Browser::new(&app, "en");
+    en.login("officer").await;
+    let f = en.get(&format!("/ho-so/{accepted}/mau-phieu/04")).await;
+    assert_eq!(f.status, 200);
+    assert!(f.body.contains("Apology and new appointment"));
+    assert!(f.body.contains("Form 04"));
+
+    // Viewing forms is audited like the dossier page.
+    let views = app
+        .state
+        .store
+        .dossier_audit(&motcua_domain::DossierCode::parse(&accepted).expect("code"))
+        .await
+        .expect("audit")
+        .iter()
+        .filter(|r| r.entry.action == "dossier.view_personal_data")
+        .count();
+    assert!(views >= 4);
+
+    // Unknown form numbers and another agency's officer.
+    assert_eq!(
+        staff
+            .get(&format!("/ho-so/{accepted}/mau-phieu/06"))
+            .await
+            .status,
+        404
+    );
+    let mut other = Browser::new(&app, "vi");
+    other.login("officer.hoankiem").await;
+    assert_eq!(
+        other
+            .get(&format!("/ho-so/{accepted}/mau-phieu/05"))
+            .await
+            .status,
+        403
+    );
+    // The citizen gets Form 01 (the receipt), not the staff forms.
+    let mut me = Browser::new(&app, "vi");
+    me.login("citizen").await;
+    let r = me.get(&format!("/ho-so/{accepted}/mau-phieu/01")).await;
+    assert_eq!(r.status, 303);
+    assert_eq!(r.location, format!("/ho-so/{accepted}/bien-nhan"));
+    assert_eq!(me.get(&r.location).await.status, 200);
+    assert_eq!(
+        me.get(&format!("/ho-so/{accepted}/mau-phieu/05"))
+            .await
+            .status,
+        403
+    );
+}

@@ -1,0 +1,1338 @@
+//! Administration pages: users and roles, agencies, procedures, holidays.
+//!
+//! Agency admins manage the users of their own agency; province admins
+//! manage every agency of their province (users and agencies) and the
+//! procedure catalogue, which all agencies share. Every change is written
+//! with its audit record by the store; every POST checks the CSRF token.
+
+use std::collections::BTreeMap;
+
+use askama::Template;
+use axum::extract::{Multipart, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use chrono::Datelike;
+use motcua_domain::audit::AuditEntry;
+use motcua_domain::dossier::Role;
+use motcua_domain::procedure::{Procedure, lint_procedure, parse_procedure};
+use motcua_domain::units::{Agency, AgencyKind};
+use motcua_domain::{AgencyCode, UnitCode};
+use motcua_store::{ImportOutcome, NewUser, StoreError, StoredProcedure, User};
+use serde::Deserialize;
+
+use super::*;
+use crate::AppState;
+use crate::error::ApiError;
+
+type PageResult = Result<Response, ApiError>;
+
+/// Roles an agency admin may give; province admins may also give
+/// [`PROVINCE_ROLES`].
+const AGENCY_ROLES: [Role; 4] = [
+    Role::Officer,
+    Role::Specialist,
+    Role::Leader,
+    Role::AgencyAdmin,
+];
+const PROVINCE_ROLES: [Role; 2] = [Role::ProvinceAdmin, Role::IocViewer];
+
+/// The signed-in administrator and the agencies they manage.
+struct Admin {
+    user: User,
+    /// `ProvinceAdmin` or `AgencyAdmin`, as recorded in the audit chain.
+    role: Role,
+    province: Option<UnitCode>,
+    /// Agencies in scope, by code.
+    agencies: Vec<Agency>,
+}
+
+impl Admin {
+    fn is_province(&self) -> bool {
+        self.role == Role::ProvinceAdmin
+    }
+
+    fn manages(&self, a: &AgencyCode) -> bool {
+        self.agencies.iter().any(|x| &x.code == a)
+    }
+
+    /// Users of an agency in scope; agency admins do not manage province
+    /// roles.
+    fn manages_user(&self, u: &User) -> bool {
+        u.agency_code.as_ref().is_some_and(|a| self.manages(a))
+            && (self.is_province() || !u.roles.iter().any(|r| PROVINCE_ROLES.contains(r)))
+    }
+
+    fn assignable(&self) -> Vec<Role> {
+        let mut r = AGENCY_ROLES.to_vec();
+        if self.is_province() {
+            r.extend(PROVINCE_ROLES);
+        }
+        r
+    }
+
+    fn entry(&self, st: &AppState, action: &str, payload: &serde_json::Value) -> AuditEntry {
+        audit_entry(st, &self.user, self.role, action, payload)
+    }
+}
+
+/// The province of an administrative unit.
+async fn province_of(st: &AppState, u: &UnitCode) -> Result<Option<UnitCode>, ApiError> {
+    if u.is_province() {
+        Ok(Some(u.clone()))
+    } else {
+        Ok(st.store.unit(u).await?.and_then(|x| x.parent_code))
+    }
+}
+
+/// The administrator of this request, a redirect to log in, or 403.
+async fn admin(st: &AppState, ctx: &Ctx) -> Result<Result<Admin, Redirect>, ApiError> {
+    let user = match ctx.require_user() {
+        Ok(u) => u,
+        Err(r) => return Ok(Err(r)),
+    };
+    let role = if crate::auth::has(&user, Role::ProvinceAdmin) {
+        Role::ProvinceAdmin
+    } else if crate::auth::has(&user, Role::AgencyAdmin) {
+        Role::AgencyAdmin
+    } else {
+        return Err(ApiError::forbidden());
+    };
+    let own = user.agency_code.clone().ok_or_else(ApiError::forbidden)?;
+    let all = st.store.agencies().await?;
+    let mine = all
+        .iter()
+        .find(|a| a.code == own)
+        .cloned()
+        .ok_or_else(ApiError::forbidden)?;
+    let province = province_of(st, &mine.unit_code).await?;
+    let agencies = if role == Role::ProvinceAdmin {
+        let mut cache: BTreeMap<UnitCode, Option<UnitCode>> = BTreeMap::new();
+        let mut v = Vec::new();
+        for a in all {
+            let p = match cache.get(&a.unit_code) {
+                Some(p) => p.clone(),
+                None => {
+                    let p = province_of(st, &a.unit_code).await?;
+                    cache.insert(a.unit_code.clone(), p.clone());
+                    p
+                }
+            };
+            if p.is_some() && p == province {
+                v.push(a);
+            }
+        }
+        v
+    } else {
+        vec![mine]
+    };
+    Ok(Ok(Admin {
+        user,
+        role,
+        province,
+        agencies,
+    }))
+}
+
+macro_rules! admin_or_login {
+    ($st:expr, $ctx:expr) => {
+        match admin($st, $ctx).await? {
+            Ok(a) => a,
+            Err(r) => return Ok(r.into_response()),
+        }
+    };
+}
+
+fn agency_name(lang: crate::i18n::Lang, a: &Agency) -> String {
+    if lang == crate::i18n::Lang::En && !a.name_en.is_empty() {
+        a.name_en.clone()
+    } else {
+        a.name_vi.clone()
+    }
+}
+
+/// A strong random password (18 characters, ~100 bits, no look-alikes).
+fn generate_password() -> Result<String, ApiError> {
+    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
+    let mut raw = [0u8; 18];
+    getrandom::fill(&mut raw).map_err(ApiError::internal)?;
+    // 256 is not a multiple of the alphabet's size: reject the biased tail.
+    let limit = 256 - (256 % ALPHABET.len());
+    let mut out = String::new();
+    let mut pool = raw.to_vec();
+    while out.len() < 18 {
+        if pool.is_empty() {
+            let mut more = [0u8; 18];
+            getrandom::fill(&mut more).map_err(ApiError::internal)?;
+            pool.extend_from_slice(&more);
+        }
+        let b = usize::from(pool.remove(0));
+        if b < limit {
+            out.push(char::from(ALPHABET[b % ALPHABET.len()]));
+        }
+    }
+    Ok(out)
+}
+
+async fn hash(password: String) -> Result<String, ApiError> {
+    tokio::task::spawn_blocking(move || crate::auth::hash_password(&password))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)
+}
+
+/// An option of a select or a checkbox.
+pub struct Choice {
+    pub value: String,
+    pub label: String,
+    pub selected: bool,
+}
+
+/// A confirmation shown after a redirect (`?xong=…`), from a fixed list.
+#[derive(Deserialize, Default)]
+pub struct DoneQuery {
+    xong: Option<String>,
+    ma: Option<String>,
+}
+
+fn flash_of(ctx: &Ctx, q: &DoneQuery) -> Option<String> {
+    let k = q.xong.as_deref()?;
+    const KNOWN: [&str; 8] = [
+        "disabled",
+        "enabled",
+        "agency-saved",
+        "imported",
+        "unchanged",
+        "proc-enabled",
+        "proc-disabled",
+        "created",
+    ];
+    KNOWN
+        .contains(&k)
+        .then(|| ctx.t(&format!("admin-done-{k}")))
+}
+
+// ---------------------------------------------------------------------------
+// Dashboard
+// ---------------------------------------------------------------------------
+
+pub struct Tile {
+    pub href: &'static str,
+    pub label: String,
+    pub count: String,
+}
+
+#[derive(Template)]
+#[template(path = "pages/admin_home.html")]
+struct HomePage<'a> {
+    ctx: &'a Ctx,
+    title: String,
+    section: &'static str,
+    role: String,
+    scope: String,
+    tiles: Vec<Tile>,
+}
+
+/// `GET /quan-tri`: what the administrator manages.
+pub async fn home(State(st): State<AppState>, ctx: Ctx) -> PageResult {
+    let a = admin_or_login!(&st, &ctx);
+    let users = st
+        .store
+        .users()
+        .await?
+        .iter()
+        .filter(|u| a.manages_user(u))
+        .count();
+    let procs = st.catalogue().await?.len();
+    let year = motcua_store::vietnam_day(st.clock.now()).year();
+    let holidays = st.calendar.holidays(year).len();
+    let scope = if a.is_province() {
+        let name = match &a.province {
+            Some(p) => st
+                .store
+                .unit(p)
+                .await?
+                .map(|u| u.name)
+                .unwrap_or_else(|| p.to_string()),
+            None => String::new(),
+        };
+        let mut args = serde_json::Map::new();
+        args.insert("province".into(), name.into());
+        args.insert("n".into(), a.agencies.len().into());
+        ctx.lang.text_with("admin-scope-province", &args)
+    } else {
+        let mut args = serde_json::Map::new();
+        args.insert(
+            "agency".into(),
+            a.agencies
+                .first()
+                .map(|x| agency_name(ctx.lang, x))
+                .unwrap_or_default()
+                .into(),
+        );
+        ctx.lang.text_with("admin-scope-agency", &args)
+    };
+    let page = HomePage {
+        ctx: &ctx,
+        title: ctx.t("admin-title"),
+        section: "home",
+        role: role_label(ctx.lang, a.role.as_str()),
+        scope,
+        tiles: vec![
+            Tile {
+                href: "/quan-tri/nguoi-dung",
+                label: ctx.t("admin-users"),
+                count: users.to_string(),
+            },
+            Tile {
+                href: "/quan-tri/co-quan",
+                label: ctx.t("admin-agencies"),
+                count: a.agencies.len().to_string(),
+            },
+            Tile {
+                href: "/quan-tri/thu-tuc",
+                label: ctx.t("admin-procedures"),
+                count: procs.to_string(),
+            },
+            Tile {
+                href: "/quan-tri/ngay-nghi",
+                label: ctx.t("admin-holidays"),
+                count: holidays.to_string(),
+            },
+        ],
+    };
+    Ok(ctx.render(StatusCode::OK, page.render()))
+}
+
+// ---------------------------------------------------------------------------
+// Users
+// ---------------------------------------------------------------------------
+
+pub struct UserRow {
+    pub id: i64,
+    pub username: String,
+    pub full_name: String,
+    pub agency: String,
+    pub roles: String,
+    pub disabled: bool,
+    /// Not the administrator themself.
+    pub actionable: bool,
+    /// The password form of this user had an error.
+    pub open_reset: bool,
+}
+
+#[derive(Default)]
+pub struct NewUserForm {
+    pub username: String,
+    pub full_name: String,
+}
+
+#[derive(Template)]
+#[template(path = "pages/admin_users.html")]
+struct UsersPage<'a> {
+    ctx: &'a Ctx,
+    title: String,
+    section: &'static str,
+    flash: Option<String>,
+    /// (user name, password) shown once after a creation or a reset.
+    secret: Option<(String, String)>,
+    /// Field id → message, in form order.
+    errors: Vec<(String, String)>,
+    rows: Vec<UserRow>,
+    form: NewUserForm,
+    roles: Vec<Choice>,
+    agencies: Vec<Choice>,
+}
+
+impl UsersPage<'_> {
+    fn err(&self, field: &str) -> Option<&str> {
+        self.errors
+            .iter()
+            .find(|(f, _)| f == field)
+            .map(|(_, m)| m.as_str())
+    }
+}
+
+struct UsersView {
+    flash: Option<String>,
+    secret: Option<(String, String)>,
+    errors: Vec<(String, String)>,
+    form: NewUserForm,
+    picked_roles: Vec<String>,
+    picked_agency: Option<String>,
+}
+
+async fn render_users(st: &AppState, ctx: &Ctx, a: &Admin, v: UsersView) -> PageResult {
+    let lang = ctx.lang;
+    let names: BTreeMap<&AgencyCode, String> = a
+        .agencies
+        .iter()
+        .map(|x| (&x.code, agency_name(lang, x)))
+        .collect();
+    let mut users: Vec<User> = st
+        .store
+        .users()
+        .await?
+        .into_iter()
+        .filter(|u| a.manages_user(u))
+        .collect();
+    users.sort_by(|x, y| (&x.agency_code, &x.username).cmp(&(&y.agency_code, &y.username)));
+    let rows = users
+        .into_iter()
+        .map(|u| UserRow {
+            id: u.id,
+            agency: u
+                .agency_code
+                .as_ref()
+                .and_then(|c| names.get(c).cloned())
+                .unwrap_or_default(),
+            roles: u
+                .roles
+                .iter()
+                .map(|r| role_label(lang, r.as_str()))
+                .collect::<Vec<_>>()
+                .join(", "),
+            disabled: u.disabled,
+            actionable: u.id != a.user.id,
+            open_reset: v.errors.iter().any(|(f, _)| *f == format!("pw-{}", u.id)),
+            username: u.username,
+            full_name: u.full_name,
+        })
+        .collect();
+    let roles = a
+        .assignable()
+        .into_iter()
+        .map(|r| Choice {
+            value: r.as_str().to_string(),
+            label: role_label(lang, r.as_str()),
+            selected: v.picked_roles.iter().any(|p| p == r.as_str()),
+        })
+        .collect();
+    let agencies = a
+        .agencies
+        .iter()
+        .map(|x| Choice {
+            value: x.code.to_string(),
+            label: format!("{} — {}", x.code, agency_name(lang, x)),
+            selected: v.picked_agency.as_deref() == Some(x.code.as_str())
+                || (v.picked_agency.is_none() && a.user.agency_code.as_ref() == Some(&x.code)),
+        })
+        .collect();
+    let status = if v.errors.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    let page = UsersPage {
+        ctx,
+        title: ctx.t("admin-users"),
+        section: "users",
+        flash: v.flash,
+        secret: v.secret,
+        errors: v.errors,
+        rows,
+        form: v.form,
+        roles,
+        agencies,
+    };
+    Ok(ctx.render(status, page.render()))
+}
+
+/// `GET /quan-tri/nguoi-dung`: the users of the administrator's scope and
+/// the form to create one.
+pub async fn users(State(st): State<AppState>, ctx: Ctx, Query(q): Query<DoneQuery>) -> PageResult {
+    let a = admin_or_login!(&st, &ctx);
+    let view = UsersView {
+        flash: flash_of(&ctx, &q),
+        secret: None,
+        errors: Vec::new(),
+        form: NewUserForm::default(),
+        picked_roles: vec![Role::Officer.as_str().to_string()],
+        picked_agency: None,
+    };
+    render_users(&st, &ctx, &a, view).await
+}
+
+/// `POST /quan-tri/nguoi-dung`: creates a staff account.
+pub async fn create_user(State(st): State<AppState>, ctx: Ctx, mp: Multipart) -> PageResult {
+    let form = FormData::read(&st, mp).await?;
+    ctx.check_csrf(form.get("csrf"))?;
+    let a = admin_or_login!(&st, &ctx);
+    let lang = ctx.lang;
+    let username = form.get("username").unwrap_or_default().trim().to_string();
+    let full_name = motcua_domain::text::nfc(form.get("full_name").unwrap_or_default().trim());
+    let password = form.get("password").unwrap_or_default().to_string();
+    let picked_roles: Vec<String> = form.all("roles").iter().map(|s| s.to_string()).collect();
+    let agency_raw = form.get("agency").unwrap_or_default().to_string();
+    // A role or agency outside the administrator's scope is a forged
+    // request, not a typing error.
+    let assignable = a.assignable();
+    let mut roles = Vec::new();
+    for r in &picked_roles {
+        match Role::parse(r) {
+            Some(role) if assignable.contains(&role) => {
+                if !roles.contains(&role) {
+                    roles.push(role);
+                }
+            }
+            _ => return Err(ApiError::forbidden().detail("role outside your scope")),
+        }
+    }
+    let agency = AgencyCode::parse(&agency_raw)
+        .ok()
+        .filter(|c| a.manages(c))
+        .ok_or_else(|| ApiError::forbidden().detail("agency outside your scope"))?;
+    let mut errors = Vec::new();
+    if !valid_username(&username) {
+        errors.push(("username".into(), lang.text("field-username-invalid")));
+    } else if st.store.user_by_name(&username).await?.is_some() {
+        errors.push(("username".into(), lang.text("field-username-taken")));
+    }
+    if full_name.chars().count() < 2 {
+        let mut p = serde_json::Map::new();
+        p.insert("min".into(), 2.into());
+        errors.push(("full_name".into(), lang.text_with("field-too-short", &p)));
+    }
+    if !password.is_empty() && password.chars().count() < 8 {
+        errors.push(("password".into(), lang.text("field-password-too-short")));
+    }
+    if roles.is_empty() {
+        errors.push(("roles".into(), ctx.t("admin-roles-required")));
+    }
+    let form_values = NewUserForm {
+        username: username.clone(),
+        full_name: full_name.clone(),
+    };
+    if !errors.is_empty() {
+        let view = UsersView {
+            flash: None,
+            secret: None,
+            errors,
+            form: form_values,
+            picked_roles,
+            picked_agency: Some(agency_raw),
+        };
+        return render_users(&st, &ctx, &a, view).await;
+    }
+    let generated = password.is_empty();
+    let password = if generated {
+        generate_password()?
+    } else {
+        password
+    };
+    let new = NewUser {
+        username: username.clone(),
+        password_hash: hash(password.clone()).await?,
+        full_name,
+        national_id: None,
+        phone: None,
+        email: None,
+        roles: roles.clone(),
+        agency_code: Some(agency.clone()),
+    };
+    let mut e = a.entry(
+        &st,
+        "user.create",
+        &serde_json::json!({
+            "username": username,
+            "roles": roles.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+            "agency": agency.as_str(),
+        }),
+    );
+    e.agency_code = Some(agency.to_string());
+    e.note = Some(username.clone());
+    match st.store.create_user(&new, e).await {
+        Ok(_) => {}
+        Err(StoreError::Duplicate(_)) => {
+            let view = UsersView {
+                flash: None,
+                secret: None,
+                errors: vec![("username".into(), lang.text("field-username-taken"))],
+                form: form_values,
+                picked_roles,
+                picked_agency: Some(agency.to_string()),
+            };
+            return render_users(&st, &ctx, &a, view).await;
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let view = UsersView {
+        flash: Some(ctx.t("admin-done-created")),
+        secret: generated.then_some((username, password)),
+        errors: Vec::new(),
+        form: NewUserForm::default(),
+        picked_roles: vec![Role::Officer.as_str().to_string()],
+        picked_agency: None,
+    };
+    render_users(&st, &ctx, &a, view).await
+}
+
+/// A user the administrator may manage (404 if unknown, 403 if out of
+/// scope or themself).
+async fn managed_user(st: &AppState, a: &Admin, id: i64) -> Result<User, ApiError> {
+    let u = st.store.user(id).await?.ok_or_else(ApiError::not_found)?;
+    if !a.manages_user(&u) || u.id == a.user.id {
+        return Err(ApiError::forbidden());
+    }
+    Ok(u)
+}
+
+/// `POST /quan-tri/nguoi-dung/{id}/khoa`: disables (`disabled=1`, which
+/// also ends every session of the user) or enables an account.
+pub async fn set_disabled(
+    State(st): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<i64>,
+    mp: Multipart,
+) -> PageResult {
+    let form = FormData::read(&st, mp).await?;
+    ctx.check_csrf(form.get("csrf"))?;
+    let a = admin_or_login!(&st, &ctx);
+    let u = managed_user(&st, &a, id).await?;
+    let disabled = form.get("disabled") == Some("1");
+    let action = if disabled {
+        "user.disable"
+    } else {
+        "user.enable"
+    };
+    let mut e = a.entry(
+        &st,
+        action,
+        &serde_json::json!({ "user_id": u.id, "username": u.username }),
+    );
+    e.agency_code = u.agency_code.as_ref().map(|c| c.to_string());
+    e.note = Some(u.username.clone());
+    st.store.set_user_disabled(u.id, disabled, e).await?;
+    if disabled {
+        st.store.revoke_user_tokens(u.id).await?;
+    }
+    let k = if disabled { "disabled" } else { "enabled" };
+    Ok(Redirect::to(&format!("/quan-tri/nguoi-dung?xong={k}")).into_response())
+}
+
+/// `POST /quan-tri/nguoi-dung/{id}/mat-khau`: sets the given password, or
+/// a generated one shown once; ends every session of the user.
+pub async fn reset_password(
+    State(st): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<i64>,
+    mp: Multipart,
+) -> PageResult {
+    let form = FormData::read(&st, mp).await?;
+    ctx.check_csrf(form.get("csrf"))?;
+    let a = admin_or_login!(&st, &ctx);
+    let u = managed_user(&st, &a, id).await?;
+    let given = form.get("password").unwrap_or_default().to_string();
+    if !given.is_empty() && given.chars().count() < 8 {
+        let view = UsersView {
+            flash: None,
+            secret: None,
+            errors: vec![(
+                format!("pw-{}", u.id),
+                format!(
+                    "{}: {}",
+                    u.username,
+                    ctx.lang.text("field-password-too-short")
+                ),
+            )],
+            form: NewUserForm::default(),
+            picked_roles: vec![Role::Officer.as_str().to_string()],
+            picked_agency: None,
+        };
+        return render_users(&st, &ctx, &a, view).await;
+    }
+    let generated = given.is_empty();
+    let password = if generated {
+        generate_password()?
+    } else {
+        given
+    };
+    let mut e = a.entry(
+        &st,
+        "user.reset_password",
+        &serde_json::json!({ "user_id": u.id, "username": u.username, "generated": generated }),
+    );
+    e.agency_code = u.agency_code.as_ref().map(|c| c.to_string());
+    e.note = Some(u.username.clone());
+    st.store
+        .set_password(u.id, &hash(password.clone()).await?, e)
+        .await?;
+    st.store.revoke_user_tokens(u.id).await?;
+    let view = UsersView {
+        flash: Some(ctx.t("admin-done-password")),
+        secret: generated.then(|| (u.username.clone(), password)),
+        errors: Vec::new(),
+        form: NewUserForm::default(),
+        picked_roles: vec![Role::Officer.as_str().to_string()],
+        picked_agency: None,
+    };
+    render_users(&st, &ctx, &a, view).await
+}
+
+// ---------------------------------------------------------------------------
+// Agencies
+// ---------------------------------------------------------------------------
+
+pub struct AgencyRow {
+    pub code: String,
+    pub name: String,
+    pub kind: String,
+    pub unit: String,
+    pub address: String,
+    pub edit_href: String,
+}
+
+#[derive(Default)]
+pub struct AgencyForm {
+    pub code: String,
+    pub name_vi: String,
+    pub name_en: String,
+    pub kind: String,
+    pub unit_code: String,
+    pub address: String,
+}
+
+#[derive(Template)]
+#[template(path = "pages/admin_agencies.html")]
+struct AgenciesPage<'a> {
+    ctx: &'a Ctx,
+    title: String,
+    section: &'static str,
+    flash: Option<String>,
+    rows: Vec<AgencyRow>,
+    can_edit: bool,
+    editing: bool,
+    form: AgencyForm,
+    kinds: Vec<Choice>,
+    errors: Vec<(String, String)>,
+}
+
+impl AgenciesPage<'_> {
+    fn err(&self, field: &str) -> Option<&str> {
+        self.errors
+            .iter()
+            .find(|(f, _)| f == field)
+            .map(|(_, m)| m.as_str())
+    }
+}
+
+fn kind_label(ctx: &Ctx, k: AgencyKind) -> String {
+    ctx.t(&format!("admin-kind-{}", k.as_str()))
+}
+
+async fn render_agencies(
+    st: &AppState,
+    ctx: &Ctx,
+    a: &Admin,
+    flash: Option<String>,
+    editing: bool,
+    form: AgencyForm,
+    errors: Vec<(String, String)>,
+) -> PageResult {
+    let mut rows = Vec::new();
+    for x in &a.agencies {
+        let unit = st
+            .store
+            .unit(&x.unit_code)
+            .await?
+            .map(|u| format!("{} ({})", u.name, u.code))
+            .unwrap_or_else(|| x.unit_code.to_string());
+        rows.push(AgencyRow {
+            code: x.code.to_string(),
+            name: agency_name(ctx.lang, x),
+            kind: kind_label(ctx, x.kind),
+            unit,
+            address: x.address.clone(),
+            edit_href: format!("/quan-tri/co-quan/{}", x.code),
+        });
+    }
+    let kinds = AgencyKind::ALL
+        .iter()
+        .map(|k| Choice {
+            value: k.as_str().to_string(),
+            label: kind_label(ctx, *k),
+            selected: form.kind == k.as_str(),
+        })
+        .collect();
+    let status = if errors.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    let page = AgenciesPage {
+        ctx,
+        title: ctx.t("admin-agencies"),
+        section: "agencies",
+        flash,
+        rows,
+        can_edit: a.is_province(),
+        editing,
+        form,
+        kinds,
+        errors,
+    };
+    Ok(ctx.render(status, page.render()))
+}
+
+/// `GET /quan-tri/co-quan`: agencies in scope (and a form to add one, for
+/// province admins).
+pub async fn agencies(
+    State(st): State<AppState>,
+    ctx: Ctx,
+    Query(q): Query<DoneQuery>,
+) -> PageResult {
+    let a = admin_or_login!(&st, &ctx);
+    let form = AgencyForm {
+        kind: AgencyKind::CommunePeoplesCommittee.as_str().into(),
+        ..Default::default()
+    };
+    render_agencies(&st, &ctx, &a, flash_of(&ctx, &q), false, form, Vec::new()).await
+}
+
+/// `GET /quan-tri/co-quan/{code}`: the form to edit an agency.
+pub async fn agency_edit(
+    State(st): State<AppState>,
+    ctx: Ctx,
+    Path(code): Path<String>,
+) -> PageResult {
+    let a = admin_or_login!(&st, &ctx);
+    if !a.is_province() {
+        return Err(ApiError::forbidden());
+    }
+    let x = a
+        .agencies
+        .iter()
+        .find(|x| x.code.as_str() == code)
+        .ok_or_else(ApiError::not_found)?;
+    let form = AgencyForm {
+        code: x.code.to_string(),
+        name_vi: x.name_vi.clone(),
+        name_en: x.name_en.clone(),
+        kind: x.kind.as_str().into(),
+        unit_code: x.unit_code.to_string(),
+        address: x.address.clone(),
+    };
+    render_agencies(&st, &ctx, &a, None, true, form, Vec::new()).await
+}
+
+/// `POST /quan-tri/co-quan`: creates (`mode=create`) or updates an agency.
+pub async fn agency_save(State(st): State<AppState>, ctx: Ctx, mp: Multipart) -> PageResult {
+    let form = FormData::read(&st, mp).await?;
+    ctx.check_csrf(form.get("csrf"))?;
+    let a = admin_or_login!(&st, &ctx);
+    if !a.is_province() {
+        return Err(ApiError::forbidden());
+    }
+    let editing = form.get("mode") == Some("edit");
+    let val = |k: &str| motcua_domain::text::nfc(form.get(k).unwrap_or_default().trim());
+    let f = AgencyForm {
+        code: val("code"),
+        name_vi: val("name_vi"),
+        name_en: val("name_en"),
+        kind: val("kind"),
+        unit_code: val("unit_code"),
+        address: val("address"),
+    };
+    let lang = ctx.lang;
+    let mut errors: Vec<(String, String)> = Vec::new();
+    let all = st.store.agencies().await?;
+    let code = match AgencyCode::parse(&f.code) {
+        Ok(c) => Some(c),
+        Err(_) => {
+            errors.push(("code".into(), ctx.t("admin-err-agency-code")));
+            None
+        }
+    };
+    if let Some(c) = &code {
+        let exists = all.iter().any(|x| &x.code == c);
+        if editing {
+            if !a.manages(c) {
+                return Err(ApiError::forbidden());
+            }
+        } else if exists {
+            errors.push(("code".into(), ctx.t("admin-err-agency-exists")));
+        }
+    }
+    for k in ["name_vi", "name_en", "address"] {
+        let v = match k {
+            "name_vi" => &f.name_vi,
+            "name_en" => &f.name_en,
+            _ => &f.address,
+        };
+        if v.chars().count() < 2 {
+            let mut p = serde_json::Map::new();
+            p.insert("min".into(), 2.into());
+            errors.push((k.into(), lang.text_with("field-too-short", &p)));
+        }
+    }
+    let kind = AgencyKind::parse(&f.kind);
+    if kind.is_none() {
+        errors.push(("kind".into(), ctx.t("admin-err-kind")));
+    }
+    let unit = match UnitCode::parse(&f.unit_code) {
+        Ok(u) => match st.store.unit(&u).await? {
+            Some(unit) => {
+                if province_of(&st, &u).await? != a.province || a.province.is_none() {
+                    errors.push(("unit_code".into(), ctx.t("admin-err-unit-outside")));
+                    None
+                } else {
+                    Some(unit)
+                }
+            }
+            None => {
+                errors.push(("unit_code".into(), ctx.t("admin-err-unit-unknown")));
+                None
+            }
+        },
+        Err(_) => {
+            errors.push(("unit_code".into(), ctx.t("admin-err-unit-code")));
+            None
+        }
+    };
+    if let (Some(k), Some(u)) = (kind, &unit) {
+        if k.level() != u.level {
+            errors.push(("kind".into(), ctx.t("admin-err-kind-level")));
+        } else if all
+            .iter()
+            .any(|x| x.kind == k && x.unit_code == u.code && Some(&x.code) != code.as_ref())
+        {
+            errors.push(("kind".into(), ctx.t("admin-err-kind-taken")));
+        }
+    }
+    let (Some(code), Some(kind), Some(unit), true) = (code, kind, unit, errors.is_empty()) else {
+        return render_agencies(&st, &ctx, &a, None, editing, f, errors).await;
+    };
+    let agency = Agency {
+        code: code.clone(),
+        name_vi: f.name_vi,
+        name_en: f.name_en,
+        kind,
+        unit_code: unit.code,
+        address: f.address,
+    };
+    let mut e = a.entry(&st, "agency.put", &serde_json::json!(agency));
+    e.agency_code = Some(code.to_string());
+    e.note = Some(code.to_string());
+    st.store.put_agency(&agency, e).await?;
+    Ok(Redirect::to("/quan-tri/co-quan?xong=agency-saved").into_response())
+}
+
+// ---------------------------------------------------------------------------
+// Procedures
+// ---------------------------------------------------------------------------
+
+pub struct VersionLink {
+    pub href: String,
+    pub version: u32,
+    pub enabled: bool,
+}
+
+pub struct ProcRow {
+    pub code: String,
+    pub name: String,
+    pub versions: Vec<VersionLink>,
+}
+
+#[derive(Template)]
+#[template(path = "pages/admin_procedures.html")]
+struct ProceduresPage<'a> {
+    ctx: &'a Ctx,
+    title: String,
+    section: &'static str,
+    flash: Option<String>,
+    can_edit: bool,
+    /// Lint issues of a rejected file, as shown.
+    issues: Vec<String>,
+    import_error: Option<String>,
+    file_name: String,
+    rows: Vec<ProcRow>,
+}
+
+fn version_links(code: &str, versions: &[StoredProcedure]) -> Vec<VersionLink> {
+    versions
+        .iter()
+        .map(|v| VersionLink {
+            href: format!(
+                "/quan-tri/thu-tuc/{}/phien-ban/{}",
+                code, v.definition.version
+            ),
+            version: v.definition.version,
+            enabled: v.enabled,
+        })
+        .collect()
+}
+
+async fn render_procedures(
+    st: &AppState,
+    ctx: &Ctx,
+    a: &Admin,
+    flash: Option<String>,
+    issues: Vec<String>,
+    import_error: Option<String>,
+    file_name: String,
+) -> PageResult {
+    let mut rows = Vec::new();
+    let mut current = st.store.current_procedures().await?;
+    current.sort_by(|x, y| x.definition.code.cmp(&y.definition.code));
+    for p in current {
+        let d = p.definition;
+        let mut versions = st.store.procedure_versions(&d.code).await?;
+        versions.sort_by_key(|v| v.definition.version);
+        rows.push(ProcRow {
+            name: d.name.get(ctx.lang.code()).to_string(),
+            versions: version_links(&d.code, &versions),
+            code: d.code,
+        });
+    }
+    let status = if issues.is_empty() && import_error.is_none() {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    let page = ProceduresPage {
+        ctx,
+        title: ctx.t("admin-procedures"),
+        section: "procedures",
+        flash,
+        can_edit: a.is_province(),
+        issues,
+        import_error,
+        file_name,
+        rows,
+    };
+    Ok(ctx.render(status, page.render()))
+}
+
+/// `GET /quan-tri/thu-tuc`: procedures with their versions; `?ma=CODE`
+/// opens one (also a procedure whose every version is disabled).
+pub async fn procedures(
+    State(st): State<AppState>,
+    ctx: Ctx,
+    Query(q): Query<DoneQuery>,
+) -> PageResult {
+    let a = admin_or_login!(&st, &ctx);
+    if let Some(code) = q.ma.as_deref().map(str::trim).filter(|c| !c.is_empty()) {
+        return Ok(
+            Redirect::to(&format!("/quan-tri/thu-tuc/{}", url_encode(code))).into_response(),
+        );
+    }
+    render_procedures(
+        &st,
+        &ctx,
+        &a,
+        flash_of(&ctx, &q),
+        Vec::new(),
+        None,
+        String::new(),
+    )
+    .await
+}
+
+/// `POST /quan-tri/thu-tuc/nhap`: imports a procedure file after the lint.
+pub async fn import_procedure(State(st): State<AppState>, ctx: Ctx, mp: Multipart) -> PageResult {
+    let form = FormData::read(&st, mp).await?;
+    ctx.check_csrf(form.get("csrf"))?;
+    let a = admin_or_login!(&st, &ctx);
+    if !a.is_province() {
+        return Err(ApiError::forbidden());
+    }
+    let Some(up) = form.files.iter().find(|f| f.name == "file") else {
+        let msg = ctx.t("admin-import-no-file");
+        return render_procedures(&st, &ctx, &a, None, Vec::new(), Some(msg), String::new()).await;
+    };
+    let file_name = up.filename.clone();
+    let Ok(text) = std::str::from_utf8(&up.bytes) else {
+        let msg = ctx.t("admin-import-not-utf8");
+        return render_procedures(&st, &ctx, &a, None, Vec::new(), Some(msg), file_name).await;
+    };
+    let issues = lint_procedure(&file_name, text);
+    let p: Procedure = match (issues.is_empty(), parse_procedure(&file_name, text)) {
+        (true, Ok(p)) => p,
+        (_, parsed) => {
+            let all = if issues.is_empty() {
+                parsed.err().unwrap_or_default()
+            } else {
+                issues
+            };
+            let shown = all
+                .iter()
+                .map(|i| {
+                    let mut args = serde_json::Map::new();
+                    args.insert("line".into(), i.line.into());
+                    args.insert("column".into(), i.column.into());
+                    format!(
+                        "{}: {}",
+                        ctx.lang.text_with("admin-import-at", &args),
+                        i.message
+                    )
+                })
+                .collect();
+            return render_procedures(&st, &ctx, &a, None, shown, None, file_name).await;
+        }
+    };
+    let sha = motcua_domain::audit::sha256_hex(&up.bytes);
+    let mut e = a.entry(
+        &st,
+        "procedure.import",
+        &serde_json::json!({ "code": p.code, "version": p.version, "file": file_name, "sha256": sha }),
+    );
+    e.note = Some(format!("{} v{}", p.code, p.version));
+    let outcome = match st.store.put_procedure(&p, e).await {
+        Ok(o) => o,
+        Err(err @ (StoreError::Duplicate(_) | StoreError::Invalid(_))) => {
+            let key = if matches!(err, StoreError::Duplicate(_)) {
+                "admin-import-duplicate"
+            } else {
+                "admin-import-older"
+            };
+            let mut args = serde_json::Map::new();
+            args.insert("code".into(), p.code.clone().into());
+            args.insert("version".into(), p.version.into());
+            let msg = ctx.lang.text_with(key, &args);
+            return render_procedures(&st, &ctx, &a, None, Vec::new(), Some(msg), file_name).await;
+        }
+        Err(other) => return Err(other.into()),
+    };
+    st.invalidate_catalogue().await;
+    let k = match outcome {
+        ImportOutcome::Added => "imported",
+        ImportOutcome::Unchanged => "unchanged",
+    };
+    Ok(Redirect::to(&format!(
+        "/quan-tri/thu-tuc/{}/phien-ban/{}?xong={k}",
+        url_encode(&p.code),
+        p.version
+    ))
+    .into_response())
+}
+
+#[derive(Template)]
+#[template(path = "pages/admin_procedure.html")]
+struct ProcedurePage<'a> {
+    ctx: &'a Ctx,
+    title: String,
+    section: &'static str,
+    flash: Option<String>,
+    can_edit: bool,
+    code: String,
+    version: u32,
+    enabled: bool,
+    toggle_href: String,
+    public_href: String,
+    facts: Vec<(String, String)>,
+    steps: Vec<(String, String, u32)>,
+    versions: Vec<VersionLink>,
+    json: String,
+}
+
+/// `GET /quan-tri/thu-tuc/{code}`: the newest version of a procedure.
+pub async fn procedure_latest(
+    State(st): State<AppState>,
+    ctx: Ctx,
+    Path(code): Path<String>,
+    Query(q): Query<DoneQuery>,
+) -> PageResult {
+    let a = admin_or_login!(&st, &ctx);
+    render_procedure(&st, &ctx, &a, &code, None, &q).await
+}
+
+/// `GET /quan-tri/thu-tuc/{code}/phien-ban/{version}`: one version.
+pub async fn procedure_version(
+    State(st): State<AppState>,
+    ctx: Ctx,
+    Path((code, version)): Path<(String, u32)>,
+    Query(q): Query<DoneQuery>,
+) -> PageResult {
+    let a = admin_or_login!(&st, &ctx);
+    render_procedure(&st, &ctx, &a, &code, Some(version), &q).await
+}
+
+async fn render_procedure(
+    st: &AppState,
+    ctx: &Ctx,
+    a: &Admin,
+    code: &str,
+    version: Option<u32>,
+    q: &DoneQuery,
+) -> PageResult {
+    let lang = ctx.lang;
+    let l = lang.code();
+    let mut versions = st.store.procedure_versions(code).await?;
+    versions.sort_by_key(|v| v.definition.version);
+    let sp = match version {
+        Some(v) => versions.iter().find(|x| x.definition.version == v),
+        None => versions.last(),
+    }
+    .cloned()
+    .ok_or_else(ApiError::not_found)?;
+    let p = &sp.definition;
+    let yes_no = |b: bool| ctx.t(if b { "admin-yes" } else { "admin-no" });
+    let facts = vec![
+        (ctx.t("admin-proc-name-vi"), p.name.vi.clone()),
+        (ctx.t("admin-proc-name-en"), p.name.en.clone()),
+        (ctx.t("admin-proc-sector"), p.sector_name.get(l).to_string()),
+        (ctx.t("admin-proc-level"), level_label(lang, p.level)),
+        (ctx.t("admin-agency-kind"), kind_label(ctx, p.agency_kind)),
+        (ctx.t("admin-proc-online"), online_label(lang, p.online)),
+        (
+            ctx.t("admin-proc-time"),
+            processing_time_label(lang, p.processing_time),
+        ),
+        (
+            ctx.t("admin-proc-fee"),
+            motcua_domain::ids::Vnd(p.total_fee()).display_vi(),
+        ),
+        (ctx.t("admin-proc-documents"), p.documents.len().to_string()),
+        (ctx.t("admin-proc-fields"), p.fields.len().to_string()),
+        (ctx.t("admin-proc-result"), p.result.name.get(l).to_string()),
+        (ctx.t("admin-proc-legal"), p.legal_basis.join("; ")),
+        (ctx.t("admin-proc-imported"), fmt_dt(sp.imported_at)),
+        (ctx.t("admin-proc-enabled"), yes_no(sp.enabled)),
+    ];
+    let steps = p
+        .workflow
+        .iter()
+        .map(|w| {
+            let role = Role::from(w.role);
+            (
+                w.name.get(l).to_string(),
+                role_label(lang, role.as_str()),
+                w.share,
+            )
+        })
+        .collect();
+    let page = ProcedurePage {
+        ctx,
+        title: format!("{} {}", ctx.t("admin-procedure"), p.code),
+        section: "procedures",
+        flash: flash_of(ctx, q),
+        can_edit: a.is_province(),
+        code: p.code.clone(),
+        version: p.version,
+        enabled: sp.enabled,
+        toggle_href: format!(
+            "/quan-tri/thu-tuc/{}/phien-ban/{}/trang-thai",
+            url_encode(&p.code),
+            p.version
+        ),
+        public_href: format!("/thu-tuc/{}", url_encode(&p.code)),
+        facts,
+        steps,
+        versions: version_links(&p.code, &versions),
+        json: serde_json::to_string_pretty(p).map_err(ApiError::internal)?,
+    };
+    Ok(ctx.render(StatusCode::OK, page.render()))
+}
+
+/// `POST /quan-tri/thu-tuc/{code}/phien-ban/{version}/trang-thai`: enables
+/// (`enabled=1`) or disables a version.
+pub async fn procedure_toggle(
+    State(st): State<AppState>,
+    ctx: Ctx,
+    Path((code, version)): Path<(String, u32)>,
+    mp: Multipart,
+) -> PageResult {
+    let form = FormData::read(&st, mp).await?;
+    ctx.check_csrf(form.get("csrf"))?;
+    let a = admin_or_login!(&st, &ctx);
+    if !a.is_province() {
+        return Err(ApiError::forbidden());
+    }
+    st.store
+        .procedure(&code, version)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    let enabled = form.get("enabled") == Some("1");
+    let action = if enabled {
+        "procedure.enable"
+    } else {
+        "procedure.disable"
+    };
+    let mut e = a.entry(
+        &st,
+        action,
+        &serde_json::json!({ "code": code, "version": version }),
+    );
+    e.note = Some(format!("{code} v{version}"));
+    st.store
+        .set_procedure_enabled(&code, version, enabled, e)
+        .await?;
+    st.invalidate_catalogue().await;
+    let k = if enabled {
+        "proc-enabled"
+    } else {
+        "proc-disabled"
+    };
+    Ok(Redirect::to(&format!(
+        "/quan-tri/thu-tuc/{}/phien-ban/{version}?xong={k}",
+        url_encode(&code)
+    ))
+    .into_response())
+}
+
+// ---------------------------------------------------------------------------
+// Holidays
+// ---------------------------------------------------------------------------
+
+pub struct YearView {
+    pub year: i32,
+    /// (date, weekday, name)
+    pub holidays: Vec<(String, String, String)>,
+    /// (date, weekday)
+    pub makeup: Vec<(String, String)>,
+}
+
+#[derive(Template)]
+#[template(path = "pages/admin_holidays.html")]
+struct HolidaysPage<'a> {
+    ctx: &'a Ctx,
+    title: String,
+    section: &'static str,
+    years: Vec<YearView>,
+    hours_per_day: u32,
+}
+
+/// `GET /quan-tri/ngay-nghi`: the effective holidays and make-up working
+/// days of this year and the next (read-only: they come from the
+/// configuration).
+pub async fn holidays(State(st): State<AppState>, ctx: Ctx) -> PageResult {
+    let _a = admin_or_login!(&st, &ctx);
+    let year = motcua_store::vietnam_day(st.clock.now()).year();
+    let wd =
+        |d: chrono::NaiveDate| ctx.t(&format!("admin-wd-{}", d.weekday().number_from_monday()));
+    let years = [year, year + 1]
+        .into_iter()
+        .map(|y| YearView {
+            year: y,
+            holidays: st
+                .calendar
+                .holidays(y)
+                .into_iter()
+                .map(|h| {
+                    (
+                        h.date.format("%d/%m/%Y").to_string(),
+                        wd(h.date),
+                        if ctx.lang == crate::i18n::Lang::En {
+                            h.name_en
+                        } else {
+                            h.name_vi
+                        },
+                    )
+                })
+                .collect(),
+            makeup: st
+                .calendar
+                .makeup_working_days(y)
+                .into_iter()
+                .map(|d| (d.format("%d/%m/%Y").to_string(), wd(d)))
+                .collect(),
+        })
+        .collect();
+    let page = HolidaysPage {
+        ctx: &ctx,
+        title: ctx.t("admin-holidays"),
+        section: "holidays",
+        years,
+        hours_per_day: st.calendar.hours_per_day(),
+    };
+    Ok(ctx.render(StatusCode::OK, page.render()))
+}
