@@ -46,6 +46,9 @@ const PDF_BYTES: usize = 100 * 1024;
 const SHOWN_ERRORS: usize = 5;
 const TARGET_PER_SEC: f64 = 500.0;
 const TARGET_RATIO: f64 = 0.5;
+/// Other processes using more than this share of the machine during a run
+/// make its figures untrustworthy.
+const NOISY_PCT: f64 = 10.0;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum DurabilityArg {
@@ -239,8 +242,18 @@ fn filesystem_of(path: &Path) -> String {
     best.map(|(_, s)| s).unwrap_or_else(|| "unknown".into())
 }
 
+fn clk_tck() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .unwrap_or(100.0)
+}
+
 /// CPU seconds (user + system) used so far by process `pid`.
-fn cpu_seconds(pid: u32) -> Option<f64> {
+fn cpu_seconds(pid: u32, hz: f64) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name, which is in parentheses.
     let rest = stat.rsplit_once(')')?.1;
@@ -248,14 +261,81 @@ fn cpu_seconds(pid: u32) -> Option<f64> {
     // rest[0] is field 3 (state); utime is field 14, stime field 15.
     let utime: f64 = f.get(11)?.parse().ok()?;
     let stime: f64 = f.get(12)?.parse().ok()?;
-    let hz = Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse::<f64>().ok())
-        .unwrap_or(100.0);
     Some((utime + stime) / hz)
+}
+
+/// Whole-machine CPU seconds so far: (busy, steal), from /proc/stat.
+fn machine_cpu(hz: f64) -> Option<(f64, f64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let v: Vec<f64> = line
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest is inside user)
+    let get = |i: usize| v.get(i).copied().unwrap_or(0.0);
+    let busy = get(0) + get(1) + get(2) + get(5) + get(6);
+    Some((busy / hz, get(7) / hz))
+}
+
+/// CPU used during a measured interval.
+#[derive(Debug, Clone, Copy, Default)]
+struct CpuUse {
+    /// The process under test (the server, or this process for the ceiling).
+    subject: f64,
+    /// This process (the load generator), when it is not the subject.
+    loadgen: f64,
+    /// Every other process of the machine: noise.
+    others: f64,
+    /// Time the hypervisor gave to other guests.
+    steal: f64,
+}
+
+struct CpuProbe {
+    hz: f64,
+    subject: u32,
+    start: (Option<f64>, Option<f64>, Option<(f64, f64)>),
+}
+
+impl CpuProbe {
+    fn start(subject: u32) -> Self {
+        let hz = clk_tck();
+        let me = std::process::id();
+        Self {
+            hz,
+            subject,
+            start: (
+                cpu_seconds(subject, hz),
+                cpu_seconds(me, hz),
+                machine_cpu(hz),
+            ),
+        }
+    }
+
+    fn stop(&self) -> Option<CpuUse> {
+        let me = std::process::id();
+        let (s0, m0, a0) = self.start;
+        let (s1, m1, a1) = (
+            cpu_seconds(self.subject, self.hz),
+            cpu_seconds(me, self.hz),
+            machine_cpu(self.hz),
+        );
+        let subject = s1? - s0?;
+        let loadgen = if self.subject == me { 0.0 } else { m1? - m0? };
+        let ((b0, st0), (b1, st1)) = (a0?, a1?);
+        Some(CpuUse {
+            subject,
+            loadgen,
+            others: ((b1 - b0) - subject - loadgen).max(0.0),
+            steal: st1 - st0,
+        })
+    }
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
 }
 
 // ---------------------------------------------------------------------------
@@ -610,9 +690,10 @@ struct ServerRun {
     warmup: PhaseResult,
     measured: PhaseResult,
     latency: Latency,
-    server_cpu_s: Option<f64>,
-    bench_cpu_s: Option<f64>,
+    cpu: Option<CpuUse>,
     stored_dossiers: u64,
+    /// Outbox events not yet handled by the server's worker when it was killed.
+    outbox_pending: u64,
     missing: Vec<String>,
     missing_files: u64,
     duplicate_codes: u64,
@@ -663,8 +744,7 @@ async fn server_run(
         args.concurrency, args.duration_secs, args.max_requests
     );
     let pid = server.pid().context("the server is gone")?;
-    let me = std::process::id();
-    let (srv0, me0) = (cpu_seconds(pid), cpu_seconds(me));
+    let probe = CpuProbe::start(pid);
     let measured = run_phase(
         sh.clone(),
         args.concurrency,
@@ -672,9 +752,7 @@ async fn server_run(
         Some(Duration::from_secs(args.duration_secs)),
     )
     .await;
-    let (srv1, me1) = (cpu_seconds(pid), cpu_seconds(me));
-    let server_cpu_s = srv0.zip(srv1).map(|(a, b)| b - a);
-    let bench_cpu_s = me0.zip(me1).map(|(a, b)| b - a);
+    let cpu = probe.stop();
     let lat = latency(measured.latencies.clone());
 
     // The durability check: kill the process abruptly, then look in the
@@ -684,6 +762,7 @@ async fn server_run(
     let url = format!("sqlite://{}", data_dir.join("motcua.db").display());
     let store = SqliteStore::open(&url, args.durability.store()).await?;
     let stored_dossiers: u64 = store.count_by_status().await?.values().sum();
+    let outbox_pending = store.pending_events().await?;
     let objects_root = data_dir.join("objects");
     let mut missing = Vec::new();
     let mut missing_files = 0;
@@ -716,9 +795,9 @@ async fn server_run(
         warmup,
         measured,
         latency: lat,
-        server_cpu_s,
-        bench_cpu_s,
+        cpu,
         stored_dossiers,
+        outbox_pending,
         missing,
         missing_files,
         duplicate_codes,
@@ -733,6 +812,10 @@ struct CeilingRun {
     iterations: u64,
     elapsed: Duration,
     latency: Latency,
+    /// Mean milliseconds in `objects.put` and in `create_dossier`.
+    put_ms: f64,
+    create_ms: f64,
+    cpu: Option<CpuUse>,
 }
 
 fn system_audit(action: &str) -> AuditEntry {
@@ -756,7 +839,7 @@ async fn ceiling_run(args: &Args, procedure: &Procedure, dir: &Path) -> anyhow::
     let store = SqliteStore::open(&url, args.durability.store()).await?;
     store.migrate().await?;
     let units = parse_units_csv(BUILTIN_UNITS_CSV)?;
-    store.load_units(&units).await?;
+    store.load_units(&units, system_audit("units.load")).await?;
     let agency = Agency {
         code: AgencyCode::parse(AGENCY)?,
         name_vi: "Ủy ban nhân dân Phường Cửa Nam".into(),
@@ -765,7 +848,9 @@ async fn ceiling_run(args: &Args, procedure: &Procedure, dir: &Path) -> anyhow::
         unit_code: UnitCode::parse(UNIT)?,
         address: "Bộ phận Một cửa, Phường Cửa Nam, Hà Nội".into(),
     };
-    store.put_agency(&agency).await?;
+    store
+        .put_agency(&agency, system_audit("agency.put"))
+        .await?;
     store
         .put_procedure(procedure, system_audit("procedure.import"))
         .await?;
@@ -799,6 +884,8 @@ async fn ceiling_run(args: &Args, procedure: &Procedure, dir: &Path) -> anyhow::
     };
 
     let mut latencies = Vec::new();
+    let (mut in_put, mut in_create) = (Duration::ZERO, Duration::ZERO);
+    let probe = CpuProbe::start(std::process::id());
     let t0 = Instant::now();
     let deadline = t0 + Duration::from_secs(args.duration_secs);
     let mut n = 0u64;
@@ -807,6 +894,7 @@ async fn ceiling_run(args: &Args, procedure: &Procedure, dir: &Path) -> anyhow::
         let bytes = pdf.make(n);
         let size = bytes.len() as u64;
         let obj = objects.put(bytes).await?;
+        in_put += t.elapsed();
         let now = Utc::now();
         let documents = vec![StoredDocument {
             document_id: DOCUMENT_ID.into(),
@@ -829,6 +917,7 @@ async fn ceiling_run(args: &Args, procedure: &Procedure, dir: &Path) -> anyhow::
             note: None,
             payload_hash: payload_hash(&json!({ "fields": fields, "documents": [obj.sha256] })),
         };
+        let t_create = Instant::now();
         store
             .create_dossier(NewDossier {
                 procedure_code: procedure.code.clone(),
@@ -845,15 +934,27 @@ async fn ceiling_run(args: &Args, procedure: &Procedure, dir: &Path) -> anyhow::
                 event: "dossier.submitted".into(),
             })
             .await?;
+        in_create += t_create.elapsed();
         latencies.push(t.elapsed());
         n += 1;
     }
     let elapsed = t0.elapsed();
+    let cpu = probe.stop();
     store.close().await;
+    let per = |d: Duration| {
+        if n == 0 {
+            0.0
+        } else {
+            d.as_secs_f64() * 1000.0 / n as f64
+        }
+    };
     Ok(CeilingRun {
         iterations: n,
         elapsed,
         latency: latency(latencies),
+        put_ms: per(in_put),
+        create_ms: per(in_create),
+        cpu,
     })
 }
 
@@ -902,6 +1003,7 @@ async fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(&run_dir)
         .with_context(|| format!("cannot create {}", run_dir.display()))?;
     let m = machine(&run_dir);
+    let load_at_start = load_average();
     if m.work_fs.starts_with("tmpfs") || m.work_fs.starts_with("ramfs") {
         eprintln!(
             "WARNING: {} is on {}: fsync costs nothing there; use --work-dir on a real disk",
@@ -947,6 +1049,7 @@ async fn main() -> anyhow::Result<()> {
         m.nproc, m.cpu_model, m.memory, m.kernel
     );
     let _ = writeln!(w, "data dir:    {}", m.work_fs);
+    let _ = writeln!(w, "load avg:    {} (at start)", load_at_start);
     let _ = writeln!(
         w,
         "durability:  {} (SQLite WAL, synchronous={}; attachments fsynced before the commit)",
@@ -988,16 +1091,30 @@ async fn main() -> anyhow::Result<()> {
         "  latency ms:       p50 {:.1}  p90 {:.1}  p99 {:.1}  max {:.1}  (mean {:.1})",
         l.p50, l.p90, l.p99, l.max, l.mean
     );
-    if let (Some(s), Some(b)) = (srv.server_cpu_s, srv.bench_cpu_s) {
+    if let Some(c) = srv.cpu {
+        let pct = |x: f64| 100.0 * x / cpu_capacity.max(1e-9);
         let _ = writeln!(
             w,
-            "  CPU:              server {:.1} s ({:.0}% of {} cores), load generator {:.1} s ({:.0}%); server {:.2} ms CPU per submission",
-            s,
-            100.0 * s / cpu_capacity.max(1e-9),
+            "  CPU:              server {:.1} s ({:.0}% of {} cores), {:.2} ms per submission; load generator {:.1} s ({:.0}%)",
+            c.subject,
+            pct(c.subject),
             m.nproc,
-            b,
-            100.0 * b / cpu_capacity.max(1e-9),
-            1000.0 * s / (measured.successes.max(1) as f64)
+            1000.0 * c.subject / (measured.successes.max(1) as f64),
+            c.loadgen,
+            pct(c.loadgen),
+        );
+        let _ = writeln!(
+            w,
+            "  other load:       other processes {:.1} s ({:.0}%){}; hypervisor steal {:.1} s ({:.0}%)",
+            c.others,
+            pct(c.others),
+            if pct(c.others) > NOISY_PCT {
+                "  <- NOISY: rerun on a quiet machine"
+            } else {
+                ""
+            },
+            c.steal,
+            pct(c.steal),
         );
     }
     let _ = writeln!(
@@ -1023,6 +1140,11 @@ async fn main() -> anyhow::Result<()> {
         } else {
             String::new()
         }
+    );
+    let _ = writeln!(
+        w,
+        "  outbox:           {} of {} events still pending when the server was killed",
+        srv.outbox_pending, srv.stored_dossiers
     );
     if srv.missing_files > 0 {
         let _ = writeln!(
@@ -1051,9 +1173,28 @@ async fn main() -> anyhow::Result<()> {
             );
             let _ = writeln!(
                 w,
-                "  per iteration ms: p50 {:.2}  p99 {:.2}  max {:.2}",
-                c.latency.p50, c.latency.p99, c.latency.max
+                "  per iteration ms: p50 {:.2}  p99 {:.2}  max {:.2}  (mean: object put {:.2} + create_dossier {:.2})",
+                c.latency.p50, c.latency.p99, c.latency.max, c.put_ms, c.create_ms
             );
+            if let Some(u) = c.cpu {
+                let cap = m.nproc as f64 * c.elapsed.as_secs_f64();
+                let pct = |x: f64| 100.0 * x / cap.max(1e-9);
+                let _ = writeln!(
+                    w,
+                    "  CPU:              bench process {:.1} s ({:.0}%); other processes {:.1} s ({:.0}%){}; steal {:.1} s ({:.0}%)",
+                    u.subject,
+                    pct(u.subject),
+                    u.others,
+                    pct(u.others),
+                    if pct(u.others) > NOISY_PCT {
+                        "  <- NOISY"
+                    } else {
+                        ""
+                    },
+                    u.steal,
+                    pct(u.steal),
+                );
+            }
         }
         None => {
             let _ = writeln!(w, "ceiling: skipped (--skip-ceiling)");
@@ -1100,6 +1241,7 @@ async fn main() -> anyhow::Result<()> {
     if !args.no_json {
         let json_out = json!({
             "date": stamp.to_rfc3339(),
+            "load_average_at_start": load_at_start,
             "machine": { "nproc": m.nproc, "cpu_model": m.cpu_model, "kernel": m.kernel, "memory": m.memory, "data_dir_filesystem": m.work_fs },
             "motcua_binary": bin.display().to_string(),
             "durability": args.durability.as_str(),
@@ -1114,10 +1256,13 @@ async fn main() -> anyhow::Result<()> {
                 "elapsed_secs": round(secs),
                 "submissions_per_sec": round(per_sec),
                 "latency_ms": latency_json(&srv.latency),
-                "server_cpu_secs": srv.server_cpu_s.map(round),
-                "loadgen_cpu_secs": srv.bench_cpu_s.map(round),
+                "server_cpu_secs": srv.cpu.map(|c| round(c.subject)),
+                "loadgen_cpu_secs": srv.cpu.map(|c| round(c.loadgen)),
+                "other_processes_cpu_secs": srv.cpu.map(|c| round(c.others)),
+                "steal_secs": srv.cpu.map(|c| round(c.steal)),
                 "warmup_successes": srv.warmup.successes,
                 "stored_dossiers_after_kill": srv.stored_dossiers,
+                "outbox_pending_after_kill": srv.outbox_pending,
                 "acknowledged": acknowledged,
                 "count_matches": count_matches,
                 "missing_acknowledged": srv.missing.len(),
@@ -1129,6 +1274,11 @@ async fn main() -> anyhow::Result<()> {
                 "elapsed_secs": round(c.elapsed.as_secs_f64()),
                 "iterations_per_sec": round(ceiling_per_sec.unwrap_or(0.0)),
                 "latency_ms": latency_json(&c.latency),
+                "mean_object_put_ms": round(c.put_ms),
+                "mean_create_dossier_ms": round(c.create_ms),
+                "cpu_secs": c.cpu.map(|u| round(u.subject)),
+                "other_processes_cpu_secs": c.cpu.map(|u| round(u.others)),
+                "steal_secs": c.cpu.map(|u| round(u.steal)),
             })),
             "ratio": ratio.map(|r| (r * 1000.0).round() / 1000.0),
             "targets": {
@@ -1164,10 +1314,9 @@ async fn run_all(
     let server_dir = run_dir.join("server");
     std::fs::create_dir_all(&server_dir)?;
     let srv = server_run(args, bin, repo, &server_dir).await?;
-    // Free the disk before the ceiling runs on it.
-    if !args.keep_data {
-        let _ = std::fs::remove_dir_all(&server_dir);
-    }
+    // The server's files are deleted only at the end: on ext4 without a
+    // journal, inodes freed in the last minutes make every file creation
+    // scan past them, which would slow the ceiling down.
     let ceiling = if args.skip_ceiling {
         None
     } else {

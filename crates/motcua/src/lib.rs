@@ -186,17 +186,21 @@ pub fn spawn_workers(state: &AppState) {
         loop {
             match store.claim_events(100).await {
                 Ok(events) if !events.is_empty() => {
-                    for e in events {
+                    for e in &events {
                         tracing::info!(topic = %e.topic, code = %e.payload["code"], "event");
-                        // Completion is idempotent: `false` means another
-                        // worker completed it first (our lease ran out).
-                        match store.complete_event(e.id).await {
-                            Ok(true) => {}
-                            Ok(false) => {
-                                tracing::warn!(id = e.id, "event was completed by another worker")
-                            }
-                            Err(err) => tracing::warn!(error = %err, "cannot complete event"),
-                        }
+                    }
+                    // One transaction for the whole batch. Completion is
+                    // idempotent: fewer than claimed means another worker
+                    // completed some first (our lease ran out).
+                    let ids: Vec<i64> = events.iter().map(|e| e.id).collect();
+                    match store.complete_events(&ids).await {
+                        Ok(n) if n as usize == ids.len() => {}
+                        Ok(n) => tracing::warn!(
+                            completed = n,
+                            claimed = ids.len(),
+                            "some events were completed by another worker"
+                        ),
+                        Err(err) => tracing::warn!(error = %err, "cannot complete events"),
                     }
                     continue;
                 }

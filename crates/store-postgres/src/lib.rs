@@ -1260,6 +1260,21 @@ impl Store for PostgresStore {
         Ok(n == 1)
     }
 
+    async fn complete_events(&self, ids: &[i64]) -> StoreResult<u64> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        Ok(
+            sqlx::query("UPDATE outbox SET done_at = $1 WHERE done_at IS NULL AND id = ANY($2)")
+                .bind(ms(Utc::now()))
+                .bind(ids)
+                .execute(&self.pool)
+                .await
+                .map_err(db)?
+                .rows_affected(),
+        )
+    }
+
     async fn pending_events(&self) -> StoreResult<u64> {
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE done_at IS NULL")
             .fetch_one(&self.pool)

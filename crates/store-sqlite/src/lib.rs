@@ -31,6 +31,7 @@ use sqlx::sqlite::{
     SqliteSynchronous,
 };
 use sqlx::{Row, Sqlite, Transaction};
+use tokio::sync::{mpsc, oneshot};
 
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("schema.sql")),
@@ -46,10 +47,20 @@ pub enum Durability {
     Normal,
 }
 
+/// A submission waiting for the group commit, with where to answer.
+type Pending = (NewDossier, oneshot::Sender<StoreResult<Dossier>>);
+
+/// Most submissions written in one transaction.
+const GROUP_COMMIT_MAX: usize = 64;
+
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     write: SqlitePool,
     read: SqlitePool,
+    /// New dossiers go through one task that writes every submission
+    /// waiting at that moment in one transaction (group commit): one sync
+    /// to disk for many acknowledgements, each answered only after it.
+    submissions: mpsc::Sender<Pending>,
 }
 
 fn db(e: sqlx::Error) -> StoreError {
@@ -120,7 +131,13 @@ impl SqliteStore {
             .connect_with(base.read_only(true))
             .await
             .map_err(db)?;
-        Ok(Self { write, read })
+        let (submissions, queue) = mpsc::channel(4 * GROUP_COMMIT_MAX);
+        tokio::spawn(group_commit(write.clone(), queue));
+        Ok(Self {
+            write,
+            read,
+            submissions,
+        })
     }
 
     /// Writes a consistent copy of the database to `path` (`VACUUM INTO`).
@@ -253,6 +270,143 @@ impl SqliteStore {
         let mut d = dossier_from_row(&row)?;
         d.documents = self.documents(d.id).await?;
         Ok(Some(d))
+    }
+}
+
+/// Writes one new dossier inside `tx`: its code, rows, audit record and
+/// outbox event.
+async fn insert_dossier_tx(
+    tx: &mut Transaction<'_, Sqlite>,
+    d: NewDossier,
+) -> StoreResult<Dossier> {
+    let day = vietnam_day(d.submitted_at);
+    let day_key = day.format("%Y-%m-%d").to_string();
+    let fields = serde_json::to_string(&d.fields).map_err(json_err)?;
+    let lifecycle = serde_json::to_string(&d.lifecycle).map_err(json_err)?;
+    let seq: i64 = sqlx::query_scalar("INSERT INTO dossier_seq (agency_code, day, last) VALUES (?, ?, 1) ON CONFLICT(agency_code, day) DO UPDATE SET last = last + 1 RETURNING last")
+        .bind(d.agency_code.as_str())
+        .bind(&day_key)
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(db)?;
+    let code = DossierCode::new(&d.agency_code, day, seq as u32);
+    let id: i64 = sqlx::query_scalar("INSERT INTO dossiers (code, procedure_code, procedure_version, agency_code, unit_code, channel, applicant_user_id, applicant_name, applicant_national_id, applicant_phone, applicant_email, fields, submitted_at, status, holder, due_at, appointment_at, lifecycle, version, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,1,?) RETURNING id")
+        .bind(code.as_str())
+        .bind(&d.procedure_code)
+        .bind(i64::from(d.procedure_version))
+        .bind(d.agency_code.as_str())
+        .bind(d.unit_code.as_str())
+        .bind(d.channel.as_str())
+        .bind(d.applicant.user_id)
+        .bind(&d.applicant.full_name)
+        .bind(&d.applicant.national_id)
+        .bind(&d.applicant.phone)
+        .bind(&d.applicant.email)
+        .bind(fields)
+        .bind(ms(d.submitted_at))
+        .bind(d.lifecycle.status.as_str())
+        .bind(d.lifecycle.holder().map(|r| r.as_str()))
+        .bind(d.lifecycle.due_at.map(ms))
+        .bind(d.lifecycle.appointment_at.map(ms))
+        .bind(lifecycle)
+        .bind(ms(d.submitted_at))
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(db)?;
+    SqliteStore::insert_documents(tx, id, 0, &d.documents).await?;
+    let mut entry = d.audit;
+    entry.dossier_code = Some(code.as_str().to_string());
+    SqliteStore::append_audit_tx(tx, entry).await?;
+    let payload = event_payload(&code, &d.agency_code, None, &d.lifecycle, d.submitted_at);
+    SqliteStore::outbox_tx(tx, &d.event, &payload, d.submitted_at).await?;
+    Ok(Dossier {
+        id,
+        code,
+        procedure_code: d.procedure_code,
+        procedure_version: d.procedure_version,
+        agency_code: d.agency_code,
+        unit_code: d.unit_code,
+        channel: d.channel,
+        applicant: d.applicant,
+        fields: d.fields,
+        documents: d.documents,
+        submitted_at: d.submitted_at,
+        lifecycle: d.lifecycle,
+        version: 1,
+        updated_at: d.submitted_at,
+    })
+}
+
+/// The group-commit loop: takes every submission waiting, writes them in
+/// one transaction (each in its own savepoint, so one bad submission does
+/// not fail the others), commits once, then answers each.
+async fn group_commit(pool: SqlitePool, mut queue: mpsc::Receiver<Pending>) {
+    while let Some(first) = queue.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < GROUP_COMMIT_MAX {
+            match queue.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        write_batch(&pool, batch).await;
+    }
+}
+
+async fn write_batch(pool: &SqlitePool, batch: Vec<Pending>) {
+    let mut tx = match pool.begin().await {
+        Ok(tx) => tx,
+        Err(e) => {
+            let msg = e.to_string();
+            for (_, answer) in batch {
+                let _ = answer.send(Err(StoreError::Backend(msg.clone())));
+            }
+            return;
+        }
+    };
+    let mut done = Vec::with_capacity(batch.len());
+    for (d, answer) in batch {
+        let result = async {
+            sqlx::query("SAVEPOINT submission")
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            match insert_dossier_tx(&mut tx, d).await {
+                Ok(dossier) => {
+                    sqlx::query("RELEASE submission")
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db)?;
+                    Ok(dossier)
+                }
+                Err(e) => {
+                    sqlx::query("ROLLBACK TO submission")
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db)?;
+                    sqlx::query("RELEASE submission")
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db)?;
+                    Err(e)
+                }
+            }
+        }
+        .await;
+        done.push((answer, result));
+    }
+    match tx.commit().await {
+        Ok(()) => {
+            for (answer, result) in done {
+                let _ = answer.send(result);
+            }
+        }
+        Err(e) => {
+            let msg = e.to_string();
+            for (answer, _) in done {
+                let _ = answer.send(Err(StoreError::Backend(msg.clone())));
+            }
+        }
     }
 }
 
@@ -903,64 +1057,13 @@ impl Store for SqliteStore {
     }
 
     async fn create_dossier(&self, d: NewDossier) -> StoreResult<Dossier> {
-        let day = vietnam_day(d.submitted_at);
-        let day_key = day.format("%Y-%m-%d").to_string();
-        let fields = serde_json::to_string(&d.fields).map_err(json_err)?;
-        let lifecycle = serde_json::to_string(&d.lifecycle).map_err(json_err)?;
-        let mut tx = self.write.begin().await.map_err(db)?;
-        let seq: i64 = sqlx::query_scalar("INSERT INTO dossier_seq (agency_code, day, last) VALUES (?, ?, 1) ON CONFLICT(agency_code, day) DO UPDATE SET last = last + 1 RETURNING last")
-            .bind(d.agency_code.as_str())
-            .bind(&day_key)
-            .fetch_one(&mut *tx)
+        let (answer, answered) = oneshot::channel();
+        let stopped = || StoreError::Backend("the database writer has stopped".into());
+        self.submissions
+            .send((d, answer))
             .await
-            .map_err(db)?;
-        let code = DossierCode::new(&d.agency_code, day, seq as u32);
-        let id: i64 = sqlx::query_scalar("INSERT INTO dossiers (code, procedure_code, procedure_version, agency_code, unit_code, channel, applicant_user_id, applicant_name, applicant_national_id, applicant_phone, applicant_email, fields, submitted_at, status, holder, due_at, appointment_at, lifecycle, version, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,1,?) RETURNING id")
-            .bind(code.as_str())
-            .bind(&d.procedure_code)
-            .bind(i64::from(d.procedure_version))
-            .bind(d.agency_code.as_str())
-            .bind(d.unit_code.as_str())
-            .bind(d.channel.as_str())
-            .bind(d.applicant.user_id)
-            .bind(&d.applicant.full_name)
-            .bind(&d.applicant.national_id)
-            .bind(&d.applicant.phone)
-            .bind(&d.applicant.email)
-            .bind(fields)
-            .bind(ms(d.submitted_at))
-            .bind(d.lifecycle.status.as_str())
-            .bind(d.lifecycle.holder().map(|r| r.as_str()))
-            .bind(d.lifecycle.due_at.map(ms))
-            .bind(d.lifecycle.appointment_at.map(ms))
-            .bind(lifecycle)
-            .bind(ms(d.submitted_at))
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db)?;
-        Self::insert_documents(&mut tx, id, 0, &d.documents).await?;
-        let mut entry = d.audit;
-        entry.dossier_code = Some(code.as_str().to_string());
-        Self::append_audit_tx(&mut tx, entry).await?;
-        let payload = event_payload(&code, &d.agency_code, None, &d.lifecycle, d.submitted_at);
-        Self::outbox_tx(&mut tx, &d.event, &payload, d.submitted_at).await?;
-        tx.commit().await.map_err(db)?;
-        Ok(Dossier {
-            id,
-            code,
-            procedure_code: d.procedure_code,
-            procedure_version: d.procedure_version,
-            agency_code: d.agency_code,
-            unit_code: d.unit_code,
-            channel: d.channel,
-            applicant: d.applicant,
-            fields: d.fields,
-            documents: d.documents,
-            submitted_at: d.submitted_at,
-            lifecycle: d.lifecycle,
-            version: 1,
-            updated_at: d.submitted_at,
-        })
+            .map_err(|_| stopped())?;
+        answered.await.map_err(|_| stopped())?
     }
 
     async fn dossier(&self, code: &DossierCode) -> StoreResult<Option<Dossier>> {
@@ -1108,6 +1211,22 @@ impl Store for SqliteStore {
             .map_err(db)?
             .rows_affected();
         Ok(n == 1)
+    }
+
+    async fn complete_events(&self, ids: &[i64]) -> StoreResult<u64> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        // Only placeholders are formatted into the text.
+        let sql = format!(
+            "UPDATE outbox SET done_at = ? WHERE done_at IS NULL AND id IN ({})",
+            vec!["?"; ids.len()].join(",")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(ms(Utc::now()));
+        for id in ids {
+            q = q.bind(*id);
+        }
+        Ok(q.execute(&self.write).await.map_err(db)?.rows_affected())
     }
 
     async fn pending_events(&self) -> StoreResult<u64> {

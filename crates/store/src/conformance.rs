@@ -610,6 +610,33 @@ pub async fn audit_chain_and_outbox(store: &dyn Store) -> Result<(), String> {
         e(store.pending_events().await, "pending")? == 0,
         "completed",
     )?;
+    // Batches: two new events, completed together; repeats count nothing.
+    let uid2 = uid;
+    for name in ["Batch A", "Batch B"] {
+        e(
+            store
+                .create_dossier(new_dossier("UB00073", "00073", Some(uid2), name, now)?)
+                .await,
+            "create",
+        )?;
+    }
+    let batch: Vec<i64> = e(store.claim_events(10).await, "claim")?
+        .iter()
+        .map(|ev| ev.id)
+        .collect();
+    check(batch.len() == 2, "two new events claimed")?;
+    check(
+        e(store.complete_events(&batch).await, "complete batch")? == 2,
+        "a batch completes every event in it",
+    )?;
+    check(
+        e(store.complete_events(&batch).await, "complete batch again")? == 0,
+        "completing a batch again changes nothing",
+    )?;
+    check(
+        e(store.complete_events(&[]).await, "empty batch")? == 0,
+        "an empty batch is fine",
+    )?;
     e(store.set_meta("k", "v1").await, "meta")?;
     e(store.set_meta("k", "v2").await, "meta")?;
     check(

@@ -272,6 +272,9 @@ pub trait Store: Send + Sync + 'static {
     /// completed it, `false` if it was already done (by another worker whose
     /// lease had run out, say) — the caller then knows it processed twice.
     async fn complete_event(&self, id: i64) -> StoreResult<bool>;
+    /// Completes several events in one transaction; returns how many were
+    /// not completed before.
+    async fn complete_events(&self, ids: &[i64]) -> StoreResult<u64>;
     async fn pending_events(&self) -> StoreResult<u64>;
 
     // Key-value settings (e.g. "demo seeded").
