@@ -254,6 +254,46 @@ async fn main() -> anyhow::Result<()> {
             "[{dname}] put+create 32 concurrent: {:.0}/s",
             3200.0 / t.elapsed().as_secs_f64()
         );
+        // put+create with a non-yielding CPU burn per iteration (HTTP + validation stand-in)
+        if std::env::var("BURN").is_ok() {
+            for burn_us in [0u64, 250, 500, 1000, 1500] {
+                let t = Instant::now();
+                let mut hs = Vec::new();
+                for w in 0..32u64 {
+                    let o = objects.clone();
+                    let store = store.clone();
+                    let mk = mk.clone();
+                    hs.push(tokio::spawn(async move {
+                        for i in 0..60 {
+                            let b = Instant::now();
+                            let mut x = 0u64;
+                            while b.elapsed() < Duration::from_micros(burn_us) {
+                                x = x.wrapping_add(1);
+                                std::hint::black_box(x);
+                            }
+                            let r = o
+                                .put(pdf(300_000_000 + burn_us * 100_000 + w * 1000 + i))
+                                .await?;
+                            store.create_dossier(mk(i, r.sha256)).await?;
+                        }
+                        anyhow::Ok(())
+                    }));
+                }
+                for h in hs {
+                    h.await??;
+                }
+                let e = t.elapsed().as_secs_f64();
+                println!(
+                    "[{dname}] put+create 32 concurrent with {burn_us} us CPU burn each: {:.0}/s (CPU-bound limit {:.0}/s)",
+                    1920.0 / e,
+                    if burn_us == 0 {
+                        f64::INFINITY
+                    } else {
+                        2.0e6 / burn_us as f64
+                    }
+                );
+            }
+        }
         // reads per request
         let n = 2000;
         let t = Instant::now();

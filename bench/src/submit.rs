@@ -833,68 +833,90 @@ fn system_audit(action: &str) -> AuditEntry {
     }
 }
 
-async fn ceiling_run(args: &Args, procedure: &Procedure, dir: &Path) -> anyhow::Result<CeilingRun> {
-    std::fs::create_dir_all(dir)?;
-    let url = format!("sqlite://{}", dir.join("ceiling.db").display());
-    let store = SqliteStore::open(&url, args.durability.store()).await?;
-    store.migrate().await?;
-    let units = parse_units_csv(BUILTIN_UNITS_CSV)?;
-    store.load_units(&units, system_audit("units.load")).await?;
-    let agency = Agency {
-        code: AgencyCode::parse(AGENCY)?,
-        name_vi: "Ủy ban nhân dân Phường Cửa Nam".into(),
-        name_en: "People's Committee of Cua Nam Ward".into(),
-        kind: AgencyKind::CommunePeoplesCommittee,
-        unit_code: UnitCode::parse(UNIT)?,
-        address: "Bộ phận Một cửa, Phường Cửa Nam, Hà Nội".into(),
-    };
-    store
-        .put_agency(&agency, system_audit("agency.put"))
-        .await?;
-    store
-        .put_procedure(procedure, system_audit("procedure.import"))
-        .await?;
-    let user = store
-        .create_user(
-            &NewUser {
-                username: USERNAME.into(),
-                password_hash: "not-used-by-the-ceiling".into(),
-                full_name: "Nguyễn Văn An".into(),
-                national_id: Some("001090012345".into()),
-                phone: Some("0912345678".into()),
-                email: Some("citizen@example.vn".into()),
-                roles: vec![Role::Citizen],
-                agency_code: None,
-            },
-            system_audit("user.create"),
-        )
-        .await?;
-    let objects = LocalObjectStore::open(dir.join("objects"))?;
-    // The fields exactly as the server stores them (validated once, here).
-    let fields = procedure
-        .validate_fields(&field_values(), motcua_store::vietnam_day(Utc::now()))
-        .map_err(|e| anyhow::anyhow!("the bench field values do not validate: {e:?}"))?;
-    let pdf = PdfFactory::new();
-    let applicant = Applicant {
-        user_id: Some(user.id),
-        full_name: user.full_name.clone(),
-        national_id: user.national_id.clone().unwrap_or_default(),
-        phone: user.phone.clone(),
-        email: user.email.clone(),
-    };
+/// What every ceiling iteration needs.
+struct CeilingCtx {
+    store: SqliteStore,
+    objects: LocalObjectStore,
+    procedure: Procedure,
+    agency: Agency,
+    applicant: Applicant,
+    username: String,
+    fields: Map<String, Value>,
+    pdf: PdfFactory,
+}
 
-    let mut latencies = Vec::new();
-    let (mut in_put, mut in_create) = (Duration::ZERO, Duration::ZERO);
-    let probe = CpuProbe::start(std::process::id());
-    let t0 = Instant::now();
-    let deadline = t0 + Duration::from_secs(args.duration_secs);
-    let mut n = 0u64;
-    while n < args.max_requests && Instant::now() < deadline {
+impl CeilingCtx {
+    async fn open(
+        durability: Durability,
+        procedure: &Procedure,
+        dir: &Path,
+    ) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let url = format!("sqlite://{}", dir.join("ceiling.db").display());
+        let store = SqliteStore::open(&url, durability).await?;
+        store.migrate().await?;
+        let units = parse_units_csv(BUILTIN_UNITS_CSV)?;
+        store.load_units(&units, system_audit("units.load")).await?;
+        let agency = Agency {
+            code: AgencyCode::parse(AGENCY)?,
+            name_vi: "Ủy ban nhân dân Phường Cửa Nam".into(),
+            name_en: "People's Committee of Cua Nam Ward".into(),
+            kind: AgencyKind::CommunePeoplesCommittee,
+            unit_code: UnitCode::parse(UNIT)?,
+            address: "Bộ phận Một cửa, Phường Cửa Nam, Hà Nội".into(),
+        };
+        store
+            .put_agency(&agency, system_audit("agency.put"))
+            .await?;
+        store
+            .put_procedure(procedure, system_audit("procedure.import"))
+            .await?;
+        let user = store
+            .create_user(
+                &NewUser {
+                    username: USERNAME.into(),
+                    password_hash: "not-used-by-the-ceiling".into(),
+                    full_name: "Nguyễn Văn An".into(),
+                    national_id: Some("001090012345".into()),
+                    phone: Some("0912345678".into()),
+                    email: Some("citizen@example.vn".into()),
+                    roles: vec![Role::Citizen],
+                    agency_code: None,
+                },
+                system_audit("user.create"),
+            )
+            .await?;
+        let objects = LocalObjectStore::open(dir.join("objects"))?;
+        // The fields exactly as the server stores them (validated once, here).
+        let fields = procedure
+            .validate_fields(&field_values(), motcua_store::vietnam_day(Utc::now()))
+            .map_err(|e| anyhow::anyhow!("the bench field values do not validate: {e:?}"))?;
+        let applicant = Applicant {
+            user_id: Some(user.id),
+            full_name: user.full_name.clone(),
+            national_id: user.national_id.clone().unwrap_or_default(),
+            phone: user.phone.clone(),
+            email: user.email.clone(),
+        };
+        Ok(Self {
+            store,
+            objects,
+            procedure: procedure.clone(),
+            agency,
+            applicant,
+            username: user.username,
+            fields,
+            pdf: PdfFactory::new(),
+        })
+    }
+
+    /// One submission's writes; returns the time in (object put, create_dossier).
+    async fn iteration(&self, n: u64) -> anyhow::Result<(Duration, Duration)> {
         let t = Instant::now();
-        let bytes = pdf.make(n);
+        let bytes = self.pdf.make(n);
         let size = bytes.len() as u64;
-        let obj = objects.put(bytes).await?;
-        in_put += t.elapsed();
+        let obj = self.objects.put(bytes).await?;
+        let in_put = t.elapsed();
         let now = Utc::now();
         let documents = vec![StoredDocument {
             document_id: DOCUMENT_ID.into(),
@@ -907,7 +929,7 @@ async fn ceiling_run(args: &Args, procedure: &Procedure, dir: &Path) -> anyhow::
         }];
         let audit = AuditEntry {
             at: now,
-            actor: user.username.clone(),
+            actor: self.username.clone(),
             actor_role: Role::Citizen.as_str().into(),
             agency_code: Some(AGENCY.into()),
             action: "dossier.submit".into(),
@@ -915,18 +937,20 @@ async fn ceiling_run(args: &Args, procedure: &Procedure, dir: &Path) -> anyhow::
             from_status: None,
             to_status: Some(Status::NewlyRegistered.as_str().into()),
             note: None,
-            payload_hash: payload_hash(&json!({ "fields": fields, "documents": [obj.sha256] })),
+            payload_hash: payload_hash(
+                &json!({ "fields": self.fields, "documents": [obj.sha256] }),
+            ),
         };
         let t_create = Instant::now();
-        store
+        self.store
             .create_dossier(NewDossier {
-                procedure_code: procedure.code.clone(),
-                procedure_version: procedure.version,
-                agency_code: agency.code.clone(),
-                unit_code: agency.unit_code.clone(),
+                procedure_code: self.procedure.code.clone(),
+                procedure_version: self.procedure.version,
+                agency_code: self.agency.code.clone(),
+                unit_code: self.agency.unit_code.clone(),
                 channel: Channel::Online,
-                applicant: applicant.clone(),
-                fields: fields.clone(),
+                applicant: self.applicant.clone(),
+                fields: self.fields.clone(),
                 documents,
                 submitted_at: now,
                 lifecycle: Lifecycle::new(),
@@ -934,13 +958,58 @@ async fn ceiling_run(args: &Args, procedure: &Procedure, dir: &Path) -> anyhow::
                 event: "dossier.submitted".into(),
             })
             .await?;
-        in_create += t_create.elapsed();
-        latencies.push(t.elapsed());
-        n += 1;
+        Ok((in_put, t_create.elapsed()))
+    }
+}
+
+/// The ceiling with `workers` tasks: 1 is the ceiling proper (a minimal
+/// sequential loop); more tasks show what the storage layer does when
+/// submissions overlap, as they do in the server.
+async fn ceiling_run(
+    args: &Args,
+    procedure: &Procedure,
+    dir: &Path,
+    workers: usize,
+) -> anyhow::Result<CeilingRun> {
+    let ctx = Arc::new(CeilingCtx::open(args.durability.store(), procedure, dir).await?);
+    let counter = Arc::new(AtomicU64::new(0));
+    let probe = CpuProbe::start(std::process::id());
+    let t0 = Instant::now();
+    let deadline = t0 + Duration::from_secs(args.duration_secs);
+    let max = args.max_requests;
+    let mut tasks = Vec::with_capacity(workers);
+    for _ in 0..workers.max(1) {
+        let ctx = ctx.clone();
+        let counter = counter.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let (mut in_put, mut in_create) = (Duration::ZERO, Duration::ZERO);
+            while Instant::now() < deadline {
+                let n = counter.fetch_add(1, Ordering::Relaxed);
+                if n >= max {
+                    break;
+                }
+                let t = Instant::now();
+                let (p, c) = ctx.iteration(n).await?;
+                latencies.push(t.elapsed());
+                in_put += p;
+                in_create += c;
+            }
+            anyhow::Ok((latencies, in_put, in_create))
+        }));
+    }
+    let mut latencies = Vec::new();
+    let (mut in_put, mut in_create) = (Duration::ZERO, Duration::ZERO);
+    for t in tasks {
+        let (l, p, c) = t.await??;
+        latencies.extend(l);
+        in_put += p;
+        in_create += c;
     }
     let elapsed = t0.elapsed();
     let cpu = probe.stop();
-    store.close().await;
+    ctx.store.close().await;
+    let n = latencies.len() as u64;
     let per = |d: Duration| {
         if n == 0 {
             0.0
@@ -961,6 +1030,63 @@ async fn ceiling_run(args: &Args, procedure: &Procedure, dir: &Path) -> anyhow::
 // ---------------------------------------------------------------------------
 // Report.
 // ---------------------------------------------------------------------------
+
+impl CeilingRun {
+    fn per_sec(&self) -> f64 {
+        self.iterations as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+fn write_ceiling(w: &mut String, title: &str, c: &CeilingRun, nproc: usize) {
+    use std::fmt::Write as _;
+    let _ = writeln!(w, "{title}");
+    let _ = writeln!(
+        w,
+        "  iterations:       {} in {:.2} s",
+        c.iterations,
+        c.elapsed.as_secs_f64()
+    );
+    let _ = writeln!(w, "  iterations/s:     {:.1}", c.per_sec());
+    let _ = writeln!(
+        w,
+        "  per iteration ms: p50 {:.2}  p99 {:.2}  max {:.2}  (mean: object put {:.2} + create_dossier {:.2})",
+        c.latency.p50, c.latency.p99, c.latency.max, c.put_ms, c.create_ms
+    );
+    if let Some(u) = c.cpu {
+        let cap = nproc as f64 * c.elapsed.as_secs_f64();
+        let pct = |x: f64| 100.0 * x / cap.max(1e-9);
+        let _ = writeln!(
+            w,
+            "  CPU:              bench process {:.1} s ({:.0}%); other processes {:.1} s ({:.0}%){}; steal {:.1} s ({:.0}%)",
+            u.subject,
+            pct(u.subject),
+            u.others,
+            pct(u.others),
+            if pct(u.others) > NOISY_PCT {
+                "  <- NOISY"
+            } else {
+                ""
+            },
+            u.steal,
+            pct(u.steal),
+        );
+    }
+}
+
+fn ceiling_json(c: &CeilingRun, workers: usize) -> Value {
+    json!({
+        "workers": workers,
+        "iterations": c.iterations,
+        "elapsed_secs": round(c.elapsed.as_secs_f64()),
+        "iterations_per_sec": round(c.per_sec()),
+        "latency_ms": latency_json(&c.latency),
+        "mean_object_put_ms": round(c.put_ms),
+        "mean_create_dossier_ms": round(c.create_ms),
+        "cpu_secs": c.cpu.map(|u| round(u.subject)),
+        "other_processes_cpu_secs": c.cpu.map(|u| round(u.others)),
+        "steal_secs": c.cpu.map(|u| round(u.steal)),
+    })
+}
 
 fn pass(ok: bool) -> &'static str {
     if ok { "PASS" } else { "MISS" }
@@ -1028,9 +1154,7 @@ async fn main() -> anyhow::Result<()> {
     } else {
         0.0
     };
-    let ceiling_per_sec = ceiling
-        .as_ref()
-        .map(|c| c.iterations as f64 / c.elapsed.as_secs_f64().max(1e-9));
+    let ceiling_per_sec = ceiling.as_ref().map(|(c, _)| c.per_sec());
     let ratio = ceiling_per_sec.map(|c| if c > 0.0 { per_sec / c } else { 0.0 });
     let acknowledged = srv.warmup.successes + measured.successes;
     let durable = srv.missing.is_empty() && srv.missing_files == 0;
@@ -1155,46 +1279,28 @@ async fn main() -> anyhow::Result<()> {
     }
     let _ = writeln!(w);
     match &ceiling {
-        Some(c) => {
-            let _ = writeln!(
+        Some((seq, conc)) => {
+            write_ceiling(
                 w,
-                "ceiling (in-process, sequential: object put + create_dossier, same durability)"
+                "ceiling (in-process, sequential: object put + create_dossier, same durability)",
+                seq,
+                m.nproc,
+            );
+            let _ = writeln!(w);
+            write_ceiling(
+                w,
+                &format!(
+                    "for information: the same writes from {} concurrent tasks (what the storage layer sustains)",
+                    args.concurrency
+                ),
+                conc,
+                m.nproc,
             );
             let _ = writeln!(
                 w,
-                "  iterations:       {} in {:.2} s",
-                c.iterations,
-                c.elapsed.as_secs_f64()
+                "  server / this:    {:.2}",
+                per_sec / conc.per_sec().max(1e-9)
             );
-            let _ = writeln!(
-                w,
-                "  iterations/s:     {:.1}",
-                ceiling_per_sec.unwrap_or(0.0)
-            );
-            let _ = writeln!(
-                w,
-                "  per iteration ms: p50 {:.2}  p99 {:.2}  max {:.2}  (mean: object put {:.2} + create_dossier {:.2})",
-                c.latency.p50, c.latency.p99, c.latency.max, c.put_ms, c.create_ms
-            );
-            if let Some(u) = c.cpu {
-                let cap = m.nproc as f64 * c.elapsed.as_secs_f64();
-                let pct = |x: f64| 100.0 * x / cap.max(1e-9);
-                let _ = writeln!(
-                    w,
-                    "  CPU:              bench process {:.1} s ({:.0}%); other processes {:.1} s ({:.0}%){}; steal {:.1} s ({:.0}%)",
-                    u.subject,
-                    pct(u.subject),
-                    u.others,
-                    pct(u.others),
-                    if pct(u.others) > NOISY_PCT {
-                        "  <- NOISY"
-                    } else {
-                        ""
-                    },
-                    u.steal,
-                    pct(u.steal),
-                );
-            }
         }
         None => {
             let _ = writeln!(w, "ceiling: skipped (--skip-ceiling)");
@@ -1269,17 +1375,8 @@ async fn main() -> anyhow::Result<()> {
                 "missing_files": srv.missing_files,
                 "duplicate_codes": srv.duplicate_codes,
             },
-            "ceiling": ceiling.as_ref().map(|c| json!({
-                "iterations": c.iterations,
-                "elapsed_secs": round(c.elapsed.as_secs_f64()),
-                "iterations_per_sec": round(ceiling_per_sec.unwrap_or(0.0)),
-                "latency_ms": latency_json(&c.latency),
-                "mean_object_put_ms": round(c.put_ms),
-                "mean_create_dossier_ms": round(c.create_ms),
-                "cpu_secs": c.cpu.map(|u| round(u.subject)),
-                "other_processes_cpu_secs": c.cpu.map(|u| round(u.others)),
-                "steal_secs": c.cpu.map(|u| round(u.steal)),
-            })),
+            "ceiling": ceiling.as_ref().map(|(c, _)| ceiling_json(c, 1)),
+            "ceiling_concurrent": ceiling.as_ref().map(|(_, c)| ceiling_json(c, args.concurrency)),
             "ratio": ratio.map(|r| (r * 1000.0).round() / 1000.0),
             "targets": {
                 "submissions_per_sec": { "target": TARGET_PER_SEC, "pass": per_sec >= TARGET_PER_SEC },
@@ -1310,7 +1407,7 @@ async fn run_all(
     repo: &Path,
     procedure: &Procedure,
     run_dir: &Path,
-) -> anyhow::Result<(ServerRun, Option<CeilingRun>)> {
+) -> anyhow::Result<(ServerRun, Option<(CeilingRun, CeilingRun)>)> {
     let server_dir = run_dir.join("server");
     std::fs::create_dir_all(&server_dir)?;
     let srv = server_run(args, bin, repo, &server_dir).await?;
@@ -1324,7 +1421,19 @@ async fn run_all(
             "ceiling: in-process sequential writes for {} s …",
             args.duration_secs
         );
-        Some(ceiling_run(args, procedure, &run_dir.join("ceiling")).await?)
+        let sequential = ceiling_run(args, procedure, &run_dir.join("ceiling"), 1).await?;
+        eprintln!(
+            "ceiling, for information: the same writes from {} tasks for {} s …",
+            args.concurrency, args.duration_secs
+        );
+        let concurrent = ceiling_run(
+            args,
+            procedure,
+            &run_dir.join("ceiling-concurrent"),
+            args.concurrency,
+        )
+        .await?;
+        Some((sequential, concurrent))
     };
     Ok((srv, ceiling))
 }
