@@ -79,7 +79,7 @@ pub async fn home(State(st): State<AppState>, ctx: Ctx) -> PageResult {
         .collect();
     let page = HomePage {
         ctx: &ctx,
-        title: ctx.t("site-name"),
+        title: ctx.t("home-title"),
         sectors,
     };
     Ok(ctx.render(StatusCode::OK, page.render()))
