@@ -2,134 +2,10 @@
 //! as a browser without JavaScript uses them (cookies by hand, redirects
 //! not followed).
 
-use std::collections::BTreeMap;
-
 use reqwest::multipart::{Form, Part};
 use serde_json::json;
 
-use crate::helpers::{TestApp, spawn_app};
-
-struct Browser {
-    client: reqwest::Client,
-    base: String,
-    cookies: BTreeMap<String, String>,
-    lang: &'static str,
-}
-
-struct Page {
-    status: u16,
-    location: String,
-    body: String,
-}
-
-impl Page {
-    /// The CSRF token of the page's forms.
-    fn csrf(&self) -> String {
-        let marker = "name=\"csrf\" value=\"";
-        let i = self.body.find(marker).expect("page has a CSRF field") + marker.len();
-        self.body[i..].split('"').next().expect("value").to_string()
-    }
-
-    /// The password shown once after a creation or a reset.
-    fn secret(&self) -> String {
-        let marker = "secret-value\">";
-        let i = self.body.find(marker).expect("a password is shown") + marker.len();
-        self.body[i..].split('<').next().expect("value").to_string()
-    }
-}
-
-impl Browser {
-    fn new(app: &TestApp, lang: &'static str) -> Self {
-        Self {
-            client: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .expect("client"),
-            base: app.base.clone(),
-            cookies: BTreeMap::new(),
-            lang,
-        }
-    }
-
-    async fn send(&mut self, req: reqwest::RequestBuilder) -> Page {
-        let cookie = self
-            .cookies
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ");
-        let r = req
-            .header("accept", "text/html")
-            .header("accept-language", self.lang)
-            .header("cookie", cookie)
-            .send()
-            .await
-            .expect("request");
-        let status = r.status().as_u16();
-        for c in r.headers().get_all("set-cookie") {
-            let c = c.to_str().expect("ascii cookie");
-            let (kv, attrs) = c.split_once(';').unwrap_or((c, ""));
-            let (k, v) = kv.split_once('=').expect("name=value");
-            if attrs.contains("Max-Age=0") {
-                self.cookies.remove(k.trim());
-            } else {
-                self.cookies.insert(k.trim().into(), v.trim().into());
-            }
-        }
-        let location = r
-            .headers()
-            .get("location")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string();
-        let body = r.text().await.expect("body");
-        Page {
-            status,
-            location,
-            body,
-        }
-    }
-
-    async fn get(&mut self, path: &str) -> Page {
-        let req = self.client.get(format!("{}{path}", self.base));
-        self.send(req).await
-    }
-
-    async fn post(&mut self, path: &str, form: Form) -> Page {
-        let req = self
-            .client
-            .post(format!("{}{path}", self.base))
-            .multipart(form);
-        self.send(req).await
-    }
-
-    async fn try_login(&mut self, username: &str, password: &str) -> u16 {
-        let page = self.get("/dang-nhap").await;
-        let csrf = page.csrf();
-        let req = self.client.post(format!("{}/dang-nhap", self.base)).form(&[
-            ("username", username),
-            ("password", password),
-            ("csrf", &csrf),
-        ]);
-        self.send(req).await.status
-    }
-
-    async fn login(&mut self, username: &str) {
-        assert_eq!(
-            self.try_login(username, "motcua-demo").await,
-            303,
-            "login {username}"
-        );
-    }
-}
-
-fn form(csrf: &str, pairs: &[(&str, &str)]) -> Form {
-    let mut f = Form::new().text("csrf", csrf.to_string());
-    for (k, v) in pairs {
-        f = f.text(k.to_string(), v.to_string());
-    }
-    f
-}
+use crate::helpers::{Browser, TestApp, spawn_app, text_form};
 
 async fn audit_actions(app: &TestApp) -> Vec<(String, String)> {
     app.state
@@ -164,9 +40,9 @@ async fn agency_admin_creates_an_officer_who_can_log_in_and_others_get_403() {
 
     // Validation keeps what was typed.
     let r = admin
-        .post(
+        .post_multipart(
             "/quan-tri/nguoi-dung",
-            form(
+            text_form(
                 &users.csrf(),
                 &[
                     ("username", "Bad Name"),
@@ -182,9 +58,9 @@ async fn agency_admin_creates_an_officer_who_can_log_in_and_others_get_403() {
     assert!(r.body.contains("href=\"#f-username\""));
 
     let r = admin
-        .post(
+        .post_multipart(
             "/quan-tri/nguoi-dung",
-            form(
+            text_form(
                 &users.csrf(),
                 &[
                     ("username", "officer.moi"),
@@ -229,7 +105,7 @@ async fn agency_admin_creates_an_officer_who_can_log_in_and_others_get_403() {
     let mut anon = Browser::new(&app, "vi");
     let r = anon.get("/quan-tri").await;
     assert_eq!(r.status, 303);
-    assert!(r.location.starts_with("/dang-nhap"));
+    assert!(r.location().starts_with("/dang-nhap"));
 
     // The English page and the holidays page.
     let mut en = Browser::new(&app, "en");
@@ -249,9 +125,9 @@ async fn agency_admin_cannot_reach_another_agency_and_csrf_is_required() {
     let page = admin.get("/quan-tri/nguoi-dung").await;
     let csrf = page.csrf();
     let r = admin
-        .post(
+        .post_multipart(
             "/quan-tri/nguoi-dung",
-            form(
+            text_form(
                 &csrf,
                 &[
                     ("username", "officer.khac"),
@@ -264,9 +140,9 @@ async fn agency_admin_cannot_reach_another_agency_and_csrf_is_required() {
         .await;
     assert_eq!(r.status, 403, "{}", r.body);
     let r = admin
-        .post(
+        .post_multipart(
             "/quan-tri/nguoi-dung",
-            form(
+            text_form(
                 &csrf,
                 &[
                     ("username", "officer.khac"),
@@ -280,7 +156,7 @@ async fn agency_admin_cannot_reach_another_agency_and_csrf_is_required() {
     assert_eq!(r.status, 403, "a province role from an agency admin");
     // CSRF missing.
     let r = admin
-        .post(
+        .post_multipart(
             "/quan-tri/nguoi-dung",
             Form::new()
                 .text("username", "officer.khac")
@@ -308,24 +184,24 @@ async fn agency_admin_cannot_reach_another_agency_and_csrf_is_required() {
         .expect("store")
         .expect("demo user");
     let r = admin
-        .post(
+        .post_multipart(
             &format!("/quan-tri/nguoi-dung/{}/khoa", other.id),
-            form(&csrf, &[("disabled", "1")]),
+            text_form(&csrf, &[("disabled", "1")]),
         )
         .await;
     assert_eq!(r.status, 403);
     let r = admin
-        .post(
+        .post_multipart(
             &format!("/quan-tri/nguoi-dung/{}/mat-khau", other.id),
-            form(&csrf, &[("password", "")]),
+            text_form(&csrf, &[("password", "")]),
         )
         .await;
     assert_eq!(r.status, 403);
     // Agency admins cannot edit agencies or procedures.
     let r = admin
-        .post(
+        .post_multipart(
             "/quan-tri/co-quan",
-            form(
+            text_form(
                 &csrf,
                 &[
                     ("mode", "edit"),
@@ -348,9 +224,9 @@ async fn agency_admin_cannot_reach_another_agency_and_csrf_is_required() {
     assert!(page.body.contains("officer.hoankiem"));
     assert!(!page.body.contains("officer.caobang"), "not Cao Bằng");
     let r = prov
-        .post(
+        .post_multipart(
             "/quan-tri/nguoi-dung",
-            form(
+            text_form(
                 &page.csrf(),
                 &[
                     ("username", "leader.hoankiem"),
@@ -379,9 +255,9 @@ async fn agency_admin_cannot_reach_another_agency_and_csrf_is_required() {
     assert_eq!(agencies.status, 200);
     assert!(agencies.body.contains("UB00070"));
     let bad = prov
-        .post(
+        .post_multipart(
             "/quan-tri/co-quan",
-            form(
+            text_form(
                 &agencies.csrf(),
                 &[
                     ("mode", "create"),
@@ -402,9 +278,9 @@ async fn agency_admin_cannot_reach_another_agency_and_csrf_is_required() {
         "Cao Bằng is outside"
     );
     let ok = prov
-        .post(
+        .post_multipart(
             "/quan-tri/co-quan",
-            form(
+            text_form(
                 &agencies.csrf(),
                 &[
                     ("mode", "create"),
@@ -452,15 +328,15 @@ async fn disabling_a_user_ends_their_session_and_reset_password_too() {
     admin.login("admin").await;
     let page = admin.get("/quan-tri/nguoi-dung").await;
     let r = admin
-        .post(
+        .post_multipart(
             &format!("/quan-tri/nguoi-dung/{id}/khoa"),
-            form(&page.csrf(), &[("disabled", "1")]),
+            text_form(&page.csrf(), &[("disabled", "1")]),
         )
         .await;
     assert_eq!(r.status, 303, "{}", r.body);
     let r = officer.get("/can-bo").await;
     assert_eq!(r.status, 303, "session ended");
-    assert!(r.location.starts_with("/dang-nhap"));
+    assert!(r.location().starts_with("/dang-nhap"));
     assert_eq!(
         Browser::new(&app, "vi")
             .try_login("officer", "motcua-demo")
@@ -470,9 +346,9 @@ async fn disabling_a_user_ends_their_session_and_reset_password_too() {
     let page = admin.get("/quan-tri/nguoi-dung?xong=disabled").await;
     assert!(page.body.contains("Đã khóa"));
     let r = admin
-        .post(
+        .post_multipart(
             &format!("/quan-tri/nguoi-dung/{id}/khoa"),
-            form(&page.csrf(), &[("disabled", "0")]),
+            text_form(&page.csrf(), &[("disabled", "0")]),
         )
         .await;
     assert_eq!(r.status, 303);
@@ -481,9 +357,9 @@ async fn disabling_a_user_ends_their_session_and_reset_password_too() {
 
     // A reset ends the sessions too and the new password works.
     let r = admin
-        .post(
+        .post_multipart(
             &format!("/quan-tri/nguoi-dung/{id}/mat-khau"),
-            form(&page.csrf(), &[("password", "")]),
+            text_form(&page.csrf(), &[("password", "")]),
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
@@ -505,9 +381,9 @@ async fn disabling_a_user_ends_their_session_and_reset_password_too() {
         .expect("demo")
         .id;
     let r = admin
-        .post(
+        .post_multipart(
             &format!("/quan-tri/nguoi-dung/{me}/khoa"),
-            form(&page.csrf(), &[("disabled", "1")]),
+            text_form(&page.csrf(), &[("disabled", "1")]),
         )
         .await;
     assert_eq!(r.status, 403);
@@ -545,9 +421,9 @@ async fn procedure_import_lints_first_and_enable_disable_changes_the_catalogue()
     );
     let file = |text: &str| Part::bytes(text.as_bytes().to_vec()).file_name("p.yaml");
     let r = admin
-        .post(
+        .post_multipart(
             "/quan-tri/thu-tuc/nhap",
-            form(&page.csrf(), &[]).part("file", file(&v2)),
+            text_form(&page.csrf(), &[]).part("file", file(&v2)),
         )
         .await;
     assert_eq!(r.status, 403, "agency admins do not change the catalogue");
@@ -557,7 +433,7 @@ async fn procedure_import_lints_first_and_enable_disable_changes_the_catalogue()
     let page = prov.get("/quan-tri/thu-tuc").await;
     let csrf = page.csrf();
     let r = prov
-        .post(
+        .post_multipart(
             "/quan-tri/thu-tuc/nhap",
             Form::new().part("file", file(&v2)),
         )
@@ -565,9 +441,9 @@ async fn procedure_import_lints_first_and_enable_disable_changes_the_catalogue()
     assert_eq!(r.status, 403, "CSRF missing");
 
     let r = prov
-        .post(
+        .post_multipart(
             "/quan-tri/thu-tuc/nhap",
-            form(&csrf, &[]).part("file", file(&broken)),
+            text_form(&csrf, &[]).part("file", file(&broken)),
         )
         .await;
     assert_eq!(r.status, 422, "{}", r.body);
@@ -586,14 +462,14 @@ async fn procedure_import_lints_first_and_enable_disable_changes_the_catalogue()
     assert_eq!(versions.len(), 1, "nothing imported");
 
     let r = prov
-        .post(
+        .post_multipart(
             "/quan-tri/thu-tuc/nhap",
-            form(&csrf, &[]).part("file", file(&v2)),
+            text_form(&csrf, &[]).part("file", file(&v2)),
         )
         .await;
     assert_eq!(r.status, 303, "{}", r.body);
-    assert!(r.location.contains("/phien-ban/2"), "{}", r.location);
-    let shown = prov.get(&r.location).await;
+    assert!(r.location().contains("/phien-ban/2"), "{}", r.location());
+    let shown = prov.get(&r.location()).await;
     assert_eq!(shown.status, 200);
     assert!(shown.body.contains("Đã nhập phiên bản mới"));
     assert!(shown.body.contains("phiên bản 2"));
@@ -611,14 +487,14 @@ async fn procedure_import_lints_first_and_enable_disable_changes_the_catalogue()
     // Disable version 2: version 1 is current again; disable 1: gone.
     let toggle = |v: u32| format!("/quan-tri/thu-tuc/{SIGNATURE}/phien-ban/{v}/trang-thai");
     let r = prov
-        .post(&toggle(2), form(&csrf, &[("enabled", "0")]))
+        .post_multipart(&toggle(2), text_form(&csrf, &[("enabled", "0")]))
         .await;
     assert_eq!(r.status, 303, "{}", r.body);
     let public = prov.get(&format!("/thu-tuc/{SIGNATURE}")).await;
     assert_eq!(public.status, 200);
     assert!(!public.body.contains("(phiên bản 2)"));
     let r = prov
-        .post(&toggle(1), form(&csrf, &[("enabled", "0")]))
+        .post_multipart(&toggle(1), text_form(&csrf, &[("enabled", "0")]))
         .await;
     assert_eq!(r.status, 303);
     assert_eq!(prov.get(&format!("/thu-tuc/{SIGNATURE}")).await.status, 404);
@@ -627,10 +503,10 @@ async fn procedure_import_lints_first_and_enable_disable_changes_the_catalogue()
     // Still reachable by code for the admin, and enabled again.
     let r = prov.get(&format!("/quan-tri/thu-tuc?ma={SIGNATURE}")).await;
     assert_eq!(r.status, 303);
-    let p = prov.get(&r.location).await;
+    let p = prov.get(&r.location()).await;
     assert_eq!(p.status, 200, "{}", p.body);
     let r = prov
-        .post(&toggle(2), form(&csrf, &[("enabled", "1")]))
+        .post_multipart(&toggle(2), text_form(&csrf, &[("enabled", "1")]))
         .await;
     assert_eq!(r.status, 303);
     let public = prov.get(&format!("/thu-tuc/{SIGNATURE}")).await;
@@ -799,8 +675,8 @@ async fn forms_render_for_dossiers_in_the_right_state_and_404_otherwise() {
     me.login("citizen").await;
     let r = me.get(&format!("/ho-so/{accepted}/mau-phieu/01")).await;
     assert_eq!(r.status, 303);
-    assert_eq!(r.location, format!("/ho-so/{accepted}/bien-nhan"));
-    assert_eq!(me.get(&r.location).await.status, 200);
+    assert_eq!(r.location(), format!("/ho-so/{accepted}/bien-nhan"));
+    assert_eq!(me.get(&r.location()).await.status, 200);
     assert_eq!(
         me.get(&format!("/ho-so/{accepted}/mau-phieu/05"))
             .await

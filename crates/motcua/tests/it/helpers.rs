@@ -3,6 +3,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use motcua::Config;
 use motcua_web::AppState;
+use std::collections::BTreeMap;
+
+use reqwest::header::HeaderMap;
 use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
 
@@ -196,4 +199,149 @@ impl TestApp {
         drop(self.state);
         (self.dir, self.config)
     }
+}
+
+/// A minimal browser: a cookie jar and no automatic redirects.
+pub struct Browser {
+    pub client: reqwest::Client,
+    pub base: String,
+    pub cookies: BTreeMap<String, String>,
+    pub lang: &'static str,
+}
+
+pub struct Page {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+impl Page {
+    pub fn location(&self) -> String {
+        self.headers
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// The CSRF token of the first form of the page.
+    pub fn csrf(&self) -> String {
+        let marker = "name=\"csrf\" value=\"";
+        let i = self.body.find(marker).expect("page has a CSRF field") + marker.len();
+        self.body[i..].split('"').next().expect("value").to_string()
+    }
+
+    /// The password shown once after an account is created or reset.
+    pub fn secret(&self) -> String {
+        let marker = "secret-value\">";
+        let i = self.body.find(marker).expect("a password is shown") + marker.len();
+        self.body[i..].split('<').next().expect("value").to_string()
+    }
+
+    pub fn set_cookies(&self) -> Vec<String> {
+        self.headers
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok().map(str::to_string))
+            .collect()
+    }
+}
+
+impl Browser {
+    pub fn new(app: &TestApp, lang: &'static str) -> Self {
+        Self {
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client"),
+            base: app.base.clone(),
+            cookies: BTreeMap::new(),
+            lang,
+        }
+    }
+
+    pub fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    pub async fn send(&mut self, req: reqwest::RequestBuilder) -> Page {
+        let r = req
+            .header("accept", "text/html")
+            .header("accept-language", self.lang)
+            .header("cookie", self.cookie_header())
+            .send()
+            .await
+            .expect("request");
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        for c in headers.get_all("set-cookie") {
+            let c = c.to_str().expect("ascii cookie");
+            let (kv, attrs) = c.split_once(';').unwrap_or((c, ""));
+            let (k, v) = kv.split_once('=').expect("name=value");
+            if attrs.contains("Max-Age=0") {
+                self.cookies.remove(k.trim());
+            } else {
+                self.cookies.insert(k.trim().into(), v.trim().into());
+            }
+        }
+        let body = r.text().await.expect("body");
+        Page {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn get(&mut self, path: &str) -> Page {
+        let req = self.client.get(format!("{}{path}", self.base));
+        self.send(req).await
+    }
+
+    pub async fn post_form(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+        let req = self.client.post(format!("{}{path}", self.base)).form(form);
+        self.send(req).await
+    }
+
+    pub async fn post_multipart(&mut self, path: &str, form: Form) -> Page {
+        let req = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .multipart(form);
+        self.send(req).await
+    }
+
+    /// Signs in through the login form; returns the status of the POST.
+    pub async fn try_login(&mut self, username: &str, password: &str) -> u16 {
+        let page = self.get("/dang-nhap").await;
+        assert_eq!(page.status, 200);
+        let csrf = page.csrf();
+        self.post_form(
+            "/dang-nhap",
+            &[
+                ("username", username),
+                ("password", password),
+                ("csrf", &csrf),
+            ],
+        )
+        .await
+        .status
+    }
+
+    pub async fn login(&mut self, username: &str) {
+        let status = self.try_login(username, "motcua-demo").await;
+        assert_eq!(status, 303, "login {username}");
+        assert!(self.cookies.contains_key("motcua_session"));
+    }
+}
+
+pub fn text_form(csrf: &str, pairs: &[(&str, &str)]) -> Form {
+    let mut f = Form::new().text("csrf", csrf.to_string());
+    for (k, v) in pairs {
+        f = f.text(k.to_string(), v.to_string());
+    }
+    f
 }
