@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Every test of motcua, as CI runs them: the Rust tests of the workspace
+# (domain, store conformance on SQLite and, when MOTCUA_TEST_POSTGRES_URL is
+# set, PostgreSQL; the API, page and cluster tests over real HTTP), then the
+# browser tests in headless Chromium with axe-core. Installs what the
+# browser tests need (Debian's chromium, npm packages) when it is missing.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+if [ -z "${MOTCUA_TEST_POSTGRES_URL:-}" ]; then
+  echo "note: MOTCUA_TEST_POSTGRES_URL is not set: the PostgreSQL tests are SKIPPED (they say so below)."
+fi
+
+echo "== cargo test --workspace"
+cargo test --workspace --locked
+
+echo "== browser tests (headless Chromium from Debian, axe-core)"
+# Debian's Chromium and its driver; nothing downloads a browser of its own.
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  sudo_cmd=""
+  if [ "$(id -u)" -ne 0 ]; then sudo_cmd="sudo"; fi
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo_cmd apt-get update
+  $sudo_cmd apt-get install -y chromium chromium-driver
+fi
+if [ ! -d tests/browser/node_modules ] || [ tests/browser/package-lock.json -nt tests/browser/node_modules ]; then
+  (cd tests/browser && npm ci --no-audit --no-fund)
+fi
+bash tests/browser/run.sh
