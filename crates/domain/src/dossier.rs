@@ -619,6 +619,12 @@ pub fn decide(
             key: "note-required",
         });
     }
+    if note.as_deref().is_some_and(crate::text::has_control) {
+        return Err(DomainError::Invalid {
+            field: "note",
+            key: "not-text",
+        });
+    }
     if note.as_ref().is_some_and(|n| n.chars().count() > 2000) {
         return Err(DomainError::Invalid {
             field: "note",

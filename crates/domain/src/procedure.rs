@@ -1709,8 +1709,10 @@ impl FieldSpec {
     /// Checks and normalises one non-blank value.
     fn normalise(&self, value: &Json, today: NaiveDate) -> Result<Json, FieldError> {
         let err = |code| FieldError::new(&self.id, code);
+        // Control characters (NUL, escape codes …) are never part of what a
+        // person types; line breaks and tabs are.
         let text = || match value {
-            Json::String(s) => Ok(crate::text::nfc(s.trim())),
+            Json::String(s) if !crate::text::has_control(s) => Ok(crate::text::nfc(s.trim())),
             _ => Err(err("not-text")),
         };
         match self.kind {
@@ -2638,6 +2640,11 @@ legal_basis: [Luật Hộ tịch 2014]
             Some("too-long")
         );
         assert_eq!(one("child_full_name", json!(["An"])), Some("not-text"));
+        assert_eq!(one("child_full_name", json!("An\u{0}h")), Some("not-text"));
+        assert_eq!(
+            one("child_full_name", json!("An\u{1b}[2J")),
+            Some("not-text")
+        );
         assert_eq!(one("note", json!("x".repeat(500))), None);
         assert_eq!(one("note", json!("x".repeat(501))), Some("too-long"));
         assert_eq!(

@@ -39,6 +39,13 @@ pub fn nfc(input: &str) -> String {
     input.nfc().collect()
 }
 
+/// True when `s` holds a control character other than a line break or a
+/// tab: nothing a person types, and nothing every database can store.
+pub fn has_control(s: &str) -> bool {
+    s.chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+}
+
 /// True when every word of `query` occurs in `haystack` once both are folded.
 pub fn matches_query(haystack_folded: &str, query: &str) -> bool {
     let q = fold(query);
@@ -60,5 +67,6 @@ mod tests {
             "dang ky KHAI sinh"
         ));
         assert!(!matches_query(&fold("Đăng ký khai tử"), "khai sinh"));
+        assert!(has_control("a\u{0}b") && !has_control("dòng 1\ndòng 2\t"));
     }
 }

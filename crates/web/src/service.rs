@@ -502,7 +502,9 @@ pub async fn register_citizen(st: &AppState, r: Registration<'_>) -> Result<User
         errs.push(FieldProblem::new("password", "password-too-short"));
     }
     let full_name = motcua_domain::text::nfc(r.full_name.trim());
-    if full_name.chars().count() < 2 {
+    if motcua_domain::text::has_control(&full_name) {
+        errs.push(FieldProblem::new("full_name", "not-text"));
+    } else if full_name.chars().count() < 2 {
         let mut p = FieldProblem::new("full_name", "too-short");
         p.params.insert("min".into(), 2.into());
         errs.push(p);

@@ -426,6 +426,7 @@ async fn invalid_submission_reports_every_field_and_stores_nothing() {
     fields["child_birth_date"] = json!("2999-01-01");
     fields["declarant_national_id"] = json!("12345");
     fields["child_sex"] = json!("other");
+    fields["child_ethnicity"] = json!("Kinh\u{0}");
     fields
         .as_object_mut()
         .expect("obj")
@@ -455,6 +456,7 @@ async fn invalid_submission_reports_every_field_and_stores_nothing() {
         ("fields.declarant_national_id", "invalid-national-id"),
         ("fields.child_sex", "invalid-choice"),
         ("fields.child_full_name", "required"),
+        ("fields.child_ethnicity", "not-text"),
     ] {
         assert!(
             errs.iter().any(|(f, c)| f == field && c == code),
