@@ -133,6 +133,43 @@ impl Default for CalendarConfig {
     }
 }
 
+/// Calendar changes made by administrators at run time (stored in the
+/// database under [`CalendarOverrides::META_KEY`]); they are added to the
+/// base `[calendar]` configuration by [`CalendarOverrides::merge_into`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CalendarOverrides {
+    pub extra_holidays: Vec<HolidayConfig>,
+    #[serde(deserialize_with = "config_date::many")]
+    pub makeup_working_days: Vec<NaiveDate>,
+    #[serde(deserialize_with = "config_date::many")]
+    pub removed_holidays: Vec<NaiveDate>,
+}
+
+impl CalendarOverrides {
+    /// The `meta` key the overrides are stored under.
+    pub const META_KEY: &'static str = "calendar.overrides";
+
+    /// The base configuration with these overrides appended to its lists.
+    pub fn merge_into(&self, base: &CalendarConfig) -> CalendarConfig {
+        let mut cfg = base.clone();
+        cfg.extra_holidays
+            .extend(self.extra_holidays.iter().cloned());
+        cfg.makeup_working_days
+            .extend(self.makeup_working_days.iter().copied());
+        cfg.removed_holidays
+            .extend(self.removed_holidays.iter().copied());
+        cfg
+    }
+
+    /// No override at all.
+    pub fn is_empty(&self) -> bool {
+        self.extra_holidays.is_empty()
+            && self.makeup_working_days.is_empty()
+            && self.removed_holidays.is_empty()
+    }
+}
+
 /// Dates in configuration: `"YYYY-MM-DD"` strings, or TOML local dates
 /// (`2027-02-12` unquoted), which TOML deserialisers (`toml`, `figment`)
 /// hand over as a one-entry map.
@@ -1223,6 +1260,25 @@ pub fn lunar_new_year(year: i32) -> NaiveDate {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+
+    #[test]
+    fn overrides_roundtrip_and_merge() {
+        let o = CalendarOverrides {
+            extra_holidays: vec![HolidayConfig {
+                date: NaiveDate::from_ymd_opt(2027, 3, 10).unwrap(),
+                name: "Nghỉ".to_owned(),
+                name_en: None,
+            }],
+            makeup_working_days: vec![NaiveDate::from_ymd_opt(2027, 3, 13).unwrap()],
+            removed_holidays: vec![],
+        };
+        let json = serde_json::to_string(&o).unwrap();
+        let back: CalendarOverrides = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, o);
+        let cal = WorkingCalendar::from_config(&o.merge_into(&CalendarConfig::default())).unwrap();
+        assert!(!cal.is_working_day(NaiveDate::from_ymd_opt(2027, 3, 10).unwrap()));
+        assert!(cal.is_working_day(NaiveDate::from_ymd_opt(2027, 3, 13).unwrap()));
+    }
     use super::*;
     use chrono::TimeZone;
     use proptest::prelude::*;

@@ -99,6 +99,7 @@ pub fn app_state(inst: &Installation, cfg: &Config) -> AppState {
         inst.store.clone(),
         inst.objects.clone(),
         inst.calendar.clone(),
+        cfg.calendar.clone(),
         WebConfig {
             token_ttl: chrono::Duration::hours(cfg.token_ttl_hours.max(1)),
             max_file_bytes: cfg.max_file_mb.max(1) * 1_000_000,
@@ -179,8 +180,19 @@ pub async fn verify_audit(
 }
 
 /// Background work: outbox events are claimed and logged (the delivery
-/// channels come later), orphaned attachments swept every hour.
+/// channels come later), orphaned attachments swept every hour, the
+/// calendar overrides reloaded every minute.
 pub fn spawn_workers(state: &AppState) {
+    // Calendar changes made on other nodes: follow them within a minute.
+    let st = state.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            if let Err(e) = st.reload_calendar().await {
+                tracing::warn!(error = ?e, "calendar reload");
+            }
+        }
+    });
     let store = state.store.clone();
     tokio::spawn(async move {
         loop {
@@ -239,6 +251,10 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    // The administrators' calendar overrides, before the first request.
+    if let Err(e) = state.reload_calendar().await {
+        bail!("cannot load the calendar overrides: {e:?}");
+    }
     let app =
         motcua_web::router(state).into_make_service_with_connect_info::<motcua_web::ClientAddr>();
     axum::serve(listener, app)

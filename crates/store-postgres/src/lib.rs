@@ -1301,6 +1301,24 @@ impl Store for PostgresStore {
         Ok(())
     }
 
+    async fn set_meta_audited(
+        &self,
+        key: &str,
+        value: &str,
+        audit_entry: AuditEntry,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        sqlx::query("INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+            .bind(key)
+            .bind(value)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        Self::append_audit_tx(&mut tx, audit_entry).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(())
+    }
+
     async fn bulk_count(&self, table: &str) -> StoreResult<u64> {
         let t = bulk::table(table)?;
         let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(

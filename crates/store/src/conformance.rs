@@ -584,6 +584,37 @@ pub async fn audit_chain_and_outbox(store: &dyn Store) -> Result<(), String> {
         mine.len() == 1 && mine[0].entry.action == "dossier.submit",
         "dossier's own records",
     )?;
+    // An audited setting: value stored, chain grows by one and verifies.
+    e(
+        store
+            .set_meta_audited("calendar.overrides", "{}", entry("calendar.change", now))
+            .await,
+        "set meta audited",
+    )?;
+    e(
+        store
+            .set_meta_audited(
+                "calendar.overrides",
+                r#"{"removed_holidays":[]}"#,
+                entry("calendar.change", now),
+            )
+            .await,
+        "set meta audited again",
+    )?;
+    check(
+        e(store.meta("calendar.overrides").await, "meta")?.as_deref()
+            == Some(r#"{"removed_holidays":[]}"#),
+        "audited setting stored and replaced",
+    )?;
+    let all = e(store.audit_records(0, 10_000).await, "audit")?;
+    check(
+        verify_chain(&all).is_ok(),
+        "chain verifies after audited settings",
+    )?;
+    check(
+        all.len() == 9 && all[8].entry.action == "calendar.change",
+        "each audited setting appends one record",
+    )?;
 
     let first = e(store.claim_events(10).await, "claim")?;
     check(

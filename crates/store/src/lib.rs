@@ -280,6 +280,8 @@ pub trait Store: Send + Sync + 'static {
     // Key-value settings (e.g. "demo seeded").
     async fn meta(&self, key: &str) -> StoreResult<Option<String>>;
     async fn set_meta(&self, key: &str, value: &str) -> StoreResult<()>;
+    /// Upserts a setting and appends its audit record in one transaction.
+    async fn set_meta_audited(&self, key: &str, value: &str, audit: AuditEntry) -> StoreResult<()>;
 
     // Bulk access for `migrate-data` and `generate` (see [`bulk`]).
     /// Number of rows in `table` (one of [`TABLES`]).

@@ -524,9 +524,8 @@ pub async fn list_dossiers(
         }
     }
     let now = st.clock.now();
-    let soon = st
-        .calendar
-        .add_working_minutes(now, i64::from(st.calendar.hours_per_day()) * 60);
+    let cal = st.calendar();
+    let soon = cal.add_working_minutes(now, i64::from(cal.hours_per_day()) * 60);
     let items = st
         .store
         .find_dossiers(&query)
@@ -564,9 +563,8 @@ pub async fn workqueue(
     };
     let rows = st.store.find_dossiers(&q).await?;
     let now = st.clock.now();
-    let soon = st
-        .calendar
-        .add_working_minutes(now, i64::from(st.calendar.hours_per_day()) * 60);
+    let cal = st.calendar();
+    let soon = cal.add_working_minutes(now, i64::from(cal.hours_per_day()) * 60);
     let mut counts = QueueCounts::default();
     let items: Vec<QueueItem> = rows
         .iter()

@@ -22,7 +22,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router, middleware};
-use motcua_domain::calendar::WorkingCalendar;
+use motcua_domain::calendar::{CalendarConfig, CalendarOverrides, WorkingCalendar};
 use motcua_domain::procedure::Procedure;
 use motcua_store::{ObjectStore, Store};
 use tokio::sync::RwLock;
@@ -58,7 +58,11 @@ pub type Catalogue = Arc<Vec<(Procedure, String)>>;
 pub struct AppState {
     pub store: Arc<dyn Store>,
     pub objects: Arc<dyn ObjectStore>,
-    pub calendar: Arc<WorkingCalendar>,
+    /// The `[calendar]` configuration; administrators' overrides (stored
+    /// in the database) are added to it by [`AppState::reload_calendar`].
+    pub calendar_base: Arc<CalendarConfig>,
+    /// The calendar in force: base plus overrides, swapped on reload.
+    calendar: Arc<std::sync::RwLock<Arc<WorkingCalendar>>>,
     pub config: Arc<WebConfig>,
     pub limiter: Arc<auth::LoginLimiter>,
     pub metrics: Arc<metrics::Metrics>,
@@ -72,12 +76,14 @@ impl AppState {
         store: Arc<dyn Store>,
         objects: Arc<dyn ObjectStore>,
         calendar: WorkingCalendar,
+        calendar_base: CalendarConfig,
         config: WebConfig,
     ) -> Self {
         Self {
             store,
             objects,
-            calendar: Arc::new(calendar),
+            calendar_base: Arc::new(calendar_base),
+            calendar: Arc::new(std::sync::RwLock::new(Arc::new(calendar))),
             config: Arc::new(config),
             limiter: Arc::new(auth::LoginLimiter::new(Duration::from_secs(300), 5, 30)),
             metrics: Arc::new(metrics::Metrics::default()),
@@ -107,6 +113,33 @@ impl AppState {
         let list = Arc::new(list);
         *self.catalogue.write().await = Some(list.clone());
         Ok(list)
+    }
+
+    /// The working calendar in force now.
+    pub fn calendar(&self) -> Arc<WorkingCalendar> {
+        self.calendar
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The administrators' calendar overrides stored in the database.
+    pub async fn calendar_overrides(&self) -> Result<CalendarOverrides, ApiError> {
+        match self.store.meta(CalendarOverrides::META_KEY).await? {
+            Some(json) => serde_json::from_str(&json)
+                .map_err(|e| ApiError::internal(format!("calendar overrides: {e}"))),
+            None => Ok(CalendarOverrides::default()),
+        }
+    }
+
+    /// Reads the overrides, adds them to the base configuration and puts
+    /// the resulting calendar in force. On error the current one stays.
+    pub async fn reload_calendar(&self) -> Result<(), ApiError> {
+        let overrides = self.calendar_overrides().await?;
+        let cal = WorkingCalendar::from_config(&overrides.merge_into(&self.calendar_base))
+            .map_err(ApiError::internal)?;
+        *self.calendar.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(cal);
+        Ok(())
     }
 
     pub async fn invalidate_catalogue(&self) {

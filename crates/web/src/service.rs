@@ -5,6 +5,7 @@
 use axum::extract::Multipart;
 use chrono::{DateTime, NaiveDate, Utc};
 use motcua_domain::audit::AuditEntry;
+use motcua_domain::calendar::WorkingCalendar;
 use motcua_domain::dossier::{
     Action, Channel, Command, Lifecycle, Ownership, Role, Rules, SatisfactionLevel, Status, decide,
 };
@@ -243,7 +244,7 @@ pub async fn create_dossier(
         let d = decide(
             &lifecycle,
             &own,
-            rules(st, p),
+            rules(&st.calendar(), p),
             &actor_of(user),
             &Command::new(Action::Accept),
             now,
@@ -288,13 +289,13 @@ pub async fn create_dossier(
     Ok(d)
 }
 
-pub fn rules<'a>(st: &'a AppState, p: &'a Procedure) -> Rules<'a> {
+/// The rules `decide` applies to a dossier of `p`, on the calendar `cal`
+/// (take it once with [`AppState::calendar`]).
+pub fn rules<'a>(cal: &'a WorkingCalendar, p: &'a Procedure) -> Rules<'a> {
     Rules {
         workflow: &p.workflow,
-        total_minutes: p
-            .processing_time
-            .working_minutes(st.calendar.hours_per_day()),
-        calendar: &st.calendar,
+        total_minutes: p.processing_time.working_minutes(cal.hours_per_day()),
+        calendar: cal,
     }
 }
 
@@ -324,7 +325,14 @@ pub async fn take_action(
     };
     let now = st.clock.now();
     let actor = actor_of(user);
-    let decision = decide(&d.lifecycle, &own, rules(st, p), &actor, &cmd, now)?;
+    let decision = decide(
+        &d.lifecycle,
+        &own,
+        rules(&st.calendar(), p),
+        &actor,
+        &cmd,
+        now,
+    )?;
     let action = cmd.action;
     let role = action
         .roles()

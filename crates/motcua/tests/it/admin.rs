@@ -113,7 +113,7 @@ async fn agency_admin_creates_an_officer_who_can_log_in_and_others_get_403() {
     let h = en.get("/quan-tri/ngay-nghi").await;
     assert_eq!(h.status, 200);
     assert!(h.body.contains("motcua.toml"));
-    assert!(h.body.contains("take effect when the service restarts"));
+    assert!(h.body.contains("within a minute on the other servers"));
     assert!(h.body.contains("01/01/"), "New Year's Day listed");
 }
 
@@ -683,4 +683,146 @@ async fn forms_render_for_dossiers_in_the_right_state_and_404_otherwise() {
             .status,
         403
     );
+}
+
+#[tokio::test]
+async fn province_admin_edits_holidays_and_makeup_days_in_force_at_once() {
+    use chrono::{Datelike, Duration, Weekday};
+
+    let app = spawn_app().await;
+    let cal = app.state.calendar();
+    let mut day = motcua_store::vietnam_day(app.state.clock.now()) + Duration::days(60);
+    while !(cal.is_working_day(day) && day.weekday().number_from_monday() <= 5) {
+        day += Duration::days(1);
+    }
+    let mut sat = day;
+    while sat.weekday() != Weekday::Sat || cal.is_working_day(sat) {
+        sat += Duration::days(1);
+    }
+    let iso = day.format("%Y-%m-%d").to_string();
+    let sat_iso = sat.format("%Y-%m-%d").to_string();
+
+    let mut prov = Browser::new(&app, "vi");
+    prov.login("province.admin").await;
+    let page = prov.get("/quan-tri/ngay-nghi").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("name=\"op\" value=\"holiday\""));
+    let csrf = page.csrf();
+
+    // Missing CSRF: 403, nothing changes.
+    let r = prov
+        .post_multipart(
+            "/quan-tri/ngay-nghi",
+            Form::new()
+                .text("op", "holiday")
+                .text("date", iso.clone())
+                .text("name", "Nghỉ thử"),
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(app.state.calendar().is_working_day(day));
+
+    // Validation: bad date, missing name.
+    let r = prov
+        .post_multipart(
+            "/quan-tri/ngay-nghi",
+            text_form(
+                &csrf,
+                &[("op", "holiday"), ("date", "31/02/2027"), ("name", "")],
+            ),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(r.body.contains("href=\"#f-holiday-date\""));
+    assert!(r.body.contains("href=\"#f-holiday-name\""));
+
+    // An extra holiday on a future weekday.
+    let r = prov
+        .post_multipart(
+            "/quan-tri/ngay-nghi",
+            text_form(
+                &csrf,
+                &[
+                    ("op", "holiday"),
+                    ("date", &iso),
+                    ("name", "Nghỉ bù kỷ niệm tỉnh"),
+                    ("name_en", "Province anniversary"),
+                ],
+            ),
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert!(
+        !app.state.calendar().is_working_day(day),
+        "in force at once"
+    );
+    let page = prov.get("/quan-tri/ngay-nghi?xong=calendar-saved").await;
+    assert!(page.body.contains("Nghỉ bù kỷ niệm tỉnh"), "{}", page.body);
+    assert!(page.body.contains(&day.format("%d/%m/%Y").to_string()));
+
+    // The same day again is a duplicate.
+    let r = prov
+        .post_multipart(
+            "/quan-tri/ngay-nghi",
+            text_form(&csrf, &[("op", "holiday"), ("date", &iso), ("name", "Lại")]),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.body);
+
+    // A make-up working day on a future Saturday.
+    let r = prov
+        .post_multipart(
+            "/quan-tri/ngay-nghi",
+            text_form(&csrf, &[("op", "makeup"), ("date", &sat_iso)]),
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert!(app.state.calendar().is_working_day(sat));
+
+    // An agency admin sees the page read-only and gets 403 on the POST.
+    let mut agency = Browser::new(&app, "vi");
+    agency.login("admin").await;
+    let page = agency.get("/quan-tri/ngay-nghi").await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("Nghỉ bù kỷ niệm tỉnh"));
+    assert!(!page.body.contains("name=\"op\""), "no forms");
+    let agency_csrf = agency.get("/quan-tri/nguoi-dung").await.csrf();
+    let r = agency
+        .post_multipart(
+            "/quan-tri/ngay-nghi",
+            text_form(
+                &agency_csrf,
+                &[("op", "delete"), ("kind", "holiday"), ("date", &iso)],
+            ),
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(!app.state.calendar().is_working_day(day));
+
+    // Removing the holiday makes the day a working day again.
+    let r = prov
+        .post_multipart(
+            "/quan-tri/ngay-nghi",
+            text_form(
+                &csrf,
+                &[("op", "delete"), ("kind", "holiday"), ("date", &iso)],
+            ),
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert!(app.state.calendar().is_working_day(day));
+    assert!(
+        app.state.calendar().is_working_day(sat),
+        "the make-up day stays"
+    );
+
+    // Every change is audited, and a restart reads the stored overrides.
+    let changes = audit_actions(&app)
+        .await
+        .into_iter()
+        .filter(|(a, actor)| a == "calendar.change" && actor == "province.admin")
+        .count();
+    assert_eq!(changes, 3);
+    app.state.reload_calendar().await.expect("reload");
+    assert!(app.state.calendar().is_working_day(sat));
 }

@@ -50,6 +50,7 @@ pub async fn spawn_app() -> TestApp {
         .await
         .expect("seed");
     let state = motcua::app_state(&inst, &config);
+    state.reload_calendar().await.expect("calendar overrides");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");

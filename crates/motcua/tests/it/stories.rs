@@ -218,7 +218,7 @@ async fn supplement_pauses_the_clock() {
             .expect("entry");
         serde_json::from_value(e["at"].clone()).expect("at")
     };
-    let cal = &app.state.calendar;
+    let cal = app.state.calendar();
     let paused =
         cal.working_minutes_between(at("dossier.request_supplement"), at("dossier.supplement"));
     assert!(

@@ -196,7 +196,8 @@ pub struct DoneQuery {
 
 fn flash_of(ctx: &Ctx, q: &DoneQuery) -> Option<String> {
     let k = q.xong.as_deref()?;
-    const KNOWN: [&str; 8] = [
+    const KNOWN: [&str; 9] = [
+        "calendar-saved",
         "disabled",
         "enabled",
         "agency-saved",
@@ -244,7 +245,7 @@ pub async fn home(State(st): State<AppState>, ctx: Ctx) -> PageResult {
         .count();
     let procs = st.catalogue().await?.len();
     let year = motcua_store::vietnam_day(st.clock.now()).year();
-    let holidays = st.calendar.holidays(year).len();
+    let holidays = st.calendar().holidays(year).len();
     let scope = if a.is_province() {
         let name = match &a.province {
             Some(p) => st
@@ -1281,58 +1282,277 @@ pub struct YearView {
     pub makeup: Vec<(String, String)>,
 }
 
+/// One administrator's override, listed with a button to remove it.
+pub struct OverrideRow {
+    /// `holiday`, `makeup` or `removed`.
+    pub kind: &'static str,
+    pub kind_label: String,
+    /// `YYYY-MM-DD`, posted back to remove the entry.
+    pub iso: String,
+    pub date: String,
+    pub weekday: String,
+    pub name: String,
+}
+
 #[derive(Template)]
 #[template(path = "pages/admin_holidays.html")]
 struct HolidaysPage<'a> {
     ctx: &'a Ctx,
     title: String,
     section: &'static str,
+    flash: Option<String>,
     years: Vec<YearView>,
     hours_per_day: u32,
+    can_edit: bool,
+    overrides: Vec<OverrideRow>,
+    /// What was typed into the forms, kept when they are shown again.
+    form: BTreeMap<String, String>,
+    errors: Vec<(String, String)>,
 }
 
-/// `GET /quan-tri/ngay-nghi`: the effective holidays and make-up working
-/// days of this year and the next (read-only: they come from the
-/// configuration).
-pub async fn holidays(State(st): State<AppState>, ctx: Ctx) -> PageResult {
-    let _a = admin_or_login!(&st, &ctx);
+impl HolidaysPage<'_> {
+    fn err(&self, field: &str) -> Option<&str> {
+        self.errors
+            .iter()
+            .find(|(f, _)| f == field)
+            .map(|(_, m)| m.as_str())
+    }
+
+    fn val(&self, field: &str) -> &str {
+        self.form.get(field).map(String::as_str).unwrap_or("")
+    }
+}
+
+/// `GET /quan-tri/ngay-nghi`: the holidays and make-up working days in
+/// force this year and the next, and the administrators' overrides
+/// (province admins change them here; others only see them).
+pub async fn holidays(
+    State(st): State<AppState>,
+    ctx: Ctx,
+    Query(q): Query<DoneQuery>,
+) -> PageResult {
+    let a = admin_or_login!(&st, &ctx);
+    let flash = flash_of(&ctx, &q);
+    render_holidays(&st, &ctx, &a, flash, BTreeMap::new(), Vec::new()).await
+}
+
+async fn render_holidays(
+    st: &AppState,
+    ctx: &Ctx,
+    a: &Admin,
+    flash: Option<String>,
+    form: BTreeMap<String, String>,
+    errors: Vec<(String, String)>,
+) -> PageResult {
+    let cal = st.calendar();
     let year = motcua_store::vietnam_day(st.clock.now()).year();
+    let en = ctx.lang == crate::i18n::Lang::En;
     let wd =
         |d: chrono::NaiveDate| ctx.t(&format!("admin-wd-{}", d.weekday().number_from_monday()));
     let years = [year, year + 1]
         .into_iter()
         .map(|y| YearView {
             year: y,
-            holidays: st
-                .calendar
+            holidays: cal
                 .holidays(y)
                 .into_iter()
                 .map(|h| {
                     (
                         h.date.format("%d/%m/%Y").to_string(),
                         wd(h.date),
-                        if ctx.lang == crate::i18n::Lang::En {
-                            h.name_en
-                        } else {
-                            h.name_vi
-                        },
+                        if en { h.name_en } else { h.name_vi },
                     )
                 })
                 .collect(),
-            makeup: st
-                .calendar
+            makeup: cal
                 .makeup_working_days(y)
                 .into_iter()
                 .map(|d| (d.format("%d/%m/%Y").to_string(), wd(d)))
                 .collect(),
         })
         .collect();
+    let o = st.calendar_overrides().await?;
+    let row = |kind: &'static str, d: chrono::NaiveDate, name: String| OverrideRow {
+        kind,
+        kind_label: ctx.t(&format!("admin-cal-kind-{kind}")),
+        iso: d.format("%Y-%m-%d").to_string(),
+        date: d.format("%d/%m/%Y").to_string(),
+        weekday: wd(d),
+        name,
+    };
+    let mut overrides: Vec<OverrideRow> = Vec::new();
+    for h in &o.extra_holidays {
+        let name = match (&h.name_en, en) {
+            (Some(n), true) if !n.trim().is_empty() => n.clone(),
+            _ => h.name.clone(),
+        };
+        overrides.push(row("holiday", h.date, name));
+    }
+    for d in &o.makeup_working_days {
+        overrides.push(row("makeup", *d, String::new()));
+    }
+    for d in &o.removed_holidays {
+        overrides.push(row("removed", *d, String::new()));
+    }
+    overrides.sort_by(|x, y| x.iso.cmp(&y.iso));
+    let status = if errors.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
     let page = HolidaysPage {
-        ctx: &ctx,
+        ctx,
         title: ctx.t("admin-holidays"),
         section: "holidays",
+        flash,
         years,
-        hours_per_day: st.calendar.hours_per_day(),
+        hours_per_day: cal.hours_per_day(),
+        can_edit: a.is_province(),
+        overrides,
+        form,
+        errors,
     };
-    Ok(ctx.render(StatusCode::OK, page.render()))
+    Ok(ctx.render(status, page.render()))
+}
+
+/// A date typed as `YYYY-MM-DD` (the date input) or `DD/MM/YYYY`.
+fn parse_day(raw: &str) -> Option<chrono::NaiveDate> {
+    let raw = raw.trim();
+    chrono::NaiveDate::parse_from_str(raw, "%Y-%m-%d")
+        .or_else(|_| chrono::NaiveDate::parse_from_str(raw, "%d/%m/%Y"))
+        .ok()
+}
+
+/// `POST /quan-tri/ngay-nghi` (province admins): `op` is `holiday` (add an
+/// extra day off: `date`, `name`, `name_en`), `makeup` (add a make-up
+/// working day: `date`), `removed` (a built-in holiday becomes an ordinary
+/// day: `date`) or `delete` (remove the override `kind` on `date`). The
+/// new overrides are written with their audit record and put in force on
+/// this node at once; other nodes reload them within a minute.
+pub async fn holidays_save(State(st): State<AppState>, ctx: Ctx, mp: Multipart) -> PageResult {
+    use motcua_domain::calendar::{CalendarConfig, HolidayConfig, WorkingCalendar};
+
+    let form = FormData::read(&st, mp).await?;
+    ctx.check_csrf(form.get("csrf"))?;
+    let a = admin_or_login!(&st, &ctx);
+    if !a.is_province() {
+        return Err(ApiError::forbidden());
+    }
+    let field = |k: &str| form.get(k).unwrap_or("").trim().to_owned();
+    let op = field("op");
+    let mut typed = BTreeMap::new();
+    for k in ["date", "name", "name_en"] {
+        typed.insert(format!("{op}-{k}"), field(k));
+    }
+    let mut o = st.calendar_overrides().await?;
+    let base = st.calendar_base.as_ref();
+    let mut errors: Vec<(String, String)> = Vec::new();
+    let date = parse_day(&field("date"));
+    let date_key = format!("{op}-date");
+    if date.is_none() {
+        errors.push((date_key.clone(), ctx.t("admin-cal-err-date")));
+    }
+    let name = field("name");
+    if op == "holiday" && name.is_empty() {
+        errors.push(("holiday-name".into(), ctx.t("admin-cal-err-name")));
+    }
+    let dup = || (date_key.clone(), ctx.t("admin-cal-err-duplicate"));
+    match (op.as_str(), date) {
+        ("holiday", Some(d)) => {
+            if o.extra_holidays
+                .iter()
+                .chain(&base.extra_holidays)
+                .any(|h| h.date == d)
+            {
+                errors.push(dup());
+            }
+            let name_en = Some(field("name_en")).filter(|n| !n.is_empty());
+            o.extra_holidays.push(HolidayConfig {
+                date: d,
+                name,
+                name_en,
+            });
+            o.extra_holidays.sort_by_key(|h| h.date);
+        }
+        ("makeup", Some(d)) => {
+            if o.makeup_working_days
+                .iter()
+                .chain(&base.makeup_working_days)
+                .any(|x| *x == d)
+            {
+                errors.push(dup());
+            }
+            o.makeup_working_days.push(d);
+            o.makeup_working_days.sort();
+        }
+        ("removed", Some(d)) => {
+            if o.removed_holidays
+                .iter()
+                .chain(&base.removed_holidays)
+                .any(|x| *x == d)
+            {
+                errors.push(dup());
+            } else {
+                // Only a day the built-in rules make a holiday.
+                let builtin = WorkingCalendar::from_config(&CalendarConfig {
+                    extra_holidays: Vec::new(),
+                    makeup_working_days: Vec::new(),
+                    removed_holidays: Vec::new(),
+                    ..base.clone()
+                })
+                .map_err(ApiError::internal)?;
+                if !builtin.holidays(d.year()).iter().any(|h| h.date == d) {
+                    errors.push((date_key.clone(), ctx.t("admin-cal-err-not-builtin")));
+                }
+            }
+            o.removed_holidays.push(d);
+            o.removed_holidays.sort();
+        }
+        ("delete", Some(d)) => {
+            let before = (
+                o.extra_holidays.len(),
+                o.makeup_working_days.len(),
+                o.removed_holidays.len(),
+            );
+            match field("kind").as_str() {
+                "holiday" => o.extra_holidays.retain(|h| h.date != d),
+                "makeup" => o.makeup_working_days.retain(|x| *x != d),
+                "removed" => o.removed_holidays.retain(|x| *x != d),
+                _ => return Err(ApiError::bad_request("kind")),
+            }
+            let after = (
+                o.extra_holidays.len(),
+                o.makeup_working_days.len(),
+                o.removed_holidays.len(),
+            );
+            if before == after {
+                return Err(ApiError::not_found());
+            }
+        }
+        ("holiday" | "makeup" | "removed" | "delete", None) => {}
+        _ => return Err(ApiError::bad_request("op")),
+    }
+    if errors.is_empty()
+        && let Err(e) = WorkingCalendar::from_config(&o.merge_into(base))
+    {
+        errors.push((date_key.clone(), e.to_string()));
+    }
+    if !errors.is_empty() {
+        if op == "delete" {
+            return Err(ApiError::bad_request("date"));
+        }
+        return render_holidays(&st, &ctx, &a, None, typed, errors).await;
+    }
+    let json = serde_json::to_string(&o).map_err(ApiError::internal)?;
+    let payload: serde_json::Value = serde_json::from_str(&json).map_err(ApiError::internal)?;
+    let e = a.entry(&st, "calendar.change", &payload);
+    st.store
+        .set_meta_audited(
+            motcua_domain::calendar::CalendarOverrides::META_KEY,
+            &json,
+            e,
+        )
+        .await?;
+    st.reload_calendar().await?;
+    Ok(Redirect::to("/quan-tri/ngay-nghi?xong=calendar-saved").into_response())
 }

@@ -1044,9 +1044,8 @@ pub async fn my_dossiers(State(st): State<AppState>, ctx: Ctx) -> PageResult {
     };
     let names = procedure_names(&st, ctx.lang).await?;
     let now = st.clock.now();
-    let soon = st
-        .calendar
-        .add_working_minutes(now, i64::from(st.calendar.hours_per_day()) * 60);
+    let cal = st.calendar();
+    let soon = cal.add_working_minutes(now, i64::from(cal.hours_per_day()) * 60);
     let rows = st
         .store
         .find_dossiers(&q)

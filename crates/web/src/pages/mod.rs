@@ -106,7 +106,10 @@ pub fn routes(state: AppState) -> Router<AppState> {
             "/quan-tri/thu-tuc/{code}/phien-ban/{version}/trang-thai",
             post(admin::procedure_toggle),
         )
-        .route("/quan-tri/ngay-nghi", get(admin::holidays))
+        .route(
+            "/quan-tri/ngay-nghi",
+            get(admin::holidays).post(admin::holidays_save),
+        )
         .layer(middleware::from_fn_with_state(state, html_pages))
         .layer(tower_http::compression::CompressionLayer::new())
 }

@@ -112,9 +112,8 @@ pub async fn workqueue(
     let rows = st.store.find_dossiers(&query).await?;
     let names = procedure_names(&st, ctx.lang).await?;
     let now = st.clock.now();
-    let soon = st
-        .calendar
-        .add_working_minutes(now, i64::from(st.calendar.hours_per_day()) * 60);
+    let cal = st.calendar();
+    let soon = cal.add_working_minutes(now, i64::from(cal.hours_per_day()) * 60);
     let tab = q.tab.clone().unwrap_or_else(|| "all".into());
     let mut counts = std::collections::BTreeMap::<&str, usize>::new();
     let mut overdue = 0;

@@ -77,6 +77,7 @@ pub fn allowed_actions(st: &AppState, user: &User, d: &Dossier, p: &Procedure) -
     };
     let actor = actor_of(user);
     let now = st.clock.now();
+    let cal = st.calendar();
     Action::ALL
         .into_iter()
         .filter(|a| !matches!(a, Action::RequestPayment | Action::ConfirmPayment))
@@ -90,7 +91,7 @@ pub fn allowed_actions(st: &AppState, user: &User, d: &Dossier, p: &Procedure) -
                     + chrono::Duration::days(30),
             );
             cmd.level = Some(SatisfactionLevel::Satisfied);
-            decide(&d.lifecycle, &own, rules(st, p), &actor, &cmd, now).is_ok()
+            decide(&d.lifecycle, &own, rules(&cal, p), &actor, &cmd, now).is_ok()
         })
         .collect()
 }
