@@ -529,6 +529,29 @@ async fn supplement_apology_and_counter_reception_through_pages() {
     );
     assert!(page.body.contains("Cần xác minh thêm"));
 
+    // A financial obligation: the officer asks for the fee with a note,
+    // the citizen sees it, the officer confirms the payment.
+    let r = act_page(
+        &mut officer,
+        &code,
+        &[
+            ("action", "request_payment"),
+            ("note", "Nộp lệ phí 8.000 ₫ tại bộ phận một cửa"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let page = citizen.get(&format!("/ho-so/{code}")).await;
+    assert!(page.body.contains("Yêu cầu thực hiện nghĩa vụ tài chính"));
+    assert!(page.body.contains("Nộp lệ phí 8.000 ₫ tại bộ phận một cửa"));
+    let r = act_page(&mut officer, &code, &[("action", "confirm_payment")]).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let page = officer.get(&format!("/ho-so/{code}")).await;
+    assert!(
+        page.body.contains("value=\"forward\""),
+        "processing resumes"
+    );
+
     // Counter reception of a paper dossier for a walk-in citizen.
     let form_page = officer
         .get(&format!("/can-bo/tiep-nhan?thu_tuc={BIRTH}"))

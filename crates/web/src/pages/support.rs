@@ -80,7 +80,6 @@ pub fn allowed_actions(st: &AppState, user: &User, d: &Dossier, p: &Procedure) -
     let cal = st.calendar();
     Action::ALL
         .into_iter()
-        .filter(|a| !matches!(a, Action::RequestPayment | Action::ConfirmPayment))
         .filter(|a| {
             let mut cmd = Command::new(*a).with_note("-");
             cmd.new_due_at = Some(
