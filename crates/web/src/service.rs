@@ -30,6 +30,9 @@ pub struct Upload {
 pub struct FormData {
     pub values: Vec<(String, String)>,
     pub files: Vec<Upload>,
+    /// Files refused while reading (too large), when the form is read with
+    /// [`FormData::read_keeping_input`]; keyed by document id.
+    pub rejected: Vec<FieldProblem>,
 }
 
 impl FormData {
@@ -49,7 +52,20 @@ impl FormData {
             .collect()
     }
 
-    pub async fn read(st: &AppState, mut mp: Multipart) -> Result<Self, ApiError> {
+    /// Reads a form; a file over the size limit fails the whole request.
+    pub async fn read(st: &AppState, mp: Multipart) -> Result<Self, ApiError> {
+        let form = Self::read_inner(st, mp, false).await?;
+        Ok(form)
+    }
+
+    /// Reads a form whose typed values must survive any error: a file over
+    /// the size limit is left out and reported in `rejected`, so the form
+    /// can be shown again with everything else the person entered.
+    pub async fn read_keeping_input(st: &AppState, mp: Multipart) -> Result<Self, ApiError> {
+        Self::read_inner(st, mp, true).await
+    }
+
+    async fn read_inner(st: &AppState, mut mp: Multipart, lenient: bool) -> Result<Self, ApiError> {
         let mut out = FormData::default();
         while let Some(field) = mp.next_field().await.map_err(mp_err)? {
             let name = field.name().unwrap_or_default().to_string();
@@ -61,12 +77,21 @@ impl FormData {
                         continue; // no file chosen
                     }
                     if bytes.len() as u64 > st.config.max_file_bytes {
-                        let mut p = FieldProblem::new(&name, "document-too-large");
+                        let field = if lenient {
+                            name.strip_prefix("document:").unwrap_or(&name)
+                        } else {
+                            &name
+                        };
+                        let mut p = FieldProblem::new(field, "document-too-large");
                         p.params.insert(
                             "max".into(),
                             format!("{} MB", st.config.max_file_bytes / 1_000_000).into(),
                         );
-                        return Err(ApiError::validation(vec![p]));
+                        if !lenient {
+                            return Err(ApiError::validation(vec![p]));
+                        }
+                        out.rejected.push(p);
+                        continue;
                     }
                     out.files.push(Upload {
                         name,

@@ -642,3 +642,26 @@ async fn every_key_citizen_page_weighs_under_50_kb_with_its_stylesheet() {
     }
     app.stop().await;
 }
+
+/// A file over the size limit is an error next to its document, and
+/// everything typed comes back.
+#[tokio::test]
+async fn an_oversized_file_keeps_what_was_typed() {
+    let app = spawn_app().await;
+    let mut b = Browser::new(&app, "en");
+    b.login("citizen").await;
+    let page = b.get(&apply_path()).await;
+    let mut big = pdf("big");
+    big.resize(10 * 1_000_000 + 1, b' ');
+    let form = birth_form(&page.csrf(), &birth_fields()).part(
+        "document:birth-notice",
+        Part::bytes(big).file_name("giay-chung-sinh.pdf"),
+    );
+    let r = b.post_multipart(&apply_path(), form).await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(r.body.contains("larger than allowed"), "{}", r.body);
+    assert!(r.body.contains("Nguyễn Minh Khang"), "typed values kept");
+    assert!(r.body.contains("Trần Thị Hoa"));
+    let counts = app.state.store.count_by_status().await.expect("counts");
+    assert!(counts.is_empty(), "nothing stored: {counts:?}");
+}

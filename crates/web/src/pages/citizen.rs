@@ -654,7 +654,7 @@ pub async fn check_apply(
             }
         }
     }
-    let mut errs: Vec<FieldProblem> = Vec::new();
+    let mut errs: Vec<FieldProblem> = form.rejected.clone();
     for up in form.files {
         let Some(doc_id) = up.name.strip_prefix("document:").map(str::to_string) else {
             continue;
@@ -814,7 +814,7 @@ pub async fn apply_submit(
     Path(code): Path<String>,
     mp: Multipart,
 ) -> PageResult {
-    let form = FormData::read(&st, mp).await?;
+    let form = FormData::read_keeping_input(&st, mp).await?;
     ctx.check_csrf(form.get("csrf"))?;
     let user = match ctx.require_user() {
         Ok(u) => u,

@@ -237,7 +237,7 @@ pub async fn counter_submit(
     Query(q): Query<CounterQuery>,
     mp: Multipart,
 ) -> PageResult {
-    let form = FormData::read(&st, mp).await?;
+    let form = FormData::read_keeping_input(&st, mp).await?;
     ctx.check_csrf(form.get("csrf"))?;
     let (user, p) = match counter_setup(&st, &ctx, &q).await? {
         Ok(x) => x,
