@@ -1705,6 +1705,23 @@ impl Procedure {
     }
 }
 
+/// The whole-value regular expression of a field `pattern`, compiled once
+/// per process and shared (a pattern that does not compile matches nothing;
+/// lint refuses such files before import).
+fn anchored_regex(pattern: &str) -> Option<regex::Regex> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static CACHE: OnceLock<Mutex<HashMap<String, Option<regex::Regex>>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+    let mut map = cache.lock().unwrap_or_else(|p| p.into_inner());
+    if map.len() > 10_000 {
+        map.clear();
+    }
+    map.entry(pattern.to_string())
+        .or_insert_with(|| regex::Regex::new(&format!("^(?:{pattern})$")).ok())
+        .clone()
+}
+
 impl FieldSpec {
     /// Checks and normalises one non-blank value.
     fn normalise(&self, value: &Json, today: NaiveDate) -> Result<Json, FieldError> {
@@ -1722,8 +1739,7 @@ impl FieldSpec {
                 if let Some(pattern) = &self.pattern {
                     // A pattern that does not compile never accepts (the lint
                     // refuses such procedures).
-                    let ok = regex::Regex::new(&format!("^(?:{pattern})$"))
-                        .is_ok_and(|re| re.is_match(&s));
+                    let ok = anchored_regex(pattern).is_some_and(|re| re.is_match(&s));
                     if !ok {
                         return Err(err("pattern"));
                     }
