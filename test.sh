@@ -11,6 +11,16 @@ if [ -z "${MOTCUA_TEST_POSTGRES_URL:-}" ]; then
   echo "note: MOTCUA_TEST_POSTGRES_URL is not set: the PostgreSQL tests are SKIPPED (they say so below)."
 fi
 
+# The S3 attachment tests start moto's S3 server (Python, from PyPI) on
+# 127.0.0.1; without it they print SKIPPED and pass.
+if ! command -v python3 >/dev/null 2>&1; then
+  echo "note: python3 is missing: the S3 tests are SKIPPED (they say so below)."
+elif ! python3 -c 'import moto.server' >/dev/null 2>&1; then
+  echo "== installing moto[server] for the S3 tests (pip)"
+  python3 -m pip install --quiet 'moto[server]' \
+    || echo "note: could not install moto: the S3 tests are SKIPPED (they say so below)."
+fi
+
 echo "== cargo test --workspace"
 cargo test --workspace --locked
 

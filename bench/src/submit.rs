@@ -8,9 +8,8 @@
 
 use std::collections::HashSet;
 use std::io::Write as _;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -18,20 +17,17 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use chrono::Utc;
 use clap::{Parser, ValueEnum};
+use motcua_bench::*;
 use motcua_domain::audit::{AuditEntry, payload_hash};
 use motcua_domain::dossier::{Channel, Lifecycle, Role, Status};
 use motcua_domain::procedure::{Procedure, parse_procedure};
 use motcua_domain::units::{Agency, AgencyKind, BUILTIN_UNITS_CSV, parse_units_csv};
 use motcua_domain::{AgencyCode, DossierCode, UnitCode};
-use motcua_store::{
-    Applicant, LocalObjectStore, NewDossier, NewUser, ObjectStore, Store, StoredDocument,
-};
-use motcua_store_sqlite::{Durability, SqliteStore};
+use motcua_store::{Applicant, LocalObjectStore, NewDossier, NewUser, ObjectStore, StoredDocument};
+use motcua_store_sqlite::Durability;
 use serde_json::{Map, Value, json};
 use tokio::sync::Mutex;
 
-/// The repository root: the bench crate lives in `<root>/bench`.
-const BENCH_DIR: &str = env!("CARGO_MANIFEST_DIR");
 const PROCEDURE_FILE: &str = "procedures/bench-submission.yaml";
 const PROCEDURE_CODE: &str = "9.900001";
 const DOCUMENT_ID: &str = "guardianship-papers";
@@ -88,6 +84,14 @@ struct Args {
     /// Stop earlier after this many measured requests (each run).
     #[arg(long, default_value_t = 20_000)]
     max_requests: u64,
+    /// Database backend of both the server and the ceiling.
+    #[arg(long, value_enum, default_value_t = Backend::Sqlite)]
+    backend: Backend,
+    /// PostgreSQL server for `--backend postgres` (a database per run is
+    /// created there and dropped afterwards; default:
+    /// MOTCUA_TEST_POSTGRES_URL, else postgres://postgres@127.0.0.1:5432/postgres).
+    #[arg(long)]
+    postgres_url: Option<String>,
     /// SQLite durability of both the server and the ceiling.
     #[arg(long, value_enum, default_value_t = DurabilityArg::Full)]
     durability: DurabilityArg,
@@ -111,6 +115,51 @@ struct Args {
     /// Do not write bench/results/submit-<timestamp>.json.
     #[arg(long)]
     no_json: bool,
+}
+
+impl Args {
+    /// The database of one part of the run: a file in `dir` (SQLite) or a
+    /// fresh database named after `tag` (PostgreSQL).
+    async fn database(&self, dir: &Path, tag: &str) -> anyhow::Result<Database> {
+        match self.backend {
+            Backend::Sqlite => Ok(Database {
+                url: format!("sqlite://{}", dir.join("motcua.db").display()),
+                pg: None,
+            }),
+            Backend::Postgres => {
+                let admin = postgres_admin_url(self.postgres_url.as_deref());
+                let name = format!("motcua_submit_bench_{}_{tag}", std::process::id());
+                let url = create_postgres_db(&admin, &name, true).await?;
+                Ok(Database {
+                    url,
+                    pg: Some((admin, name)),
+                })
+            }
+        }
+    }
+
+    fn server_env(&self, db: &Database) -> Vec<(String, String)> {
+        vec![
+            ("MOTCUA_DURABILITY".into(), self.durability.as_str().into()),
+            ("MOTCUA_DATABASE_URL".into(), db.url.clone()),
+        ]
+    }
+}
+
+/// A database made for the run; PostgreSQL ones are dropped by `drop_db`.
+struct Database {
+    url: String,
+    pg: Option<(String, String)>,
+}
+
+impl Database {
+    async fn drop_db(&self, keep: bool) {
+        if let (Some((admin, name)), false) = (&self.pg, keep)
+            && let Err(e) = drop_postgres_db(admin, name).await
+        {
+            eprintln!("warning: cannot drop database {name}: {e}");
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -172,375 +221,6 @@ impl PdfFactory {
         let at = Self::HEADER.len();
         v[at..at + Self::COUNTER_LEN].copy_from_slice(tag.as_bytes());
         v
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Machine description.
-// ---------------------------------------------------------------------------
-
-struct Machine {
-    nproc: usize,
-    cpu_model: String,
-    kernel: String,
-    memory: String,
-    work_fs: String,
-}
-
-fn machine(work_dir: &Path) -> Machine {
-    let nproc = Command::new("nproc")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
-        .unwrap_or(0);
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let cpu_model = cpuinfo
-        .lines()
-        .find(|l| l.starts_with("model name"))
-        .and_then(|l| l.split_once(':'))
-        .map(|(_, m)| m.trim().to_string())
-        .unwrap_or_else(|| "unknown".into());
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "unknown".into());
-    let memory = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            m.lines()
-                .find(|l| l.starts_with("MemTotal:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<u64>().ok())
-        })
-        .map(|kb| format!("{:.1} GiB", kb as f64 / 1024.0 / 1024.0))
-        .unwrap_or_else(|| "unknown".into());
-    Machine {
-        nproc,
-        cpu_model,
-        kernel,
-        memory,
-        work_fs: filesystem_of(work_dir),
-    }
-}
-
-/// "ext4 on /dev/vda (mounted at /)" for the mount that holds `path`.
-fn filesystem_of(path: &Path) -> String {
-    let path = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
-    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
-    let mut best: Option<(usize, String)> = None;
-    for line in mounts.lines() {
-        let cols: Vec<&str> = line.split_whitespace().collect();
-        let [dev, mnt, fstype, ..] = cols[..] else {
-            continue;
-        };
-        let mnt = mnt.replace("\\040", " ");
-        if path.starts_with(&mnt) && best.as_ref().is_none_or(|(len, _)| mnt.len() > *len) {
-            best = Some((mnt.len(), format!("{fstype} on {dev} (mounted at {mnt})")));
-        }
-    }
-    best.map(|(_, s)| s).unwrap_or_else(|| "unknown".into())
-}
-
-fn clk_tck() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse::<f64>().ok())
-        .unwrap_or(100.0)
-}
-
-/// CPU seconds (user + system) used so far by process `pid`.
-fn cpu_seconds(pid: u32, hz: f64) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name, which is in parentheses.
-    let rest = stat.rsplit_once(')')?.1;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // rest[0] is field 3 (state); utime is field 14, stime field 15.
-    let utime: f64 = f.get(11)?.parse().ok()?;
-    let stime: f64 = f.get(12)?.parse().ok()?;
-    Some((utime + stime) / hz)
-}
-
-/// Whole-machine CPU seconds so far: (busy, steal), from /proc/stat.
-fn machine_cpu(hz: f64) -> Option<(f64, f64)> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let line = stat.lines().next()?.strip_prefix("cpu ")?;
-    let v: Vec<f64> = line
-        .split_whitespace()
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    // user nice system idle iowait irq softirq steal (guest is inside user)
-    let get = |i: usize| v.get(i).copied().unwrap_or(0.0);
-    let busy = get(0) + get(1) + get(2) + get(5) + get(6);
-    Some((busy / hz, get(7) / hz))
-}
-
-/// CPU used during a measured interval.
-#[derive(Debug, Clone, Copy, Default)]
-struct CpuUse {
-    /// The process under test (the server, or this process for the ceiling).
-    subject: f64,
-    /// This process (the load generator), when it is not the subject.
-    loadgen: f64,
-    /// Every other process of the machine: noise.
-    others: f64,
-    /// Time the hypervisor gave to other guests.
-    steal: f64,
-}
-
-struct CpuProbe {
-    hz: f64,
-    subject: u32,
-    start: (Option<f64>, Option<f64>, Option<(f64, f64)>),
-}
-
-impl CpuProbe {
-    fn start(subject: u32) -> Self {
-        let hz = clk_tck();
-        let me = std::process::id();
-        Self {
-            hz,
-            subject,
-            start: (
-                cpu_seconds(subject, hz),
-                cpu_seconds(me, hz),
-                machine_cpu(hz),
-            ),
-        }
-    }
-
-    fn stop(&self) -> Option<CpuUse> {
-        let me = std::process::id();
-        let (s0, m0, a0) = self.start;
-        let (s1, m1, a1) = (
-            cpu_seconds(self.subject, self.hz),
-            cpu_seconds(me, self.hz),
-            machine_cpu(self.hz),
-        );
-        let subject = s1? - s0?;
-        let loadgen = if self.subject == me { 0.0 } else { m1? - m0? };
-        let ((b0, st0), (b1, st1)) = (a0?, a1?);
-        Some(CpuUse {
-            subject,
-            loadgen,
-            others: ((b1 - b0) - subject - loadgen).max(0.0),
-            steal: st1 - st0,
-        })
-    }
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "unknown".into())
-}
-
-// ---------------------------------------------------------------------------
-// Latency statistics.
-// ---------------------------------------------------------------------------
-
-#[derive(Debug, Clone, Copy, Default)]
-struct Latency {
-    p50: f64,
-    p90: f64,
-    p99: f64,
-    max: f64,
-    mean: f64,
-}
-
-/// Nearest-rank percentiles in milliseconds.
-fn latency(mut samples: Vec<Duration>) -> Latency {
-    if samples.is_empty() {
-        return Latency::default();
-    }
-    samples.sort_unstable();
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    let pct = |p: f64| {
-        let rank = ((p / 100.0) * samples.len() as f64).ceil() as usize;
-        ms(samples[rank.clamp(1, samples.len()) - 1])
-    };
-    let sum: f64 = samples.iter().map(|d| ms(*d)).sum();
-    Latency {
-        p50: pct(50.0),
-        p90: pct(90.0),
-        p99: pct(99.0),
-        max: ms(samples[samples.len() - 1]),
-        mean: sum / samples.len() as f64,
-    }
-}
-
-fn latency_json(l: &Latency) -> Value {
-    json!({ "p50": round(l.p50), "p90": round(l.p90), "p99": round(l.p99), "max": round(l.max), "mean": round(l.mean) })
-}
-
-fn round(x: f64) -> f64 {
-    (x * 100.0).round() / 100.0
-}
-
-// ---------------------------------------------------------------------------
-// The server under test.
-// ---------------------------------------------------------------------------
-
-/// Kills the server when dropped (early errors included).
-struct Server {
-    child: Option<Child>,
-    base: String,
-    log: PathBuf,
-}
-
-impl Server {
-    fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
-    }
-
-    /// SIGKILL, the abrupt end: nothing is flushed after the last response.
-    fn kill(&mut self) -> anyhow::Result<()> {
-        if let Some(mut c) = self.child.take() {
-            c.kill().context("cannot kill the server")?;
-            c.wait().context("cannot reap the server")?;
-        }
-        Ok(())
-    }
-
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn find_motcua(explicit: Option<&Path>, repo: &Path) -> anyhow::Result<PathBuf> {
-    if let Some(p) = explicit {
-        if p.is_file() {
-            return Ok(p.to_path_buf());
-        }
-        bail!("--motcua {}: no such file", p.display());
-    }
-    let mut candidates = Vec::new();
-    if let Some(t) = std::env::var_os("CARGO_TARGET_DIR") {
-        let t = PathBuf::from(t);
-        let t = if t.is_relative() { repo.join(t) } else { t };
-        candidates.push(t.join("release").join("motcua"));
-    }
-    if let Ok(me) = std::env::current_exe()
-        && let Some(dir) = me.parent()
-        && dir.file_name().is_some_and(|n| n == "release")
-    {
-        candidates.push(dir.join("motcua"));
-    }
-    candidates.push(repo.join("target").join("release").join("motcua"));
-    for c in &candidates {
-        if c.is_file() {
-            return Ok(c.clone());
-        }
-    }
-    bail!(
-        "the release binary of motcua was not found (looked at {}).\n\
-         Build it first:  cargo build --release   (or pass --motcua PATH)",
-        candidates
-            .iter()
-            .map(|c| c.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    )
-}
-
-/// A `motcua` command isolated from the caller's configuration: no
-/// `motcua.toml` of the checkout, no `MOTCUA_*` variables but durability.
-fn motcua_cmd(bin: &Path, repo: &Path, data_dir: &Path, durability: DurabilityArg) -> Command {
-    let mut cmd = Command::new(bin);
-    cmd.current_dir(repo);
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("MOTCUA_") {
-            cmd.env_remove(&k);
-        }
-    }
-    cmd.env("MOTCUA_DURABILITY", durability.as_str())
-        .arg("--config")
-        .arg(data_dir.join("no-such-motcua.toml"))
-        .arg("--data-dir")
-        .arg(data_dir);
-    cmd
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    let l = TcpListener::bind("127.0.0.1:0").context("cannot find a free port")?;
-    Ok(l.local_addr()?.port())
-}
-
-async fn start_server(
-    bin: &Path,
-    repo: &Path,
-    data_dir: &Path,
-    durability: DurabilityArg,
-) -> anyhow::Result<Server> {
-    let import = motcua_cmd(bin, repo, data_dir, durability)
-        .args(["procedures", "import"])
-        .arg(Path::new(BENCH_DIR).join("procedures"))
-        .output()
-        .context("cannot run motcua procedures import")?;
-    if !import.status.success() {
-        bail!(
-            "motcua procedures import failed:\n{}{}",
-            String::from_utf8_lossy(&import.stdout),
-            String::from_utf8_lossy(&import.stderr)
-        );
-    }
-    let port = free_port()?;
-    let listen = format!("127.0.0.1:{port}");
-    let log = data_dir.join("server.log");
-    let out = std::fs::File::create(&log).context("cannot create server.log")?;
-    let err = out.try_clone()?;
-    let child = motcua_cmd(bin, repo, data_dir, durability)
-        .args(["serve", "--demo", "--listen", &listen])
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(out))
-        .stderr(Stdio::from(err))
-        .spawn()
-        .context("cannot start motcua serve")?;
-    let mut server = Server {
-        child: Some(child),
-        base: format!("http://{listen}"),
-        log,
-    };
-    let probe = reqwest::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .build()?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(c) = server.child.as_mut()
-            && let Some(status) = c.try_wait()?
-        {
-            server.child = None;
-            bail!(
-                "motcua serve exited ({status}) before it was ready:\n{}",
-                server.log_tail()
-            );
-        }
-        if let Ok(r) = probe.get(format!("{}/readyz", server.base)).send().await
-            && r.status().is_success()
-        {
-            return Ok(server);
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "motcua serve was not ready after 60 s:\n{}",
-                server.log_tail()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -705,7 +385,29 @@ async fn server_run(
     repo: &Path,
     data_dir: &Path,
 ) -> anyhow::Result<ServerRun> {
-    let mut server = start_server(bin, repo, data_dir, args.durability).await?;
+    let db = args.database(data_dir, "server").await?;
+    let result = server_run_on(args, bin, repo, data_dir, &db).await;
+    db.drop_db(args.keep_data).await;
+    result
+}
+
+async fn server_run_on(
+    args: &Args,
+    bin: &Path,
+    repo: &Path,
+    data_dir: &Path,
+    db: &Database,
+) -> anyhow::Result<ServerRun> {
+    let env = args.server_env(db);
+    let procedures = Path::new(BENCH_DIR).join("procedures");
+    run_motcua(
+        bin,
+        repo,
+        data_dir,
+        &env,
+        &["procedures", "import", &procedures.display().to_string()],
+    )?;
+    let mut server = start_server(bin, repo, data_dir, &env).await?;
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(120))
         .pool_max_idle_per_host(args.concurrency.max(1))
@@ -759,8 +461,8 @@ async fn server_run(
     // database for every acknowledged dossier and its file.
     server.kill()?;
     eprintln!("server killed (SIGKILL); checking the database …");
-    let url = format!("sqlite://{}", data_dir.join("motcua.db").display());
-    let store = SqliteStore::open(&url, args.durability.store()).await?;
+    let opened = AnyStore::open(&db.url, args.durability.store()).await?;
+    let store = opened.store();
     let stored_dossiers: u64 = store.count_by_status().await?.values().sum();
     let outbox_pending = store.pending_events().await?;
     let objects_root = data_dir.join("objects");
@@ -790,7 +492,7 @@ async fn server_run(
             }
         }
     }
-    store.close().await;
+    opened.close().await;
     Ok(ServerRun {
         warmup,
         measured,
@@ -816,6 +518,104 @@ struct CeilingRun {
     put_ms: f64,
     create_ms: f64,
     cpu: Option<CpuUse>,
+    /// PostgreSQL only: the same rows inserted by pgbench.
+    raw: Option<RawRun>,
+}
+
+/// pgbench inserting the rows of a submission (sequence counter, dossier,
+/// document, audit record under the chain's lock, outbox event) in one
+/// transaction each: the database's own ceiling, without motcua.
+struct RawRun {
+    clients: usize,
+    transactions: u64,
+    tps: f64,
+    latency_avg_ms: f64,
+}
+
+/// SQL string literal.
+fn lit(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+async fn pgbench_run(
+    args: &Args,
+    url: &str,
+    dir: &Path,
+    clients: usize,
+    ctx: &CeilingCtx,
+) -> anyhow::Result<RawRun> {
+    let user_id = ctx.applicant.user_id.unwrap_or(0);
+    let fields = serde_json::to_string(&ctx.fields)?;
+    let lifecycle = serde_json::to_string(&Lifecycle::new())?;
+    let day = motcua_store::vietnam_day(Utc::now())
+        .format("%Y-%m-%d")
+        .to_string();
+    let now_ms = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
+    let script = format!(
+        "BEGIN;\n\
+INSERT INTO dossier_seq (agency_code, day, last) VALUES ({agency}, {day}, 1) ON CONFLICT (agency_code, day) DO UPDATE SET last = dossier_seq.last + 1 RETURNING last \\gset\n\
+INSERT INTO dossiers (code, procedure_code, procedure_version, agency_code, unit_code, channel, applicant_user_id, applicant_name, applicant_national_id, applicant_phone, applicant_email, fields, submitted_at, status, holder, due_at, appointment_at, lifecycle, version, updated_at) VALUES ('RAW-' || :last, {proc}, {version}, {agency}, {unit}, 'online', {user_id}, {name}, {nid}, {phone}, {email}, {fields}, {now_ms}, 'newly_registered', 'officer', NULL, NULL, {lifecycle}, 1, {now_ms}) RETURNING id \\gset\n\
+INSERT INTO dossier_documents (dossier_id, position, document_id, filename, content_type, size, sha256, uploaded_at, stage) VALUES (:id, 0, {doc}, 'to-khai-giam-ho.pdf', 'application/pdf', {size}, md5(random()::text) || md5(random()::text), {now_ms}, 'initial');\n\
+SELECT pg_advisory_xact_lock({lock});\n\
+INSERT INTO audit (seq, at, actor, actor_role, agency_code, action, dossier_code, from_status, to_status, note, payload_hash, prev_hash, hash) SELECT COALESCE(MAX(seq), 0) + 1, (extract(epoch from clock_timestamp()) * 1000000)::bigint, {actor}, 'citizen', {agency}, 'dossier.submit', 'RAW-' || :last, NULL, 'newly_registered', NULL, md5(random()::text) || md5(random()::text), md5(random()::text) || md5(random()::text), md5(random()::text) || md5(random()::text) FROM audit;\n\
+INSERT INTO outbox (topic, payload, created_at) VALUES ('dossier.submitted', '{{\"code\":\"RAW-' || :last || '\",\"agency\":\"UB00073\",\"status\":\"newly_registered\"}}', {now_ms});\n\
+COMMIT;\n",
+        agency = lit(AGENCY),
+        day = lit(&day),
+        proc = lit(PROCEDURE_CODE),
+        version = ctx.procedure.version,
+        unit = lit(UNIT),
+        name = lit(&ctx.applicant.full_name),
+        nid = lit(&ctx.applicant.national_id),
+        phone = lit(ctx.applicant.phone.as_deref().unwrap_or("")),
+        email = lit(ctx.applicant.email.as_deref().unwrap_or("")),
+        fields = lit(&fields),
+        lifecycle = lit(&lifecycle),
+        doc = lit(DOCUMENT_ID),
+        size = PDF_BYTES,
+        lock = motcua_store_postgres::AUDIT_LOCK,
+        actor = lit(&ctx.username),
+    );
+    let file = dir.join("pgbench-submission.sql");
+    std::fs::write(&file, script)?;
+    eprintln!(
+        "ceiling (raw rows): pgbench, {clients} clients for {} s …",
+        args.duration_secs
+    );
+    let out = Command::new("pgbench")
+        .args([
+            "-n",
+            "-j",
+            "2",
+            "-c",
+            &clients.to_string(),
+            "-T",
+            &args.duration_secs.to_string(),
+            "-f",
+        ])
+        .arg(&file)
+        .arg(url)
+        .output()
+        .context("cannot run pgbench (Debian package postgresql-client)")?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        bail!(
+            "pgbench failed:\n{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let field = |prefix: &str| -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(prefix))
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+    };
+    Ok(RawRun {
+        clients,
+        transactions: field("number of transactions actually processed:").unwrap_or(0.0) as u64,
+        tps: field("tps =").context("pgbench printed no tps")?,
+        latency_avg_ms: field("latency average =").unwrap_or(0.0),
+    })
 }
 
 fn system_audit(action: &str) -> AuditEntry {
@@ -835,7 +635,7 @@ fn system_audit(action: &str) -> AuditEntry {
 
 /// What every ceiling iteration needs.
 struct CeilingCtx {
-    store: SqliteStore,
+    opened: AnyStore,
     objects: LocalObjectStore,
     procedure: Procedure,
     agency: Agency,
@@ -848,12 +648,13 @@ struct CeilingCtx {
 impl CeilingCtx {
     async fn open(
         durability: Durability,
+        url: &str,
         procedure: &Procedure,
         dir: &Path,
     ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir)?;
-        let url = format!("sqlite://{}", dir.join("ceiling.db").display());
-        let store = SqliteStore::open(&url, durability).await?;
+        let opened = AnyStore::open(url, durability).await?;
+        let store = opened.store();
         store.migrate().await?;
         let units = parse_units_csv(BUILTIN_UNITS_CSV)?;
         store.load_units(&units, system_audit("units.load")).await?;
@@ -899,7 +700,7 @@ impl CeilingCtx {
             email: user.email.clone(),
         };
         Ok(Self {
-            store,
+            opened,
             objects,
             procedure: procedure.clone(),
             agency,
@@ -942,7 +743,8 @@ impl CeilingCtx {
             ),
         };
         let t_create = Instant::now();
-        self.store
+        self.opened
+            .store()
             .create_dossier(NewDossier {
                 procedure_code: self.procedure.code.clone(),
                 procedure_version: self.procedure.version,
@@ -971,7 +773,20 @@ async fn ceiling_run(
     dir: &Path,
     workers: usize,
 ) -> anyhow::Result<CeilingRun> {
-    let ctx = Arc::new(CeilingCtx::open(args.durability.store(), procedure, dir).await?);
+    let db = args.database(dir, &format!("ceiling{workers}")).await?;
+    let result = ceiling_run_on(args, procedure, dir, workers, &db).await;
+    db.drop_db(args.keep_data).await;
+    result
+}
+
+async fn ceiling_run_on(
+    args: &Args,
+    procedure: &Procedure,
+    dir: &Path,
+    workers: usize,
+    db: &Database,
+) -> anyhow::Result<CeilingRun> {
+    let ctx = Arc::new(CeilingCtx::open(args.durability.store(), &db.url, procedure, dir).await?);
     let counter = Arc::new(AtomicU64::new(0));
     let probe = CpuProbe::start(std::process::id());
     let t0 = Instant::now();
@@ -1008,7 +823,12 @@ async fn ceiling_run(
     }
     let elapsed = t0.elapsed();
     let cpu = probe.stop();
-    ctx.store.close().await;
+    let raw = if args.backend == Backend::Postgres && workers > 1 {
+        Some(pgbench_run(args, &db.url, dir, workers, &ctx).await?)
+    } else {
+        None
+    };
+    ctx.opened.close().await;
     let n = latencies.len() as u64;
     let per = |d: Duration| {
         if n == 0 {
@@ -1024,6 +844,7 @@ async fn ceiling_run(
         put_ms: per(in_put),
         create_ms: per(in_create),
         cpu,
+        raw,
     })
 }
 
@@ -1071,6 +892,13 @@ fn write_ceiling(w: &mut String, title: &str, c: &CeilingRun, nproc: usize) {
             pct(u.steal),
         );
     }
+    if let Some(r) = &c.raw {
+        let _ = writeln!(
+            w,
+            "  raw rows (pgbench, {} clients, same rows, no HTTP, no hashing, no file): {:.1} transactions/s, latency avg {:.2} ms ({} transactions)",
+            r.clients, r.tps, r.latency_avg_ms, r.transactions
+        );
+    }
 }
 
 fn ceiling_json(c: &CeilingRun, workers: usize) -> Value {
@@ -1085,6 +913,10 @@ fn ceiling_json(c: &CeilingRun, workers: usize) -> Value {
         "cpu_secs": c.cpu.map(|u| round(u.subject)),
         "other_processes_cpu_secs": c.cpu.map(|u| round(u.others)),
         "steal_secs": c.cpu.map(|u| round(u.steal)),
+        "raw_pgbench": c.raw.as_ref().map(|r| json!({
+            "clients": r.clients, "transactions": r.transactions,
+            "transactions_per_sec": round(r.tps), "latency_avg_ms": round(r.latency_avg_ms),
+        })),
     })
 }
 
@@ -1154,7 +986,12 @@ async fn main() -> anyhow::Result<()> {
     } else {
         0.0
     };
-    let ceiling_per_sec = ceiling.as_ref().map(|(c, _)| c.per_sec());
+    // PostgreSQL: the ceiling is pgbench inserting the same rows; SQLite:
+    // the sequential in-process loop.
+    let ceiling_per_sec = ceiling.as_ref().map(|(seq, conc)| match &conc.raw {
+        Some(r) => r.tps,
+        None => seq.per_sec(),
+    });
     let ratio = ceiling_per_sec.map(|c| if c > 0.0 { per_sec / c } else { 0.0 });
     let acknowledged = srv.warmup.successes + measured.successes;
     let durable = srv.missing.is_empty() && srv.missing_files == 0;
@@ -1174,12 +1011,23 @@ async fn main() -> anyhow::Result<()> {
     );
     let _ = writeln!(w, "data dir:    {}", m.work_fs);
     let _ = writeln!(w, "load avg:    {} (at start)", load_at_start);
-    let _ = writeln!(
-        w,
-        "durability:  {} (SQLite WAL, synchronous={}; attachments fsynced before the commit)",
-        args.durability.as_str(),
-        args.durability.as_str().to_uppercase()
-    );
+    match args.backend {
+        Backend::Sqlite => {
+            let _ = writeln!(
+                w,
+                "database:    SQLite, durability {} (WAL, synchronous={}; attachments fsynced before the commit)",
+                args.durability.as_str(),
+                args.durability.as_str().to_uppercase()
+            );
+        }
+        Backend::Postgres => {
+            let _ = writeln!(
+                w,
+                "database:    PostgreSQL on {} (server's synchronous_commit; attachments fsynced before the commit)",
+                redact(&postgres_admin_url(args.postgres_url.as_deref()))
+            );
+        }
+    }
     let _ = writeln!(
         w,
         "workload:    POST /api/v1/dossiers, 10 fields + one {} KB PDF (distinct bytes each), {} clients, {} s or {} requests, {} warm-up excluded",
@@ -1309,7 +1157,12 @@ async fn main() -> anyhow::Result<()> {
     let _ = writeln!(w);
     let _ = writeln!(
         w,
-        "ratio server/ceiling: {}",
+        "ratio server/ceiling ({}): {}",
+        if args.backend == Backend::Postgres {
+            "pgbench raw rows"
+        } else {
+            "in-process sequential"
+        },
         ratio
             .map(|r| format!("{r:.2}"))
             .unwrap_or_else(|| "n/a".into())
@@ -1350,6 +1203,7 @@ async fn main() -> anyhow::Result<()> {
             "load_average_at_start": load_at_start,
             "machine": { "nproc": m.nproc, "cpu_model": m.cpu_model, "kernel": m.kernel, "memory": m.memory, "data_dir_filesystem": m.work_fs },
             "motcua_binary": bin.display().to_string(),
+            "backend": args.backend.as_str(),
             "durability": args.durability.as_str(),
             "workload": {
                 "concurrency": args.concurrency, "duration_secs": args.duration_secs, "max_requests": args.max_requests,

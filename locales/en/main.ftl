@@ -14,6 +14,8 @@ problem-bad-request = The request is not valid
 problem-not-online = This procedure is not offered online
 problem-no-agency = No agency handles this procedure in the chosen administrative unit
 problem-internal = Something went wrong on our side; please try again later
+problem-exchange-invalid = The change would make the exchange registry invalid
+problem-exchange-disabled = The data exchange is not enabled on this server
 
 # Per-field validation messages
 field-required = This field is required
@@ -53,6 +55,7 @@ field-password-too-short = The password needs at least 8 characters
 field-username-invalid = A user name has 3–32 lower-case letters, digits, dots, hyphens or underscores
 field-username-taken = This user name is taken
 field-national-id-taken = This identification number already has an account
+field-exchange-registry = { $message }
 field-invalid-json = Invalid JSON
 field-missing-application = The "application" part is missing
 field-applicant-required = Counter reception needs the applicant's details

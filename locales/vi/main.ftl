@@ -14,6 +14,8 @@ problem-bad-request = Yêu cầu không hợp lệ
 problem-not-online = Thủ tục này không được cung cấp trực tuyến
 problem-no-agency = Không có cơ quan tiếp nhận thủ tục này tại đơn vị hành chính đã chọn
 problem-internal = Hệ thống đang gặp sự cố, vui lòng thử lại sau
+problem-exchange-invalid = Thay đổi này làm sổ đăng ký trao đổi dữ liệu không hợp lệ
+problem-exchange-disabled = Máy chủ này chưa bật trao đổi dữ liệu
 
 # Per-field validation messages
 field-required = Trường này là bắt buộc
@@ -53,6 +55,7 @@ field-password-too-short = Mật khẩu cần ít nhất 8 ký tự
 field-username-invalid = Tên đăng nhập gồm 3–32 chữ thường, số, dấu chấm, gạch ngang hoặc gạch dưới
 field-username-taken = Tên đăng nhập đã được sử dụng
 field-national-id-taken = Số định danh này đã có tài khoản
+field-exchange-registry = { $message }
 field-invalid-json = Dữ liệu JSON không hợp lệ
 field-missing-application = Thiếu phần "application"
 field-applicant-required = Tiếp nhận trực tiếp cần thông tin người nộp

@@ -44,7 +44,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$bin" serve --demo --data-dir "$data" --listen "127.0.0.1:$port" >"$log" 2>&1 &
+"$bin" serve --demo --data-dir "$data" --listen "127.0.0.1:$port" \
+  --exchange-listen 127.0.0.1:0 >"$log" 2>&1 &
 server=$!
 base="http://127.0.0.1:$port"
 

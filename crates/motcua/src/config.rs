@@ -1,11 +1,14 @@
 //! Configuration: defaults → `motcua.toml` → `MOTCUA_*` environment → flags.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use anyhow::Context;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use motcua_domain::calendar::CalendarConfig;
-use serde::{Deserialize, Serialize};
+use motcua_store::{LocalObjectStore, ObjectStore, S3ObjectStore, S3Options};
+use serde::{Deserialize, Serialize, Serializer};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -25,6 +28,10 @@ pub struct Config {
     /// `text` or `json`.
     pub log_format: String,
     pub calendar: CalendarConfig,
+    /// Where attachments are stored.
+    pub objects: ObjectsConfig,
+    /// The data exchange gateway.
+    pub exchange: ExchangeConfig,
 }
 
 impl Default for Config {
@@ -39,6 +46,8 @@ impl Default for Config {
             max_file_mb: 10,
             log_format: "text".into(),
             calendar: CalendarConfig::default(),
+            objects: ObjectsConfig::default(),
+            exchange: ExchangeConfig::default(),
         }
     }
 }
@@ -64,5 +73,159 @@ impl Config {
         self.database_url
             .clone()
             .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("motcua.db").display()))
+    }
+}
+
+/// The `[exchange]` section: the data exchange gateway (X-Road REST) on
+/// its own port, its message log and its limits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ExchangeConfig {
+    /// Address of the gateway's client listener; empty disables the gateway.
+    pub listen: String,
+    /// The X-Road instance of a registry created from scratch.
+    pub instance: String,
+    /// Directory of the live message log; default `<data_dir>/exchange-log`.
+    /// The signing key is `<data_dir>/exchange-signing.key` (and `.pub`).
+    pub log_dir: Option<PathBuf>,
+    /// Where the retention worker writes archives; default
+    /// `<data_dir>/exchange-archive`.
+    pub archive_dir: Option<PathBuf>,
+    /// Records older than this many days are archived and removed from the
+    /// live log once a day; 0 keeps everything in the live log.
+    pub retention_days: u32,
+    /// Largest request body forwarded to a provider, bytes.
+    pub request_body_limit: u64,
+    /// Largest response body accepted from a provider, bytes.
+    pub response_body_limit: u64,
+    /// Seconds from sending a request upstream to its last response byte.
+    pub upstream_timeout_secs: u64,
+    /// Seconds to open a connection to a provider.
+    pub connect_timeout_secs: u64,
+    /// Seconds between reloads of the registry from the database (changes
+    /// made on other nodes).
+    pub registry_reload_secs: u64,
+    /// PEM certificate (chain) of a TLS client listener; with `tls_key`, the
+    /// gateway listens with TLS and accepts client certificates.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of the TLS listener.
+    pub tls_key: Option<PathBuf>,
+}
+
+impl Default for ExchangeConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8081".into(),
+            instance: "VN".into(),
+            log_dir: None,
+            archive_dir: None,
+            retention_days: 0,
+            request_body_limit: 10 << 20,
+            response_body_limit: 10 << 20,
+            upstream_timeout_secs: 30,
+            connect_timeout_secs: 5,
+            registry_reload_secs: 30,
+            tls_cert: None,
+            tls_key: None,
+        }
+    }
+}
+
+impl ExchangeConfig {
+    /// Whether the gateway listens at all.
+    pub fn enabled(&self) -> bool {
+        !self.listen.trim().is_empty()
+    }
+
+    pub fn log_dir(&self, data_dir: &Path) -> PathBuf {
+        self.log_dir
+            .clone()
+            .unwrap_or_else(|| data_dir.join("exchange-log"))
+    }
+
+    pub fn archive_dir(&self, data_dir: &Path) -> PathBuf {
+        self.archive_dir
+            .clone()
+            .unwrap_or_else(|| data_dir.join("exchange-archive"))
+    }
+}
+
+/// The `[objects]` section: attachments in `data_dir/objects` (the default)
+/// or in an S3-compatible bucket when `url` is set.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ObjectsConfig {
+    /// `s3://bucket` or `s3://bucket/prefix`; unset or empty: local disk.
+    pub url: Option<String>,
+    /// Endpoint of an S3-compatible service; unset for AWS itself.
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    /// Never printed (`config print` shows `<redacted>`).
+    #[serde(serialize_with = "redacted")]
+    pub secret_access_key: Option<String>,
+    /// Allow a plain `http://` endpoint (a service on the same host).
+    pub allow_http: bool,
+}
+
+fn redacted<S: Serializer>(secret: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match secret {
+        Some(_) => s.serialize_some(REDACTED),
+        None => s.serialize_none(),
+    }
+}
+
+const REDACTED: &str = "<redacted>";
+
+impl std::fmt::Debug for ObjectsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObjectsConfig")
+            .field("url", &self.url)
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .field(
+                "secret_access_key",
+                &self.secret_access_key.as_ref().map(|_| REDACTED),
+            )
+            .field("allow_http", &self.allow_http)
+            .finish()
+    }
+}
+
+impl ObjectsConfig {
+    /// The S3 settings when `url` names a bucket.
+    pub fn s3_options(&self) -> Option<S3Options> {
+        let url = self
+            .url
+            .as_deref()
+            .map(str::trim)
+            .filter(|u| !u.is_empty())?;
+        Some(S3Options {
+            url: url.to_string(),
+            endpoint: self.endpoint.clone(),
+            region: self.region.clone(),
+            access_key_id: self.access_key_id.clone(),
+            secret_access_key: self.secret_access_key.clone(),
+            allow_http: self.allow_http,
+        })
+    }
+
+    /// Opens the attachment store: the S3 bucket (checked to be reachable)
+    /// or `data_dir/objects`.
+    pub async fn open(&self, data_dir: &Path) -> anyhow::Result<Arc<dyn ObjectStore>> {
+        let Some(options) = self.s3_options() else {
+            return Ok(Arc::new(LocalObjectStore::open(data_dir.join("objects"))?));
+        };
+        let s3 = S3ObjectStore::open(&options).context("attachments: [objects] configuration")?;
+        let endpoint = options.endpoint.as_deref().unwrap_or("AWS");
+        s3.check().await.with_context(|| {
+            format!(
+                "attachments: cannot reach the bucket {s3} at {endpoint} \
+                 (check [objects] url, endpoint, region and credentials)"
+            )
+        })?;
+        tracing::info!(bucket = %s3, "attachments are stored in S3");
+        Ok(Arc::new(s3))
     }
 }

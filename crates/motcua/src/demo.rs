@@ -215,12 +215,20 @@ pub async fn seed(store: &dyn Store, cfg: &Config) -> anyhow::Result<bool> {
         if store.agency(&agency.code).await?.as_ref() == Some(&agency) {
             continue;
         }
-        store
+        match store
             .put_agency(
                 &agency,
                 system_audit("agency.put", &serde_json::json!({ "code": a.code })),
             )
-            .await?;
+            .await
+        {
+            Ok(()) => {}
+            // Another node inserted the same agency in the same instant:
+            // fine once it is there as seeded, an error otherwise.
+            Err(StoreError::Duplicate(_))
+                if store.agency(&agency.code).await?.as_ref() == Some(&agency) => {}
+            Err(e) => return Err(e.into()),
+        }
     }
     let hash = motcua_web::auth::hash_password(DEMO_PASSWORD).map_err(anyhow::Error::msg)?;
     for (username, name, nid, roles, agency) in USERS {

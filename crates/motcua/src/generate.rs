@@ -51,7 +51,13 @@ pub struct Options {
     /// Dossiers per transaction.
     pub batch: usize,
     pub progress: bool,
+    /// Build the secondary indexes and search terms after the load (much
+    /// faster for large loads; see `Store::bulk_defer_indexes`).
+    pub defer_indexes: bool,
 }
+
+/// From this many dossiers on, `motcua generate` builds indexes after the load.
+pub const DEFER_INDEXES_FROM: u64 = 100_000;
 
 /// What a run did.
 #[derive(Debug, Clone)]
@@ -496,7 +502,7 @@ pub async fn generate(store: &dyn Store, opts: &Options) -> anyhow::Result<Repor
         .bulk_last("audit")
         .await?
         .and_then(|r| Some((r[0].int()?, r[12].text()?.to_string())));
-    let mut generator = Some(Gen {
+    let generator = Gen {
         world,
         rng,
         counters,
@@ -505,7 +511,40 @@ pub async fn generate(store: &dyn Store, opts: &Options) -> anyhow::Result<Repor
         seed: opts.seed,
         next_id,
         prev,
-    });
+    };
+    // A large load builds the secondary indexes and the search terms once,
+    // in key order, at the end, instead of inserting into them at random
+    // places row by row (an interrupted run is finished by `migrate`).
+    let deferred = opts.defer_indexes && store.bulk_defer_indexes().await? > 0;
+    let loaded = load(store, opts, generator, &bar).await;
+    bar.finish();
+    if deferred {
+        let t = Instant::now();
+        if opts.progress {
+            eprintln!("building indexes and search terms …");
+        }
+        store.bulk_restore_indexes().await?;
+        if opts.progress {
+            eprintln!("indexes built in {:.0} s", t.elapsed().as_secs_f64());
+        }
+    }
+    let written = loaded?;
+    Ok(Report {
+        dossiers: written,
+        audit_records: written,
+        agencies_created,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Writes the generated batches; returns how many dossiers were written.
+async fn load(
+    store: &dyn Store,
+    opts: &Options,
+    generator: Gen,
+    bar: &ProgressBar,
+) -> anyhow::Result<u64> {
+    let mut generator = Some(generator);
     // Two stages at once: the next batch is made on a blocking thread
     // while the database writes the previous one.
     let mut remaining = opts.dossiers;
@@ -549,13 +588,7 @@ pub async fn generate(store: &dyn Store, opts: &Options) -> anyhow::Result<Repor
         pending = Some((Box::pin(async move { store.bulk_import(&parts).await }), n));
         remaining -= n;
     }
-    bar.finish();
-    Ok(Report {
-        dossiers: written,
-        audit_records: written,
-        agencies_created,
-        seconds: started.elapsed().as_secs_f64(),
-    })
+    Ok(written)
 }
 
 /// The generator's state between batches.

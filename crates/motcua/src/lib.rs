@@ -4,8 +4,11 @@
 
 pub mod config;
 pub mod demo;
+pub mod exchange;
+pub mod exchange_tls;
 pub mod generate;
 pub mod migrate_data;
+pub mod population;
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -18,7 +21,7 @@ use motcua_domain::audit::{AuditEntry, ChainVerifier};
 use motcua_domain::calendar::WorkingCalendar;
 use motcua_domain::procedure::{LintIssue, Procedure, lint_set, parse_procedure};
 use motcua_domain::units::{BUILTIN_UNITS_CSV, parse_units_csv};
-use motcua_store::{ImportOutcome, LocalObjectStore, ObjectStore, Store};
+use motcua_store::{ImportOutcome, ObjectStore, Store};
 use motcua_store_postgres::{PostgresStore, redact_url};
 use motcua_store_sqlite::{Durability, SqliteStore};
 use motcua_web::{AppState, WebConfig};
@@ -82,20 +85,23 @@ pub async fn open(cfg: &Config) -> anyhow::Result<Installation> {
             redact_url(&url)
         );
     };
-    let objects = LocalObjectStore::open(cfg.data_dir.join("objects"))?;
+    let objects = cfg.objects.open(&cfg.data_dir).await?;
     let calendar = WorkingCalendar::from_config(&cfg.calendar)
         .map_err(|e| anyhow::anyhow!("calendar configuration: {e}"))?;
     Ok(Installation {
         store,
         sqlite,
         postgres,
-        objects: Arc::new(objects),
+        objects,
         calendar,
     })
 }
 
+/// The application state. The exchange registry can be read and changed
+/// through the admin API; the gateway itself is added by `serve` (see
+/// [`exchange::open`]).
 pub fn app_state(inst: &Installation, cfg: &Config) -> AppState {
-    AppState::new(
+    let mut state = AppState::new(
         inst.store.clone(),
         inst.objects.clone(),
         inst.calendar.clone(),
@@ -105,7 +111,9 @@ pub fn app_state(inst: &Installation, cfg: &Config) -> AppState {
             max_file_bytes: cfg.max_file_mb.max(1) * 1_000_000,
             ..WebConfig::default()
         },
-    )
+    );
+    state.exchange = Some(exchange::handle(cfg, None));
+    state
 }
 
 /// Parsed procedures with their file names, and every lint problem found.

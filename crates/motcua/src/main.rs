@@ -39,9 +39,19 @@ enum Cmd {
         /// Address to listen on (default 127.0.0.1:8080).
         #[arg(long)]
         listen: Option<String>,
-        /// Seed demo agencies, accounts and procedures on first start.
+        /// Address of the data exchange gateway (default 127.0.0.1:8081;
+        /// an empty value disables it).
+        #[arg(long)]
+        exchange_listen: Option<String>,
+        /// Seed demo agencies, accounts and procedures on first start, and
+        /// start the demo population database provider behind the gateway.
         #[arg(long)]
         demo: bool,
+    },
+    /// The data exchange gateway's message log.
+    Exchange {
+        #[command(subcommand)]
+        command: ExchangeCmd,
     },
     /// Apply database migrations.
     Migrate,
@@ -72,6 +82,9 @@ enum Cmd {
     },
     /// Delete attachments that no dossier refers to (older than an hour).
     Sweep,
+    /// Rebuild the search terms of every dossier (e.g. after a rolling
+    /// upgrade during which nodes of an older release took submissions).
+    Reindex,
     /// Copy a whole installation to another database (e.g. a commune's
     /// SQLite to the province's PostgreSQL), verifying counts and the audit
     /// chain. Stop the nodes using the source first.
@@ -115,6 +128,47 @@ enum ProcCmd {
 enum AuditCmd {
     /// Verify the whole chain; exits non-zero naming the first broken record.
     Verify,
+}
+
+#[derive(Subcommand)]
+enum ExchangeCmd {
+    /// Write the live message log, or the records that started in
+    /// [--from, --to), to a signed file that verifies on its own.
+    Export {
+        /// Target file; must not exist.
+        #[arg(long)]
+        out: PathBuf,
+        /// RFC 3339 time, e.g. 2026-01-01T00:00:00+07:00.
+        #[arg(long)]
+        from: Option<String>,
+        /// RFC 3339 time (exclusive).
+        #[arg(long)]
+        to: Option<String>,
+    },
+    /// Verify an exported or archived log file (or a live log directory)
+    /// offline; exits non-zero naming the first broken or missing record.
+    Verify {
+        /// The file (or directory) to verify.
+        #[arg(long)]
+        log: PathBuf,
+        /// Public key: 64 hex digits or a file holding them (default:
+        /// exchange-signing.pub in the data directory).
+        #[arg(long)]
+        key: Option<String>,
+    },
+    /// Move the records that started before a time to a signed archive file
+    /// and remove them from the live log. Stop `serve` first (or set
+    /// [exchange] retention_days and let it archive daily).
+    Archive {
+        /// RFC 3339 time.
+        #[arg(long)]
+        before: String,
+        /// Target file; must not exist.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Print the public key (hex) that verifies the log.
+    PublicKey,
 }
 
 #[derive(Subcommand)]
@@ -188,27 +242,75 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Cmd::Serve {
             listen,
+            exchange_listen,
             demo: with_demo,
         } => {
             if let Some(l) = listen {
                 cfg.listen = l;
+            }
+            if let Some(l) = exchange_listen {
+                cfg.exchange.listen = l;
             }
             init_logging(&cfg);
             let inst = motcua::open(&cfg).await?;
             if with_demo && demo::seed(inst.store.as_ref(), &cfg).await? {
                 println!("Demo data seeded.");
             }
-            let state = motcua::app_state(&inst, &cfg);
+            let mut state = motcua::app_state(&inst, &cfg);
+            let gateway = motcua::exchange::open(&cfg, inst.store.as_ref()).await?;
+            let handle = motcua::exchange::handle(&cfg, gateway.as_ref().map(|(g, _)| g.clone()));
+            state.exchange = Some(handle.clone());
+            if with_demo && gateway.is_some() {
+                let provider = motcua::population::start(&cfg.data_dir).await?;
+                motcua::exchange::register_demo(&handle, inst.store.as_ref(), provider).await?;
+            }
             motcua::spawn_workers(&state);
+            motcua::exchange::spawn_workers(handle, inst.store.clone(), &cfg);
             let listener = tokio::net::TcpListener::bind(&cfg.listen)
                 .await
                 .with_context(|| format!("cannot listen on {}", cfg.listen))?;
             let addr = listener.local_addr()?;
             println!("motcua is running at http://{addr}/  (API docs: http://{addr}/api/docs)");
+            // One signal stops both listeners.
+            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                let _ = stop_tx.send(true);
+            });
+            let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+                let _ = rx.wait_for(|s| *s).await;
+            };
+            let exchange_task = match gateway {
+                Some((gw, l)) => {
+                    let gw_addr = l.local_addr()?;
+                    println!(
+                        "Exchange gateway at {}://{gw_addr}/r1/  (health: {}://{gw_addr}/healthz)",
+                        l.scheme(),
+                        l.scheme()
+                    );
+                    Some(tokio::spawn(motcua::exchange::serve(
+                        gw,
+                        l,
+                        stopped(stop_rx.clone()),
+                    )))
+                }
+                None => {
+                    println!("Exchange gateway disabled ([exchange] listen is empty).");
+                    None
+                }
+            };
             if with_demo {
                 print!("{}", demo::logins());
             }
-            motcua::serve(state, listener, shutdown_signal()).await?;
+            let served = motcua::serve(state, listener, stopped(stop_rx)).await;
+            if let Some(t) = exchange_task {
+                match t.await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::warn!(error = %e, "exchange gateway"),
+                    Err(e) => tracing::warn!(error = %e, "exchange gateway task"),
+                }
+            }
+            served?;
             if let Some(s) = inst.sqlite {
                 s.close().await;
             }
@@ -217,6 +319,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Exchange { command } => exchange_command(&cfg, command).await,
         Cmd::Migrate => {
             let inst = motcua::open(&cfg).await?;
             println!(
@@ -387,6 +490,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     dossiers,
                     seed,
                     batch,
+                    defer_indexes: dossiers >= motcua::generate::DEFER_INDEXES_FROM,
                     progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
                 },
             )
@@ -417,6 +521,139 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             )
             .await?;
             println!("{n} orphaned file(s) removed.");
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Reindex => {
+            let inst = motcua::open(&cfg).await?;
+            let t = std::time::Instant::now();
+            // An empty list of deferred indexes: only the terms are rebuilt.
+            if inst
+                .store
+                .meta(motcua_store::bulk::DEFERRED_INDEXES)
+                .await?
+                .is_none()
+            {
+                inst.store
+                    .set_meta(motcua_store::bulk::DEFERRED_INDEXES, "[]")
+                    .await?;
+            }
+            inst.store.bulk_restore_indexes().await?;
+            println!(
+                "Search terms of every dossier rebuilt in {:.1} s.",
+                t.elapsed().as_secs_f64()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn rfc3339(s: &str) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .with_context(|| format!("'{s}' is not an RFC 3339 time (e.g. 2026-01-01T00:00:00+07:00)"))
+}
+
+async fn exchange_command(cfg: &Config, command: ExchangeCmd) -> anyhow::Result<ExitCode> {
+    use motcua_exchange::log as xlog;
+    match command {
+        ExchangeCmd::Export { out, from, to } => {
+            if out.exists() {
+                anyhow::bail!("{} already exists", out.display());
+            }
+            let range = xlog::TimeRange {
+                from: from.as_deref().map(rfc3339).transpose()?,
+                to: to.as_deref().map(rfc3339).transpose()?,
+            };
+            let key = motcua::exchange::signing_key(cfg)?;
+            let dir = cfg.exchange.log_dir(&cfg.data_dir);
+            if !dir.is_dir() {
+                anyhow::bail!("no exchange message log at {}", dir.display());
+            }
+            let s = tokio::task::spawn_blocking(move || xlog::export_dir(&dir, &key, range, &out))
+                .await??;
+            match (s.first_seq, s.last_seq) {
+                (Some(a), Some(b)) => println!(
+                    "Exported {} record(s), {a} to {b}, to {}.",
+                    s.records,
+                    s.file.display()
+                ),
+                _ => println!("Exported 0 records to {}.", s.file.display()),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ExchangeCmd::Verify { log, key } => {
+            let key_src = key.unwrap_or_else(|| {
+                motcua::exchange::default_public_key(cfg)
+                    .display()
+                    .to_string()
+            });
+            let key =
+                xlog::read_public_key(&key_src).with_context(|| format!("public key {key_src}"))?;
+            let result = tokio::task::spawn_blocking(move || {
+                if log.is_dir() {
+                    xlog::verify_dir(&log, &key)
+                } else {
+                    xlog::verify_file(&log, &key)
+                }
+            })
+            .await?;
+            match result {
+                Ok(s) => {
+                    let range = match (s.first_seq, s.last_seq) {
+                        (Some(a), Some(b)) => format!(", records {a} to {b}"),
+                        _ => String::new(),
+                    };
+                    println!(
+                        "Exchange log intact: {} record(s){range} in {} signed batch(es), key {}.",
+                        s.records, s.batches, s.key
+                    );
+                    if s.unsigned_tail > 0 {
+                        println!(
+                            "{} record(s) at the end are not signed yet (being written).",
+                            s.unsigned_tail
+                        );
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    println!("EXCHANGE LOG BROKEN at {e}");
+                    Ok(ExitCode::from(2))
+                }
+            }
+        }
+        ExchangeCmd::Archive { before, out } => {
+            if out.exists() {
+                anyhow::bail!("{} already exists", out.display());
+            }
+            let before = rfc3339(&before)?;
+            let lc = motcua::exchange::log_config(cfg);
+            let log = motcua_exchange::MessageLog::open(&lc).with_context(|| {
+                format!(
+                    "cannot open the exchange log in {} (stop `motcua serve` first)",
+                    lc.dir.display()
+                )
+            })?;
+            let result = log.archive_before(before, &out).await;
+            log.shutdown().await;
+            let s = result?;
+            if s.records == 0 {
+                println!(
+                    "Nothing started before {}; nothing archived.",
+                    before.to_rfc3339()
+                );
+            } else {
+                println!(
+                    "Archived {} record(s), {} to {}, to {} and removed them from the live log.",
+                    s.records,
+                    s.first_seq.unwrap_or_default(),
+                    s.last_seq.unwrap_or_default(),
+                    s.file.display()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ExchangeCmd::PublicKey => {
+            println!("{}", motcua::exchange::public_key_hex(cfg)?);
             Ok(ExitCode::SUCCESS)
         }
     }

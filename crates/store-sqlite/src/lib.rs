@@ -21,10 +21,11 @@ use motcua_domain::procedure::Procedure;
 use motcua_domain::units::{AdminUnit, Agency, AgencyKind, UnitLevel};
 use motcua_domain::{AgencyCode, DossierCode, UnitCode};
 use motcua_store::bulk::{self, Cell, ColKind, ExplainTarget, TABLES, TableDef, TableRows};
+use motcua_store::query::{self, Arg, Dialect};
 use motcua_store::{
     Applicant, Dossier, DossierQuery, DossierSummary, DossierUpdate, ImportOutcome, NewDossier,
-    NewUser, OutboxEvent, Store, StoreError, StoreResult, StoredDocument, StoredProcedure, User,
-    vietnam_day,
+    NewUser, OutboxEvent, QueueCount, Store, StoreError, StoreResult, StoredDocument,
+    StoredProcedure, User, vietnam_day,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
@@ -36,6 +37,7 @@ use tokio::sync::{mpsc, oneshot};
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("schema.sql")),
     (2, include_str!("migration_2.sql")),
+    (3, include_str!("migration_3.sql")),
 ];
 
 /// How commits reach the disk.
@@ -314,6 +316,15 @@ async fn insert_dossier_tx(
         .await
         .map_err(db)?;
     SqliteStore::insert_documents(tx, id, 0, &d.documents).await?;
+    insert_terms(
+        tx,
+        &[(
+            d.agency_code.as_str().to_string(),
+            d.applicant.full_name.clone(),
+            id,
+        )],
+    )
+    .await?;
     let mut entry = d.audit;
     entry.dossier_code = Some(code.as_str().to_string());
     SqliteStore::append_audit_tx(tx, entry).await?;
@@ -522,28 +533,68 @@ fn audit_from_row(r: &SqliteRow) -> StoreResult<AuditRecord> {
     })
 }
 
-enum Bind {
-    Text(String),
-    Int(i64),
-}
-
 type SqliteQuery<'q> = sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments>;
 
-fn bind_all(mut query: SqliteQuery<'_>, binds: Vec<Bind>) -> SqliteQuery<'_> {
-    for b in binds {
-        query = match b {
-            Bind::Text(t) => query.bind(t),
-            Bind::Int(i) => query.bind(i),
+fn bind_all(mut query: SqliteQuery<'_>, args: Vec<Arg>) -> SqliteQuery<'_> {
+    for a in args {
+        query = match a {
+            Arg::Text(t) => query.bind(t),
+            Arg::Int(i) => query.bind(i),
         };
     }
     query
 }
 
-fn bind_cell<'q>(query: SqliteQuery<'q>, c: &Cell) -> SqliteQuery<'q> {
+/// Migration 3: the search terms of every existing dossier.
+async fn backfill_terms(tx: &mut Transaction<'_, Sqlite>) -> StoreResult<()> {
+    let mut after = 0i64;
+    loop {
+        let batch: Vec<(i64, String, String)> = sqlx::query_as(
+            "SELECT id, agency_code, applicant_name FROM dossiers WHERE id > ? ORDER BY id LIMIT 10000",
+        )
+        .bind(after)
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(db)?;
+        let Some(last) = batch.last() else {
+            return Ok(());
+        };
+        after = last.0;
+        let sources: Vec<(String, String, i64)> =
+            batch.into_iter().map(|(id, a, n)| (a, n, id)).collect();
+        insert_terms(tx, &sources).await?;
+    }
+}
+
+/// Writes the search terms of dossiers: (agency, applicant name, id).
+async fn insert_terms(
+    tx: &mut Transaction<'_, Sqlite>,
+    dossiers: &[(String, String, i64)],
+) -> StoreResult<()> {
+    let rows: Vec<(String, String, i64)> = dossiers
+        .iter()
+        .flat_map(|(agency, name, id)| query::terms_of(agency, name, *id))
+        .collect();
+    for chunk in rows.chunks(5000) {
+        let sql = format!(
+            "INSERT OR IGNORE INTO dossier_terms (agency_code, term, dossier_id) VALUES {}",
+            vec!["(?,?,?)"; chunk.len()].join(",")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (a, t, id) in chunk {
+            q = q.bind(a.as_str()).bind(t.as_str()).bind(*id);
+        }
+        q.execute(&mut **tx).await.map_err(db)?;
+    }
+    Ok(())
+}
+
+fn bind_cell<'q>(query: SqliteQuery<'q>, c: &'q Cell) -> SqliteQuery<'q> {
     match c {
         Cell::Null => query.bind(None::<i64>),
         Cell::Int(i) => query.bind(*i),
-        Cell::Text(t) => query.bind(t.clone()),
+        // Borrowed: bulk rows are not copied once more to be bound.
+        Cell::Text(t) => query.bind(t.as_str()),
     }
 }
 
@@ -560,62 +611,6 @@ fn cells_of(t: &TableDef, r: &SqliteRow) -> StoreResult<Vec<Cell>> {
             })
         })
         .collect()
-}
-
-/// The SQL and parameters of `find_dossiers` (also shown by `explain`).
-fn find_sql(q: &DossierQuery) -> (String, Vec<Bind>) {
-    let mut sql = String::from(
-        "SELECT code, procedure_code, agency_code, applicant_name, status, holder, channel, submitted_at, due_at, appointment_at FROM dossiers WHERE 1=1",
-    );
-    let mut binds: Vec<Bind> = Vec::new();
-    if let Some(a) = &q.agency {
-        sql.push_str(" AND agency_code = ?");
-        binds.push(Bind::Text(a.as_str().to_string()));
-    }
-    if !q.holders.is_empty() {
-        sql.push_str(&format!(
-            " AND holder IN ({})",
-            vec!["?"; q.holders.len()].join(",")
-        ));
-        binds.extend(q.holders.iter().map(|r| Bind::Text(r.as_str().to_string())));
-    }
-    if !q.statuses.is_empty() {
-        sql.push_str(&format!(
-            " AND status IN ({})",
-            vec!["?"; q.statuses.len()].join(",")
-        ));
-        binds.extend(
-            q.statuses
-                .iter()
-                .map(|s| Bind::Text(s.as_str().to_string())),
-        );
-    }
-    if let Some(uid) = q.applicant_user_id {
-        sql.push_str(" AND applicant_user_id = ?");
-        binds.push(Bind::Int(uid));
-    }
-    if let Some(text) = q.text.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
-        sql.push_str(
-            " AND (code = ? OR applicant_national_id = ? OR applicant_name LIKE ? ESCAPE '\\')",
-        );
-        binds.push(Bind::Text(text.to_ascii_uppercase()));
-        binds.push(Bind::Text(text.to_string()));
-        let escaped = text
-            .replace('\\', "\\\\")
-            .replace('%', "\\%")
-            .replace('_', "\\_");
-        binds.push(Bind::Text(format!(
-            "%{}%",
-            motcua_domain::text::nfc(&escaped)
-        )));
-    }
-    if q.applicant_user_id.is_some() {
-        sql.push_str(" ORDER BY submitted_at DESC, id DESC");
-    } else {
-        sql.push_str(" ORDER BY due_at IS NULL, due_at, submitted_at, id");
-    }
-    sql.push_str(&format!(" LIMIT {}", q.limit.clamp(1, 500)));
-    (sql, binds)
 }
 
 fn event_payload(
@@ -655,6 +650,9 @@ impl Store for SqliteStore {
                 continue;
             }
             sqlx::raw_sql(*sql).execute(&mut *tx).await.map_err(db)?;
+            if *version == 3 {
+                backfill_terms(&mut tx).await?;
+            }
             sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)")
                 .bind(version)
                 .bind(ms(Utc::now()))
@@ -664,6 +662,8 @@ impl Store for SqliteStore {
             tx.commit().await.map_err(db)?;
             applied += 1;
         }
+        // A bulk load that was interrupted left its indexes dropped.
+        self.bulk_restore_indexes().await?;
         Ok(applied)
     }
 
@@ -1120,15 +1120,51 @@ impl Store for SqliteStore {
     }
 
     async fn find_dossiers(&self, q: &DossierQuery) -> StoreResult<Vec<DossierSummary>> {
-        let (sql, binds) = find_sql(q);
+        let f = query::find_dossiers(q, Dialect::Sqlite);
         // Only placeholders and fixed fragments are formatted into the text.
-        let query = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), binds);
-        query
+        let rows = bind_all(
+            sqlx::query(sqlx::AssertSqlSafe(f.sql.clone())),
+            f.args.clone(),
+        )
+        .fetch_all(&self.read)
+        .await
+        .map_err(db)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let s = summary_from_row(r)?;
+            if f.keeps(&s.applicant_name) {
+                out.push(s);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn queue_counts(
+        &self,
+        agency: &AgencyCode,
+        holders: &[Role],
+        now: DateTime<Utc>,
+        soon: DateTime<Utc>,
+    ) -> StoreResult<Vec<QueueCount>> {
+        if holders.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (sql, args) =
+            query::queue_counts(agency.as_str(), holders, ms(now), ms(soon), Dialect::Sqlite);
+        bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), args)
             .fetch_all(&self.read)
             .await
             .map_err(db)?
             .iter()
-            .map(summary_from_row)
+            .map(|r| {
+                QueueCount::from_row(
+                    &r.try_get::<String, _>(0).map_err(db)?,
+                    &r.try_get::<String, _>(1).map_err(db)?,
+                    r.try_get(2).map_err(db)?,
+                    r.try_get(3).map_err(db)?,
+                    r.try_get(4).map_err(db)?,
+                )
+            })
             .collect()
     }
 
@@ -1346,11 +1382,19 @@ impl Store for SqliteStore {
         // of 256 MiB (instead of 2 MiB) keeps the indexes' upper levels in
         // memory. Set on the writer connection of the process doing the
         // bulk work (`migrate-data`, `generate`), not on a serving node.
-        sqlx::query("PRAGMA cache_size = -262144")
+        // Statement journals (kept while a multi-row INSERT runs) stay in
+        // memory instead of a temporary file.
+        sqlx::raw_sql("PRAGMA cache_size = -262144; PRAGMA temp_store = MEMORY")
             .execute(&self.write)
             .await
             .map_err(db)?;
         let mut tx = self.write.begin().await.map_err(db)?;
+        let deferred: Option<String> = sqlx::query_scalar("SELECT value FROM meta WHERE key = ?")
+            .bind(bulk::DEFERRED_INDEXES)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+        let deferred = deferred.is_some();
         let mut written = 0;
         for part in parts {
             let t = bulk::table(part.table)?;
@@ -1391,6 +1435,9 @@ impl Store for SqliteStore {
                 query.execute(&mut *tx).await.map_err(db)?;
                 written += chunk.len() as u64;
             }
+            if t.name == "dossiers" && !deferred {
+                insert_terms(&mut tx, &bulk::dossier_term_sources(&part.rows)?).await?;
+            }
         }
         tx.commit().await.map_err(db)?;
         Ok(written)
@@ -1398,6 +1445,10 @@ impl Store for SqliteStore {
 
     async fn bulk_clear(&self) -> StoreResult<()> {
         let mut tx = self.write.begin().await.map_err(db)?;
+        sqlx::query("DELETE FROM dossier_terms")
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
         for t in TABLES.iter().rev() {
             sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {}", t.name)))
                 .execute(&mut *tx)
@@ -1408,12 +1459,107 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn bulk_defer_indexes(&self) -> StoreResult<usize> {
+        let mut tx = self.write.begin().await.map_err(db)?;
+        let indexes: Vec<(String, String)> = sqlx::query_as(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name IN ('dossiers', 'audit') AND sql IS NOT NULL ORDER BY name",
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db)?;
+        let had: Option<String> = sqlx::query_scalar("SELECT value FROM meta WHERE key = ?")
+            .bind(bulk::DEFERRED_INDEXES)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+        let mut all: Vec<(String, String)> = match had {
+            Some(v) => serde_json::from_str(&v).map_err(json_err)?,
+            None => Vec::new(),
+        };
+        for (name, sql) in &indexes {
+            sqlx::query(sqlx::AssertSqlSafe(format!("DROP INDEX \"{name}\"")))
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            all.push((name.clone(), sql.clone()));
+        }
+        sqlx::query("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value")
+            .bind(bulk::DEFERRED_INDEXES)
+            .bind(serde_json::to_string(&all).map_err(json_err)?)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(indexes.len())
+    }
+
+    async fn bulk_restore_indexes(&self) -> StoreResult<()> {
+        let Some(v) = self.meta(bulk::DEFERRED_INDEXES).await? else {
+            return Ok(());
+        };
+        let indexes: Vec<(String, String)> = serde_json::from_str(&v).map_err(json_err)?;
+        sqlx::raw_sql("PRAGMA cache_size = -262144; PRAGMA temp_store = MEMORY")
+            .execute(&self.write)
+            .await
+            .map_err(db)?;
+        let mut tx = self.write.begin().await.map_err(db)?;
+        for (_, sql) in &indexes {
+            sqlx::query(sqlx::AssertSqlSafe(bulk::create_if_missing(sql)))
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        // Every dossier's terms, built from one pass over the table and
+        // appended in key order.
+        sqlx::query("DELETE FROM dossier_terms")
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        let mut builder = bulk::TermBuilder::default();
+        let mut after = 0i64;
+        loop {
+            let batch: Vec<(i64, String, String)> = sqlx::query_as(
+                "SELECT id, agency_code, applicant_name FROM dossiers WHERE id > ? ORDER BY id LIMIT 50000",
+            )
+            .bind(after)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db)?;
+            let Some(last) = batch.last() else { break };
+            after = last.0;
+            for (id, agency, name) in &batch {
+                builder.add(agency, name, *id);
+            }
+        }
+        for chunk in builder.sorted().chunks(5000) {
+            let sql = format!(
+                "INSERT INTO dossier_terms (agency_code, term, dossier_id) VALUES {}",
+                vec!["(?,?,?)"; chunk.len()].join(",")
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (a, t, id) in chunk {
+                q = q.bind(a).bind(t).bind(id);
+            }
+            q.execute(&mut *tx).await.map_err(db)?;
+        }
+        sqlx::query("DELETE FROM meta WHERE key = ?")
+            .bind(bulk::DEFERRED_INDEXES)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(())
+    }
+
     async fn explain(&self, target: &ExplainTarget) -> StoreResult<String> {
         let (sql, binds) = match target {
-            ExplainTarget::Find(q) => find_sql(q),
+            ExplainTarget::Find(q) => {
+                let f = query::find_dossiers(q, Dialect::Sqlite);
+                (f.sql, f.args)
+            }
             ExplainTarget::Dossier(code) => (
                 "SELECT * FROM dossiers WHERE code = ?".to_string(),
-                vec![Bind::Text(code.as_str().to_string())],
+                vec![Arg::Text(code.as_str().to_string())],
             ),
         };
         let query = bind_all(

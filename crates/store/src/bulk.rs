@@ -298,3 +298,159 @@ pub fn check_chain_continues(
     }
     Ok(())
 }
+
+/// The (agency, applicant name, id) of each row of the `dossiers` table,
+/// for the search terms written beside them.
+pub fn dossier_term_sources(rows: &[Vec<Cell>]) -> crate::StoreResult<Vec<(String, String, i64)>> {
+    let t = table("dossiers")?;
+    let col = |name: &str| {
+        t.columns
+            .iter()
+            .position(|(n, _)| *n == name)
+            .ok_or_else(|| crate::StoreError::Invalid(format!("dossiers has no column {name}")))
+    };
+    let (id, agency, name) = (col("id")?, col("agency_code")?, col("applicant_name")?);
+    rows.iter()
+        .map(|r| match (&r[id], &r[agency], &r[name]) {
+            (Cell::Int(i), Cell::Text(a), Cell::Text(n)) => Ok((a.clone(), n.clone(), *i)),
+            _ => Err(crate::StoreError::Invalid(
+                "a dossier row without id, agency or applicant name".into(),
+            )),
+        })
+        .collect()
+}
+
+/// `meta` key holding the indexes dropped for a bulk load: a JSON array of
+/// `[name, CREATE INDEX statement]`.
+pub const DEFERRED_INDEXES: &str = "bulk.deferred_indexes";
+
+/// `CREATE INDEX …` as `CREATE INDEX IF NOT EXISTS …` (restoring twice is
+/// harmless).
+pub fn create_if_missing(statement: &str) -> String {
+    let t = statement.trim();
+    for prefix in ["CREATE INDEX ", "CREATE UNIQUE INDEX "] {
+        if let Some(rest) = t.strip_prefix(prefix)
+            && !rest.starts_with("IF NOT EXISTS")
+        {
+            return format!("{prefix}IF NOT EXISTS {rest}");
+        }
+    }
+    t.to_string()
+}
+
+/// Builds every dossier's search terms for a bulk rebuild: dossiers are
+/// added in any order (a sequential scan), and the terms come out sorted
+/// by the table's key (agency, term, dossier id), so that they are
+/// appended to the index in order. Kept compact — 16 bytes a term, about
+/// 80 bytes a dossier — with agencies and terms interned.
+#[derive(Default)]
+pub struct TermBuilder {
+    agencies: Vec<String>,
+    agency_ix: std::collections::HashMap<String, u32>,
+    terms: Vec<String>,
+    term_ix: std::collections::HashMap<String, u32>,
+    rows: Vec<(u32, u32, i64)>,
+}
+
+impl TermBuilder {
+    pub fn add(&mut self, agency: &str, applicant_name: &str, dossier_id: i64) {
+        let a = match self.agency_ix.get(agency) {
+            Some(a) => *a,
+            None => {
+                let a = self.agencies.len() as u32;
+                self.agencies.push(agency.to_string());
+                self.agency_ix.insert(agency.to_string(), a);
+                a
+            }
+        };
+        for term in motcua_domain::text::name_terms(applicant_name) {
+            let t = match self.term_ix.get(&term) {
+                Some(t) => *t,
+                None => {
+                    let t = self.terms.len() as u32;
+                    self.term_ix.insert(term.clone(), t);
+                    self.terms.push(term);
+                    t
+                }
+            };
+            self.rows.push((a, t, dossier_id));
+        }
+    }
+
+    /// The rows in key order (byte order of the texts, as both backends
+    /// compare these columns).
+    pub fn sorted(mut self) -> SortedTerms {
+        let rank = |names: &[String]| {
+            let mut order: Vec<usize> = (0..names.len()).collect();
+            order.sort_by(|x, y| names[*x].as_bytes().cmp(names[*y].as_bytes()));
+            let mut rank = vec![0u32; names.len()];
+            for (r, i) in order.iter().enumerate() {
+                rank[*i] = r as u32;
+            }
+            rank
+        };
+        let (ar, tr) = (rank(&self.agencies), rank(&self.terms));
+        self.rows
+            .sort_unstable_by_key(|(a, t, id)| (ar[*a as usize], tr[*t as usize], *id));
+        SortedTerms {
+            agencies: self.agencies,
+            terms: self.terms,
+            rows: self.rows,
+        }
+    }
+}
+
+pub struct SortedTerms {
+    agencies: Vec<String>,
+    terms: Vec<String>,
+    rows: Vec<(u32, u32, i64)>,
+}
+
+impl SortedTerms {
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// The rows in key order, `n` at a time.
+    pub fn chunks(&self, n: usize) -> impl Iterator<Item = Vec<(&str, &str, i64)>> + '_ {
+        self.rows.chunks(n.max(1)).map(|c| {
+            c.iter()
+                .map(|(a, t, id)| {
+                    (
+                        self.agencies[*a as usize].as_str(),
+                        self.terms[*t as usize].as_str(),
+                        *id,
+                    )
+                })
+                .collect()
+        })
+    }
+}
+
+#[cfg(test)]
+mod term_tests {
+    use super::*;
+
+    #[test]
+    fn terms_come_out_in_key_order() {
+        let mut b = TermBuilder::default();
+        b.add("UB2", "Trần An", 3);
+        b.add("UB1", "Lê An", 7);
+        b.add("UB1", "An", 2);
+        let s = b.sorted();
+        let rows: Vec<(String, String, i64)> = s
+            .chunks(2)
+            .flatten()
+            .map(|(a, t, i)| (a.to_string(), t.to_string(), i))
+            .collect();
+        let mut want = rows.clone();
+        want.sort();
+        assert_eq!(rows, want);
+        assert_eq!(rows.len(), 3 + 3 + 1);
+        assert_eq!(rows[0], ("UB1".into(), "an".into(), 2));
+    }
+}

@@ -539,6 +539,55 @@ pub async fn queries(store: &dyn Store) -> Result<(), String> {
         e(store.find_dossiers(&q(vec![], Some("%"))).await, "wildcard")?.is_empty(),
         "LIKE wildcards are literal",
     )?;
+    e(
+        store
+            .create_dossier(new_dossier("UB00073", "00073", None, "Phạm Quốc Anh", now)?)
+            .await,
+        "create",
+    )?;
+    for (text, want, what) in [
+        ("nguyen van an", 1, "a name typed without diacritics"),
+        ("NGUYỄN  VĂN AN", 1, "a name in capitals"),
+        ("an", 1, "a given name alone, not a prefix of another (Anh)"),
+        ("quoc anh", 1, "a run of words from the middle"),
+        ("van nguyen", 0, "words out of order"),
+        ("binh tran", 0, "words out of order"),
+        ("001090012345", 3, "a national ID number"),
+        ("001 090 012 345", 3, "a national ID number with spaces"),
+        ("--", 0, "punctuation only"),
+    ] {
+        let n = e(store.find_dossiers(&q(vec![], Some(text))).await, what)?.len();
+        check(
+            n == want,
+            &format!("search {text:?} ({what}): {n} found, {want} expected"),
+        )?;
+    }
+    let lower = a.code.as_str().to_ascii_lowercase();
+    check(
+        e(store.find_dossiers(&q(vec![], Some(&lower))).await, "code")?.len() == 1,
+        "search by a code typed in lower case",
+    )?;
+    // The workqueue's counts cover the agency's whole queue.
+    let ub73 = AgencyCode::parse("UB00073").map_err(|x| x.to_string())?;
+    let counts = e(
+        store
+            .queue_counts(
+                &ub73,
+                &[Role::Officer, Role::Specialist, Role::Leader],
+                now + Duration::days(1),
+                now + Duration::days(2),
+            )
+            .await,
+        "queue counts",
+    )?;
+    check(
+        counts.len() == 1
+            && counts[0].holder == Role::Officer
+            && counts[0].status == Status::NewlyRegistered
+            && counts[0].total == 3
+            && counts[0].overdue == 0,
+        &format!("queue counts of UB00073: {counts:?}"),
+    )?;
     check(
         e(
             store.find_dossiers(&q(vec![], Some("Cường"))).await,
@@ -549,7 +598,7 @@ pub async fn queries(store: &dyn Store) -> Result<(), String> {
     )?;
     let counts = e(store.count_by_status().await, "counts")?;
     check(
-        counts.get("newly_registered") == Some(&3),
+        counts.get("newly_registered") == Some(&4),
         "count by status",
     )?;
     Ok(())
@@ -751,6 +800,20 @@ pub async fn bulk_copy(src: &dyn Store, dst: &dyn Store) -> Result<(), String> {
     let back = e(dst.dossier(&a.code).await, "read")?.ok_or("copied dossier missing")?;
     let orig = e(src.dossier(&a.code).await, "read")?.ok_or("dossier missing")?;
     check(back == orig, "a copied dossier reads the same")?;
+    let found = e(
+        dst.find_dossiers(&DossierQuery {
+            agency: Some(orig.agency_code.clone()),
+            text: Some(motcua_domain::text::fold(&orig.applicant.full_name)),
+            limit: 10,
+            ..Default::default()
+        })
+        .await,
+        "search the copy",
+    )?;
+    check(
+        found.iter().any(|d| d.code == orig.code),
+        "a copied dossier is found by its applicant's name",
+    )?;
     let chain = e(dst.audit_records(0, 100_000).await, "audit")?;
     check(
         verify_chain(&chain).is_ok() && chain == e(src.audit_records(0, 100_000).await, "audit")?,
@@ -851,6 +914,20 @@ pub async fn bulk_copy(src: &dyn Store, dst: &dyn Store) -> Result<(), String> {
     )?;
     check(!plan.trim().is_empty(), "explain prints a plan")?;
     e(dst.bulk_clear().await, "clear")?;
+    check(
+        e(
+            dst.find_dossiers(&DossierQuery {
+                agency: Some(orig.agency_code.clone()),
+                text: Some(orig.applicant.full_name.clone()),
+                limit: 10,
+                ..Default::default()
+            })
+            .await,
+            "search after clear",
+        )?
+        .is_empty(),
+        "nothing is found after a clear",
+    )?;
     for t in TABLES {
         check(
             e(dst.bulk_count(t.name).await, "count")? == 0,

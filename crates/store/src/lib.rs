@@ -9,6 +9,8 @@
 pub mod bulk;
 pub mod conformance;
 pub mod objects;
+mod objects_s3;
+pub mod query;
 
 use std::collections::BTreeMap;
 
@@ -23,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 pub use bulk::{Cell, ColKind, ExplainTarget, TABLES, TableDef, TableRows};
 pub use objects::{LocalObjectStore, ObjectRef, ObjectStore};
+pub use objects_s3::{S3ObjectStore, S3Options};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -175,9 +178,53 @@ pub struct DossierQuery {
     pub holders: Vec<Role>,
     pub statuses: Vec<Status>,
     pub applicant_user_id: Option<i64>,
-    /// Exact dossier code, national id number, or part of the applicant's name.
+    /// Staff search: a whole dossier code, a national ID number, or a run
+    /// of whole words of the applicant's name (diacritics ignored).
     pub text: Option<String>,
     pub limit: u32,
+}
+
+/// One line of a workqueue's counts: dossiers of an agency held by `holder`
+/// in `status`; of them, how many open ones are past their due time and
+/// how many fall due soon.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct QueueCount {
+    pub holder: Role,
+    pub status: Status,
+    pub total: u64,
+    pub overdue: u64,
+    pub due_soon: u64,
+}
+
+impl QueueCount {
+    /// From a row of [`query::queue_counts`].
+    pub fn from_row(
+        holder: &str,
+        status: &str,
+        total: i64,
+        overdue: Option<i64>,
+        due_soon: Option<i64>,
+    ) -> StoreResult<Self> {
+        let holder = Role::parse(holder)
+            .ok_or_else(|| StoreError::Backend(format!("unknown holder {holder}")))?;
+        let status = Status::parse(status)
+            .ok_or_else(|| StoreError::Backend(format!("unknown status {status}")))?;
+        let open = status.is_open();
+        let n = |x: Option<i64>| {
+            if open {
+                x.unwrap_or(0).max(0) as u64
+            } else {
+                0
+            }
+        };
+        Ok(Self {
+            holder,
+            status,
+            total: total.max(0) as u64,
+            overdue: n(overdue),
+            due_soon: n(due_soon),
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -257,6 +304,15 @@ pub trait Store: Send + Sync + 'static {
     /// Writes a decided change if the dossier is still at `expected_version`.
     async fn update_dossier(&self, u: DossierUpdate) -> StoreResult<Dossier>;
     async fn find_dossiers(&self, q: &DossierQuery) -> StoreResult<Vec<DossierSummary>>;
+    /// Counts of an agency's workqueue by holder and status (all of it,
+    /// not only the rows a list shows).
+    async fn queue_counts(
+        &self,
+        agency: &AgencyCode,
+        holders: &[Role],
+        now: DateTime<Utc>,
+        soon: DateTime<Utc>,
+    ) -> StoreResult<Vec<QueueCount>>;
     async fn count_by_status(&self) -> StoreResult<BTreeMap<String, u64>>;
     async fn referenced_objects(&self) -> StoreResult<Vec<String>>;
 
@@ -305,6 +361,17 @@ pub trait Store: Send + Sync + 'static {
     async fn bulk_import(&self, parts: &[TableRows]) -> StoreResult<u64>;
     /// Deletes every row of every table (`migrate-data --force`).
     async fn bulk_clear(&self) -> StoreResult<()>;
+    /// Before a large load into an installation no node is serving: drops
+    /// the secondary indexes of `dossiers` and `audit` and stops writing
+    /// search terms row by row; both are rebuilt, in key order, by
+    /// [`Store::bulk_restore_indexes`]. What was dropped is recorded in
+    /// `meta` ([`bulk::DEFERRED_INDEXES`]) in the same transaction, and
+    /// `migrate` finishes an interrupted load, so a crash never leaves an
+    /// installation without its indexes. Returns how many were dropped.
+    async fn bulk_defer_indexes(&self) -> StoreResult<usize>;
+    /// Re-creates what [`Store::bulk_defer_indexes`] dropped and every
+    /// dossier's search terms; does nothing when nothing was deferred.
+    async fn bulk_restore_indexes(&self) -> StoreResult<()>;
     /// The database's query plan for a read path (`EXPLAIN QUERY PLAN` on
     /// SQLite, `EXPLAIN` on PostgreSQL), one line per plan node.
     async fn explain(&self, target: &ExplainTarget) -> StoreResult<String>;

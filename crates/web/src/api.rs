@@ -561,27 +561,21 @@ pub async fn workqueue(
         limit: 500,
         ..Default::default()
     };
-    let rows = st.store.find_dossiers(&q).await?;
     let now = st.clock.now();
     let cal = st.calendar();
     let soon = cal.add_working_minutes(now, i64::from(cal.hours_per_day()) * 60);
-    let mut counts = QueueCounts::default();
-    let items: Vec<QueueItem> = rows
+    let agency = q.agency.clone().ok_or_else(ApiError::forbidden)?;
+    let counts = QueueCounts::of(
+        &st.store
+            .queue_counts(&agency, &q.holders, now, soon)
+            .await?,
+    );
+    let items: Vec<QueueItem> = st
+        .store
+        .find_dossiers(&q)
+        .await?
         .iter()
-        .map(|s| {
-            let item = QueueItem::of(s, now, soon);
-            counts.total += 1;
-            counts.overdue += usize::from(item.overdue);
-            counts.due_soon += usize::from(item.due_soon);
-            match (s.status, s.holder) {
-                (Status::NewlyRegistered, _) => counts.to_receive += 1,
-                (Status::Completed, _) => counts.to_return += 1,
-                (_, Some(Role::Leader)) => counts.to_approve += 1,
-                (_, Some(_)) => counts.to_appraise += 1,
-                _ => {}
-            }
-            item
-        })
+        .map(|s| QueueItem::of(s, now, soon))
         .collect();
     Ok(Json(Workqueue { counts, items }))
 }

@@ -6,6 +6,7 @@
 pub mod api;
 pub mod auth;
 pub mod error;
+pub mod exchange_api;
 pub mod i18n;
 pub mod metrics;
 pub mod pages;
@@ -69,6 +70,9 @@ pub struct AppState {
     pub clock: Arc<Clock>,
     /// The catalogue with folded search text, refreshed when it changes.
     catalogue: Arc<RwLock<Option<Catalogue>>>,
+    /// The data exchange registry (and the gateway, on nodes that run it);
+    /// `None`: the exchange API answers 503.
+    pub exchange: Option<Arc<exchange_api::ExchangeHandle>>,
 }
 
 impl AppState {
@@ -89,6 +93,7 @@ impl AppState {
             metrics: Arc::new(metrics::Metrics::default()),
             clock: Arc::new(Clock::default()),
             catalogue: Arc::new(RwLock::new(None)),
+            exchange: None,
         }
     }
 
@@ -193,10 +198,18 @@ impl Connected<SocketAddr> for ClientAddr {
         api::list_procedures, api::get_procedure,
         api::submit, api::get_dossier, api::get_document, api::list_dossiers, api::workqueue, api::act, api::track,
         healthz, readyz, metrics_text,
+        exchange_api::get_registry, exchange_api::get_metrics,
+        exchange_api::add_member, exchange_api::remove_member,
+        exchange_api::add_subsystem, exchange_api::remove_subsystem,
+        exchange_api::put_service, exchange_api::remove_service,
+        exchange_api::grant, exchange_api::revoke,
+        exchange_api::create_api_key, exchange_api::revoke_api_key,
+        exchange_api::add_client_cert, exchange_api::remove_client_cert,
     ),
     components(schemas(views::Application, views::ApplicantInput)),
     modifiers(&BearerAuth),
-    tags((name = "auth"), (name = "procedures"), (name = "dossiers"), (name = "operations"))
+    tags((name = "auth"), (name = "procedures"), (name = "dossiers"), (name = "operations"),
+        (name = "exchange", description = "The data exchange registry (province administrators); the gateway itself listens on its own port, see docs/exchange.md"))
 )]
 pub struct ApiDoc;
 
@@ -242,7 +255,13 @@ async fn metrics_text(State(st): State<AppState>) -> Result<Response, ApiError> 
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        st.metrics.render(&counts, pending),
+        {
+            let mut text = st.metrics.render(&counts, pending);
+            if let Some(gw) = st.exchange.as_ref().and_then(|e| e.gateway()) {
+                text.push_str(&gw.render_prometheus());
+            }
+            text
+        },
     )
         .into_response())
 }
@@ -331,6 +350,44 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/dossiers/{code}/actions", post(api::act))
         .route("/api/v1/workqueue", get(api::workqueue))
         .route("/api/v1/track/{code}", get(api::track))
+        .route("/api/v1/exchange/registry", get(exchange_api::get_registry))
+        .route("/api/v1/exchange/metrics", get(exchange_api::get_metrics))
+        .route("/api/v1/exchange/members", post(exchange_api::add_member))
+        .route(
+            "/api/v1/exchange/members/remove",
+            post(exchange_api::remove_member),
+        )
+        .route(
+            "/api/v1/exchange/subsystems",
+            post(exchange_api::add_subsystem),
+        )
+        .route(
+            "/api/v1/exchange/subsystems/remove",
+            post(exchange_api::remove_subsystem),
+        )
+        .route("/api/v1/exchange/services", post(exchange_api::put_service))
+        .route(
+            "/api/v1/exchange/services/remove",
+            post(exchange_api::remove_service),
+        )
+        .route("/api/v1/exchange/access/grant", post(exchange_api::grant))
+        .route("/api/v1/exchange/access/revoke", post(exchange_api::revoke))
+        .route(
+            "/api/v1/exchange/api-keys",
+            post(exchange_api::create_api_key),
+        )
+        .route(
+            "/api/v1/exchange/api-keys/{id}/revoke",
+            post(exchange_api::revoke_api_key),
+        )
+        .route(
+            "/api/v1/exchange/client-certs",
+            post(exchange_api::add_client_cert),
+        )
+        .route(
+            "/api/v1/exchange/client-certs/remove",
+            post(exchange_api::remove_client_cert),
+        )
         .route("/api/openapi.json", get(openapi_json))
         .route("/api/docs", get(api_docs))
         .route("/healthz", get(healthz))

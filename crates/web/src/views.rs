@@ -329,7 +329,9 @@ pub struct QueueItem {
 
 impl QueueItem {
     pub fn of(s: &DossierSummary, now: DateTime<Utc>, due_soon_by: DateTime<Utc>) -> Self {
-        let overdue = s.due_at.is_some_and(|d| d < now);
+        // Only an open dossier can be late or fall due.
+        let open = s.status.is_open();
+        let overdue = open && s.due_at.is_some_and(|d| d < now);
         Self {
             code: s.code.to_string(),
             procedure_code: s.procedure_code.clone(),
@@ -341,7 +343,54 @@ impl QueueItem {
             due_at: s.due_at,
             appointment_at: s.appointment_at,
             overdue,
-            due_soon: !overdue && s.due_at.is_some_and(|d| d <= due_soon_by),
+            due_soon: open && !overdue && s.due_at.is_some_and(|d| d <= due_soon_by),
+        }
+    }
+}
+
+/// Which tab of the workqueue a dossier belongs to.
+pub fn queue_tab(
+    status: motcua_domain::dossier::Status,
+    holder: Option<motcua_domain::dossier::Role>,
+) -> &'static str {
+    use motcua_domain::dossier::{Role, Status};
+    match (status, holder) {
+        (Status::NewlyRegistered, _) => "receive",
+        (Status::Completed, _) => "return",
+        (_, Some(Role::Leader)) => "approve",
+        (_, Some(_)) => "appraise",
+        _ => "other",
+    }
+}
+
+impl QueueCounts {
+    /// The whole queue's counts, from the store's per-(holder, status) lines.
+    pub fn of(lines: &[motcua_store::QueueCount]) -> Self {
+        let mut c = Self::default();
+        for l in lines {
+            let n = l.total as usize;
+            c.total += n;
+            c.overdue += l.overdue as usize;
+            c.due_soon += l.due_soon as usize;
+            match queue_tab(l.status, Some(l.holder)) {
+                "receive" => c.to_receive += n,
+                "return" => c.to_return += n,
+                "approve" => c.to_approve += n,
+                "appraise" => c.to_appraise += n,
+                _ => {}
+            }
+        }
+        c
+    }
+
+    /// The count shown on a tab.
+    pub fn tab(&self, tab: &str) -> usize {
+        match tab {
+            "receive" => self.to_receive,
+            "return" => self.to_return,
+            "approve" => self.to_approve,
+            "appraise" => self.to_appraise,
+            _ => self.total,
         }
     }
 }

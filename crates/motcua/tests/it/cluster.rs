@@ -100,21 +100,32 @@ impl Node {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_motcua"));
         cmd.current_dir(workspace())
             .args(["serve", "--listen", "127.0.0.1:0", "--database-url", db])
+            // The nodes share one data directory here, so not one message
+            // log: the exchange gateway is tested in exchange.rs.
+            .args(["--exchange-listen", ""])
             .arg("--data-dir")
             .arg(data)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::null());
+            .stderr(Stdio::piped());
         if demo {
             cmd.arg("--demo");
         }
         let mut child = cmd.spawn().expect("start motcua");
         let stdout = child.stdout.take().expect("stdout");
+        // Its log is kept so that a node that fails to start says why.
+        let stderr = child.stderr.take().expect("stderr");
+        let log = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = std::io::Read::read_to_string(&mut BufReader::new(stderr), &mut text);
+            text
+        });
         let mut lines = BufReader::new(stdout).lines();
         let base = loop {
             let Some(line) = lines.next() else {
                 let status = child.wait();
-                panic!("motcua exited before listening: {status:?}");
+                let log = log.join().unwrap_or_default();
+                panic!("motcua exited before listening: {status:?}\n{log}");
             };
             let line = line.expect("line");
             if let Some(rest) = line.strip_prefix("motcua is running at ") {

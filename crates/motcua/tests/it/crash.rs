@@ -14,7 +14,8 @@ async fn killed_server_keeps_every_acknowledged_submission() {
     let data = dir.join("data");
     let mut child = Command::new(env!("CARGO_BIN_EXE_motcua"))
         .current_dir(workspace())
-        .args(["serve", "--demo", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args(["serve", "--demo", "--listen", "127.0.0.1:0"])
+        .args(["--exchange-listen", "127.0.0.1:0", "--data-dir"])
         .arg(&data)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())

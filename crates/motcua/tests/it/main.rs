@@ -4,8 +4,10 @@
 mod admin;
 mod cluster;
 mod crash;
+mod exchange;
 mod helpers;
 mod operations;
 mod pages;
+mod s3;
 mod scale;
 mod stories;

@@ -4,7 +4,7 @@ use askama::Template;
 use axum::extract::{Multipart, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use motcua_domain::dossier::{Channel, Role, Status};
+use motcua_domain::dossier::{Channel, Role};
 use motcua_store::{DossierQuery, User};
 use serde::Deserialize;
 
@@ -12,6 +12,7 @@ use super::citizen::{Attempt, Opt, Row, procedure_names, render_apply, row_of};
 use super::*;
 use crate::AppState;
 use crate::error::ApiError;
+use crate::views::{QueueCounts, queue_tab};
 
 type PageResult = Result<Response, ApiError>;
 
@@ -51,17 +52,6 @@ fn staff_user(ctx: &Ctx) -> Result<Result<User, Redirect>, ApiError> {
     }
 }
 
-/// Which tab a dossier of the queue belongs to (as the API counts them).
-fn tab_of(status: Status, holder: Option<Role>) -> &'static str {
-    match (status, holder) {
-        (Status::NewlyRegistered, _) => "receive",
-        (Status::Completed, _) => "return",
-        (_, Some(Role::Leader)) => "approve",
-        (_, Some(_)) => "appraise",
-        _ => "other",
-    }
-}
-
 /// `GET /can-bo`: the workqueue of the signed-in staff member's roles, or
 /// a search by code, national ID number or name (`?q=`).
 pub async fn workqueue(
@@ -93,7 +83,7 @@ pub async fn workqueue(
         e.note = None;
         st.store.append_audit(e).await?;
         DossierQuery {
-            agency: Some(agency),
+            agency: Some(agency.clone()),
             text: Some(text.clone()),
             limit: 200,
             ..Default::default()
@@ -103,8 +93,8 @@ pub async fn workqueue(
             return Err(ApiError::forbidden());
         }
         DossierQuery {
-            agency: Some(agency),
-            holders,
+            agency: Some(agency.clone()),
+            holders: holders.clone(),
             limit: 500,
             ..Default::default()
         }
@@ -115,20 +105,19 @@ pub async fn workqueue(
     let cal = st.calendar();
     let soon = cal.add_working_minutes(now, i64::from(cal.hours_per_day()) * 60);
     let tab = q.tab.clone().unwrap_or_else(|| "all".into());
-    let mut counts = std::collections::BTreeMap::<&str, usize>::new();
-    let mut overdue = 0;
-    let mut due_soon = 0;
+    // The counts cover the whole queue, not only the rows listed.
+    let counts = if searching {
+        QueueCounts::default()
+    } else {
+        QueueCounts::of(&st.store.queue_counts(&agency, &holders, now, soon).await?)
+    };
     let mut out = Vec::new();
     for s in &rows {
-        let t = tab_of(s.status, s.holder);
-        *counts.entry(t).or_default() += 1;
-        let row = row_of(&ctx, &names, s, now, soon);
-        overdue += usize::from(row.flag_class == "overdue");
-        due_soon += usize::from(row.flag_class == "due-soon");
-        if searching || tab == "all" || tab == t {
-            out.push(row);
+        if searching || tab == "all" || tab == queue_tab(s.status, s.holder) {
+            out.push(row_of(&ctx, &names, s, now, soon));
         }
     }
+    let (overdue, due_soon) = (counts.overdue, counts.due_soon);
     let tabs = if searching {
         Vec::new()
     } else {
@@ -143,11 +132,7 @@ pub async fn workqueue(
         .map(|(k, label)| Tab {
             href: format!("/can-bo?tab={k}"),
             label: ctx.t(label),
-            count: if *k == "all" {
-                rows.len()
-            } else {
-                counts.get(k).copied().unwrap_or(0)
-            },
+            count: counts.tab(k),
             current: tab == *k,
         })
         .collect()

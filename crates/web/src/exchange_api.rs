@@ -1,0 +1,570 @@
+//! The data exchange registry in the admin JSON API.
+//!
+//! The registry document (members, subsystems, services, access rights, API
+//! keys, client certificates; see `docs/exchange.md`) is kept in the main
+//! store under [`REGISTRY_META_KEY`], so that every node of an installation
+//! shares it and every change lands in the audit chain together with the new
+//! document. Province administrators read and change it here; each change
+//! names its actor in the audit record and is put in force on this node at
+//! once (other nodes reload it periodically).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use motcua_domain::audit::AuditEntry;
+use motcua_domain::dossier::Role;
+use motcua_exchange::registry::{Endpoint, Service};
+use motcua_exchange::{Change, ClientId, EditError, Gateway, Registry, ServiceId};
+use motcua_store::{Store, User};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::AppState;
+use crate::auth::{self, current_user};
+use crate::error::{ApiError, FieldProblem};
+use crate::service::audit_entry;
+
+/// The key of the registry document in the store's settings.
+pub const REGISTRY_META_KEY: &str = "exchange.registry";
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// The exchange as the web layer sees it: the registry's instance and, on a
+/// node that runs the gateway, the gateway (whose registry is replaced after
+/// each change).
+pub struct ExchangeHandle {
+    instance: String,
+    gateway: Option<Gateway>,
+    /// Serialises the read-modify-write of the stored document on this node.
+    edits: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for ExchangeHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExchangeHandle")
+            .field("instance", &self.instance)
+            .field("gateway", &self.gateway.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ExchangeHandle {
+    pub fn new(instance: &str, gateway: Option<Gateway>) -> Self {
+        Self {
+            instance: instance.to_string(),
+            gateway,
+            edits: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub fn gateway(&self) -> Option<&Gateway> {
+        self.gateway.as_ref()
+    }
+
+    /// The stored registry, or an empty one of the configured instance when
+    /// none is stored yet.
+    pub async fn load(&self, store: &dyn Store) -> ApiResult<Registry> {
+        match store.meta(REGISTRY_META_KEY).await? {
+            Some(json) => serde_json::from_str(&json)
+                .map_err(|e| ApiError::internal(format!("stored exchange registry: {e}"))),
+            None => Ok(Registry::new(&self.instance)),
+        }
+    }
+
+    /// Puts the stored registry in force when it differs from the one in
+    /// force (changes made on other nodes). Returns whether it changed; on
+    /// error the registry in force stays.
+    pub async fn reload(&self, store: &dyn Store) -> ApiResult<bool> {
+        let Some(gw) = &self.gateway else {
+            return Ok(false);
+        };
+        let stored = self.load(store).await?;
+        if gw.registry().source() == &stored {
+            return Ok(false);
+        }
+        gw.set_registry(stored).map_err(ApiError::internal)?;
+        Ok(true)
+    }
+
+    /// Applies one change to the stored registry: `edit` changes the
+    /// document (validated by the registry's own operations) and describes
+    /// the change; the new document is written together with the audit
+    /// record `audit` makes of the change, then put in force on this node.
+    pub async fn change<T>(
+        &self,
+        store: &dyn Store,
+        edit: impl FnOnce(&mut Registry) -> Result<(Change, T), EditError>,
+        audit: impl FnOnce(&Change) -> AuditEntry,
+    ) -> ApiResult<(Change, T)> {
+        let _guard = self.edits.lock().await;
+        let mut registry = self.load(store).await?;
+        let (change, out) = edit(&mut registry).map_err(edit_error)?;
+        let json = serde_json::to_string(&registry).map_err(ApiError::internal)?;
+        store
+            .set_meta_audited(REGISTRY_META_KEY, &json, audit(&change))
+            .await?;
+        if let Some(gw) = &self.gateway {
+            gw.set_registry(registry).map_err(ApiError::internal)?;
+        }
+        Ok((change, out))
+    }
+}
+
+/// The payload hashed into the audit record of a registry change.
+pub fn change_payload(change: &Change) -> serde_json::Value {
+    serde_json::json!({
+        "action": change.action,
+        "target": change.target,
+        "summary": change.summary,
+    })
+}
+
+fn edit_error(e: EditError) -> ApiError {
+    match e {
+        EditError::AlreadyExists(what) => ApiError::new(StatusCode::CONFLICT, "duplicate")
+            .detail(format!("{what} already exists")),
+        EditError::NotFound(what) => ApiError::not_found().detail(format!("{what} does not exist")),
+        EditError::Invalid(invalid) => {
+            let mut err = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "exchange-invalid")
+                .detail(invalid.to_string());
+            err.fields = invalid
+                .0
+                .iter()
+                .map(|p| {
+                    let mut f = FieldProblem::new(&p.at, "exchange-registry");
+                    f.params
+                        .insert("message".into(), serde_json::Value::from(p.message.clone()));
+                    f
+                })
+                .collect();
+            err
+        }
+        EditError::Random(e) => ApiError::internal(e),
+    }
+}
+
+fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::field("body", "invalid-json").detail(e.to_string()))
+}
+
+/// The signed-in province administrator and the exchange, or 401/403/503.
+async fn admin(st: &AppState, headers: &HeaderMap) -> ApiResult<(User, Arc<ExchangeHandle>)> {
+    let user = current_user(st, headers).await?;
+    if !auth::has(&user, Role::ProvinceAdmin) {
+        return Err(ApiError::forbidden());
+    }
+    let ex = st
+        .exchange
+        .clone()
+        .ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "exchange-disabled"))?;
+    Ok((user, ex))
+}
+
+/// Applies an edit as `user` and answers with the change.
+async fn apply<T>(
+    st: &AppState,
+    user: &User,
+    ex: &ExchangeHandle,
+    edit: impl FnOnce(&mut Registry) -> Result<(Change, T), EditError>,
+) -> ApiResult<(ChangeView, T)> {
+    let (change, out) = ex
+        .change(st.store.as_ref(), edit, |c| {
+            let mut e = audit_entry(st, user, Role::ProvinceAdmin, c.action, &change_payload(c));
+            e.note = Some(c.summary.clone());
+            e
+        })
+        .await?;
+    Ok((ChangeView::of(&change), out))
+}
+
+fn unit(c: Change) -> (Change, ()) {
+    (c, ())
+}
+
+/// A registry change as answered by the API (and written to the audit chain).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChangeView {
+    /// Stable action name, e.g. `exchange.access.grant`.
+    pub action: String,
+    pub target: String,
+    pub summary: String,
+}
+
+impl ChangeView {
+    fn of(c: &Change) -> Self {
+        Self {
+            action: c.action.to_string(),
+            target: c.target.clone(),
+            summary: c.summary.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct MemberInput {
+    /// Member class, e.g. `GOV`.
+    pub class: String,
+    /// Member code, e.g. `BCA`.
+    pub code: String,
+    #[serde(default)]
+    pub name: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct MemberRef {
+    pub class: String,
+    pub code: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct SubsystemInput {
+    /// `INSTANCE/CLASS/MEMBER/SUBSYSTEM`.
+    #[schema(value_type = String, example = "VN/GOV/UBND-HN/MOTCUA")]
+    pub id: ClientId,
+    #[serde(default)]
+    pub name: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct SubsystemRef {
+    #[schema(value_type = String)]
+    pub id: ClientId,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct EndpointInput {
+    /// An upper-case HTTP method or `*`.
+    pub method: String,
+    /// A path pattern: `/people/{id}`, `/a/*`, `/b/**`.
+    pub path: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ServiceInput {
+    /// `INSTANCE/CLASS/MEMBER/SUBSYSTEM/SERVICECODE[/VERSION]`.
+    #[schema(value_type = String, example = "VN/GOV/BCA/POPULATION/citizens")]
+    pub id: ServiceId,
+    #[serde(default)]
+    pub name: String,
+    /// The provider's base URL, `http://host[:port][/prefix]`.
+    pub upstream: String,
+    /// OpenAPI description (JSON or YAML text) served by `getOpenAPI`.
+    pub openapi: Option<String>,
+    #[serde(default)]
+    pub endpoints: Vec<EndpointInput>,
+    /// Keep request and response bodies in the message log.
+    #[serde(default)]
+    pub capture_bodies: bool,
+    pub capture_limit: Option<u64>,
+    pub timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ServiceRef {
+    #[schema(value_type = String)]
+    pub id: ServiceId,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct AccessInput {
+    #[schema(value_type = String)]
+    pub client: ClientId,
+    #[schema(value_type = String)]
+    pub service: ServiceId,
+    /// Empty: the whole service.
+    #[serde(default)]
+    pub endpoints: Vec<EndpointInput>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct AccessRef {
+    #[schema(value_type = String)]
+    pub client: ClientId,
+    #[schema(value_type = String)]
+    pub service: ServiceId,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ApiKeyInput {
+    #[schema(value_type = String)]
+    pub client: ClientId,
+    #[serde(default)]
+    pub label: String,
+}
+
+/// A new API key: the clear key is shown once and never stored.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiKeyCreated {
+    pub id: String,
+    pub client: String,
+    /// Send as `Authorization: X-Road-ApiKey token=<key>`.
+    pub key: String,
+    pub change: ChangeView,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ClientCertInput {
+    #[schema(value_type = String)]
+    pub client: ClientId,
+    /// SHA-256 of the DER certificate (hex; colons and upper case accepted).
+    pub fingerprint: String,
+    #[serde(default)]
+    pub label: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ClientCertRef {
+    pub fingerprint: String,
+}
+
+fn endpoints(v: Vec<EndpointInput>) -> Vec<Endpoint> {
+    v.into_iter()
+        .map(|e| Endpoint::new(&e.method, &e.path))
+        .collect()
+}
+
+/// `GET /api/v1/exchange/registry`
+#[utoipa::path(get, path = "/api/v1/exchange/registry", tag = "exchange",
+    responses((status = 200, description = "The registry document (see docs/exchange.md); API keys as SHA-256 only", body = Object),
+        (status = 401), (status = 403, description = "Province administrators only")))]
+pub async fn get_registry(State(st): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
+    let (_, ex) = admin(&st, &headers).await?;
+    Ok(Json(ex.load(st.store.as_ref()).await?).into_response())
+}
+
+/// `GET /api/v1/exchange/metrics`: per-service and per-client counts,
+/// errors and latency percentiles of this node's gateway.
+#[utoipa::path(get, path = "/api/v1/exchange/metrics", tag = "exchange",
+    responses((status = 200, body = Object), (status = 401), (status = 403), (status = 503, description = "The gateway does not run on this node")))]
+pub async fn get_metrics(State(st): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
+    let (_, ex) = admin(&st, &headers).await?;
+    let gw = ex
+        .gateway()
+        .ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "exchange-disabled"))?;
+    Ok(Json(gw.metrics().snapshot()).into_response())
+}
+
+/// `POST /api/v1/exchange/members`
+#[utoipa::path(post, path = "/api/v1/exchange/members", tag = "exchange", request_body = MemberInput,
+    responses((status = 200, body = ChangeView), (status = 403), (status = 409), (status = 422)))]
+pub async fn add_member(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<ChangeView>> {
+    let (user, ex) = admin(&st, &headers).await?;
+    let m: MemberInput = json_body(&body)?;
+    let (c, ()) = apply(&st, &user, &ex, |r| {
+        r.add_member(&m.class, &m.code, &m.name).map(unit)
+    })
+    .await?;
+    Ok(Json(c))
+}
+
+/// `POST /api/v1/exchange/members/remove`: with its subsystems, their
+/// services and every right, key and certificate involving them.
+#[utoipa::path(post, path = "/api/v1/exchange/members/remove", tag = "exchange", request_body = MemberRef,
+    responses((status = 200, body = ChangeView), (status = 403), (status = 404)))]
+pub async fn remove_member(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<ChangeView>> {
+    let (user, ex) = admin(&st, &headers).await?;
+    let m: MemberRef = json_body(&body)?;
+    let (c, ()) = apply(&st, &user, &ex, |r| {
+        r.remove_member(&m.class, &m.code).map(unit)
+    })
+    .await?;
+    Ok(Json(c))
+}
+
+/// `POST /api/v1/exchange/subsystems`
+#[utoipa::path(post, path = "/api/v1/exchange/subsystems", tag = "exchange", request_body = SubsystemInput,
+    responses((status = 200, body = ChangeView), (status = 403), (status = 409), (status = 422)))]
+pub async fn add_subsystem(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<ChangeView>> {
+    let (user, ex) = admin(&st, &headers).await?;
+    let s: SubsystemInput = json_body(&body)?;
+    let (c, ()) = apply(&st, &user, &ex, |r| {
+        r.add_subsystem(&s.id, &s.name).map(unit)
+    })
+    .await?;
+    Ok(Json(c))
+}
+
+/// `POST /api/v1/exchange/subsystems/remove`
+#[utoipa::path(post, path = "/api/v1/exchange/subsystems/remove", tag = "exchange", request_body = SubsystemRef,
+    responses((status = 200, body = ChangeView), (status = 403), (status = 404)))]
+pub async fn remove_subsystem(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<ChangeView>> {
+    let (user, ex) = admin(&st, &headers).await?;
+    let s: SubsystemRef = json_body(&body)?;
+    let (c, ()) = apply(&st, &user, &ex, |r| r.remove_subsystem(&s.id).map(unit)).await?;
+    Ok(Json(c))
+}
+
+/// `POST /api/v1/exchange/services`: adds a service or replaces the one
+/// with the same id.
+#[utoipa::path(post, path = "/api/v1/exchange/services", tag = "exchange", request_body = ServiceInput,
+    responses((status = 200, body = ChangeView), (status = 403), (status = 422)))]
+pub async fn put_service(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<ChangeView>> {
+    let (user, ex) = admin(&st, &headers).await?;
+    let s: ServiceInput = json_body(&body)?;
+    let service = Service {
+        name: s.name,
+        openapi: s.openapi,
+        endpoints: endpoints(s.endpoints),
+        capture_bodies: s.capture_bodies,
+        capture_limit: s.capture_limit,
+        timeout_ms: s.timeout_ms,
+        ..Service::new(s.id, &s.upstream)
+    };
+    let (c, ()) = apply(&st, &user, &ex, |r| r.put_service(service).map(unit)).await?;
+    Ok(Json(c))
+}
+
+/// `POST /api/v1/exchange/services/remove`: with the access rights to it.
+#[utoipa::path(post, path = "/api/v1/exchange/services/remove", tag = "exchange", request_body = ServiceRef,
+    responses((status = 200, body = ChangeView), (status = 403), (status = 404)))]
+pub async fn remove_service(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<ChangeView>> {
+    let (user, ex) = admin(&st, &headers).await?;
+    let s: ServiceRef = json_body(&body)?;
+    let (c, ()) = apply(&st, &user, &ex, |r| r.remove_service(&s.id).map(unit)).await?;
+    Ok(Json(c))
+}
+
+/// `POST /api/v1/exchange/access/grant`: replaces an existing right of the
+/// same client and service.
+#[utoipa::path(post, path = "/api/v1/exchange/access/grant", tag = "exchange", request_body = AccessInput,
+    responses((status = 200, body = ChangeView), (status = 403), (status = 422)))]
+pub async fn grant(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<ChangeView>> {
+    let (user, ex) = admin(&st, &headers).await?;
+    let a: AccessInput = json_body(&body)?;
+    let eps = endpoints(a.endpoints);
+    let (c, ()) = apply(&st, &user, &ex, |r| {
+        r.grant(&a.client, &a.service, eps).map(unit)
+    })
+    .await?;
+    Ok(Json(c))
+}
+
+/// `POST /api/v1/exchange/access/revoke`
+#[utoipa::path(post, path = "/api/v1/exchange/access/revoke", tag = "exchange", request_body = AccessRef,
+    responses((status = 200, body = ChangeView), (status = 403), (status = 404)))]
+pub async fn revoke(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<ChangeView>> {
+    let (user, ex) = admin(&st, &headers).await?;
+    let a: AccessRef = json_body(&body)?;
+    let (c, ()) = apply(&st, &user, &ex, |r| {
+        r.revoke(&a.client, &a.service).map(unit)
+    })
+    .await?;
+    Ok(Json(c))
+}
+
+/// `POST /api/v1/exchange/api-keys`: creates a key for a client subsystem;
+/// the clear key is in this answer only.
+#[utoipa::path(post, path = "/api/v1/exchange/api-keys", tag = "exchange", request_body = ApiKeyInput,
+    responses((status = 201, body = ApiKeyCreated), (status = 403), (status = 422)))]
+pub async fn create_api_key(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<ApiKeyCreated>)> {
+    let (user, ex) = admin(&st, &headers).await?;
+    let k: ApiKeyInput = json_body(&body)?;
+    let now = st.clock.now();
+    let (change, (id, key)) = apply(&st, &user, &ex, |r| {
+        let (c, key) = r.add_api_key(&k.client, &k.label, now)?;
+        let id = r.api_keys.last().map(|k| k.id.clone()).unwrap_or_default();
+        Ok((c, (id, key)))
+    })
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(ApiKeyCreated {
+            id,
+            client: k.client.to_string(),
+            key,
+            change,
+        }),
+    ))
+}
+
+/// `POST /api/v1/exchange/api-keys/{id}/revoke`: disables the key (kept for
+/// the record).
+#[utoipa::path(post, path = "/api/v1/exchange/api-keys/{id}/revoke", tag = "exchange",
+    params(("id" = String, Path, description = "The key's public id")),
+    responses((status = 200, body = ChangeView), (status = 403), (status = 404)))]
+pub async fn revoke_api_key(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ChangeView>> {
+    let (user, ex) = admin(&st, &headers).await?;
+    let (c, ()) = apply(&st, &user, &ex, |r| r.revoke_api_key(&id).map(unit)).await?;
+    Ok(Json(c))
+}
+
+/// `POST /api/v1/exchange/client-certs`: binds a TLS client certificate
+/// (by fingerprint) to a client subsystem.
+#[utoipa::path(post, path = "/api/v1/exchange/client-certs", tag = "exchange", request_body = ClientCertInput,
+    responses((status = 200, body = ChangeView), (status = 403), (status = 409), (status = 422)))]
+pub async fn add_client_cert(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<ChangeView>> {
+    let (user, ex) = admin(&st, &headers).await?;
+    let c: ClientCertInput = json_body(&body)?;
+    let (ch, ()) = apply(&st, &user, &ex, |r| {
+        r.add_client_cert(&c.client, &c.fingerprint, &c.label)
+            .map(unit)
+    })
+    .await?;
+    Ok(Json(ch))
+}
+
+/// `POST /api/v1/exchange/client-certs/remove`
+#[utoipa::path(post, path = "/api/v1/exchange/client-certs/remove", tag = "exchange", request_body = ClientCertRef,
+    responses((status = 200, body = ChangeView), (status = 403), (status = 404)))]
+pub async fn remove_client_cert(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<ChangeView>> {
+    let (user, ex) = admin(&st, &headers).await?;
+    let c: ClientCertRef = json_body(&body)?;
+    let (ch, ()) = apply(&st, &user, &ex, |r| {
+        r.remove_client_cert(&c.fingerprint).map(unit)
+    })
+    .await?;
+    Ok(Json(ch))
+}
