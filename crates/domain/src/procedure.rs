@@ -313,6 +313,37 @@ pub struct Procedure {
     pub result: ResultSpec,
     #[serde(default)]
     pub legal_basis: Vec<String>,
+    /// Fields filled from registries through the data exchange (the
+    /// once-only principle): the citizen consents, the portal reads them and
+    /// they cannot be changed on the form.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prefill: Vec<PrefillSource>,
+}
+
+/// A registry the form reads from through the data exchange.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrefillSource {
+    /// The exchange service, `INSTANCE/CLASS/MEMBER/SUBSYSTEM/SERVICE`
+    /// (e.g. `VN/GOV/BCA/POPULATION/citizens`).
+    pub service: String,
+    /// The path under the service; `{national_id}` is replaced by the
+    /// signed-in citizen's personal identification number.
+    pub path: String,
+    /// The registry's name as the citizen reads it on the consent.
+    pub name: Localized,
+    /// Form field id -> key of the registry's JSON answer.
+    pub fields: BTreeMap<String, String>,
+}
+
+/// The placeholder of a prefill path.
+pub const PREFILL_NATIONAL_ID: &str = "{national_id}";
+
+impl PrefillSource {
+    /// The path with the citizen's number in it.
+    pub fn path_for(&self, national_id: &NationalId) -> String {
+        self.path.replace(PREFILL_NATIONAL_ID, national_id.as_str())
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -332,7 +363,7 @@ pub const ADDRESS_MIN_LENGTH: u32 = 5;
 pub const ADDRESS_MAX_LENGTH: u32 = 300;
 
 /// The keys of a procedure file, in the order they are documented.
-const TOP_KEYS: [&str; 15] = [
+const TOP_KEYS: [&str; 16] = [
     "code",
     "version",
     "name",
@@ -348,6 +379,7 @@ const TOP_KEYS: [&str; 15] = [
     "workflow",
     "result",
     "legal_basis",
+    "prefill",
 ];
 /// The keys without a default.
 const REQUIRED_KEYS: [&str; 11] = [
@@ -618,6 +650,7 @@ struct Draft {
     workflow: Items<WorkflowStep>,
     result: Option<ResultSpec>,
     legal_basis: Option<Vec<String>>,
+    prefill: Items<PrefillSource>,
 }
 
 impl Draft {
@@ -637,6 +670,7 @@ impl Draft {
             workflow: Items::all(&p.workflow),
             result: Some(p.result.clone()),
             legal_basis: Some(p.legal_basis.clone()),
+            prefill: Items::all(&p.prefill),
         }
     }
 
@@ -688,6 +722,7 @@ impl Draft {
             } else {
                 Some(Vec::new())
             },
+            prefill: parts.list("prefill", top, c),
         }
     }
 }
@@ -889,6 +924,7 @@ fn check(d: &Draft, c: &mut Checker) {
         d.fields.items.iter().map(|(i, f)| (*i, f.id.as_str())),
     );
     check_workflow(d, c);
+    check_prefill(d, c);
     if let Some(result) = &d.result {
         require_text(c, "result.name.vi", &result.name.vi);
     }
@@ -901,6 +937,62 @@ fn check(d: &Draft, c: &mut Checker) {
         }
         for (i, doc) in basis.iter().enumerate() {
             require_text(c, &format!("legal_basis[{i}]"), doc);
+        }
+    }
+}
+
+/// A prefill names a well-formed service, a path with no placeholder but
+/// the citizen's number, and fields of the form, each filled once.
+fn check_prefill(d: &Draft, c: &mut Checker) {
+    let mut filled: HashMap<&str, usize> = HashMap::new();
+    for (i, src) in &d.prefill.items {
+        let p = format!("prefill[{i}]");
+        let parts: Vec<&str> = src.service.split('/').collect();
+        if !(5..=6).contains(&parts.len())
+            || parts
+                .iter()
+                .any(|s| s.is_empty() || s.chars().any(|ch| ch.is_whitespace()))
+        {
+            c.at(
+                &format!("{p}.service"),
+                format_args!(
+                    "`{}` is not an exchange service id such as \
+                     VN/GOV/BCA/POPULATION/citizens (INSTANCE/CLASS/MEMBER/SUBSYSTEM/SERVICE)",
+                    src.service
+                ),
+            );
+        }
+        let rest = src.path.replace(PREFILL_NATIONAL_ID, "");
+        if !src.path.starts_with('/') || rest.contains(['{', '}', '?', '#', ' ']) {
+            c.at(
+                &format!("{p}.path"),
+                format_args!(
+                    "`{}` must start with `/` and hold no placeholder but {PREFILL_NATIONAL_ID}",
+                    src.path
+                ),
+            );
+        }
+        require_text(c, &format!("{p}.name.vi"), &src.name.vi);
+        if src.fields.is_empty() {
+            c.at(
+                &format!("{p}.fields"),
+                "name at least one form field and the registry's key for it",
+            );
+        }
+        for (field, key) in &src.fields {
+            let at = format!("{p}.fields.{field}");
+            if d.fields.complete && !d.fields.items.iter().any(|(_, f)| &f.id == field) {
+                c.at(&at, format_args!("`{field}` is not a field of this form"));
+            }
+            if key.trim().is_empty() {
+                c.at(&at, "name the key of the registry's answer");
+            }
+            if let Some(first) = filled.insert(field, *i) {
+                c.at(
+                    &at,
+                    format_args!("`{field}` is already filled by prefill[{first}]"),
+                );
+            }
         }
     }
 }
@@ -2494,6 +2586,43 @@ legal_basis: [Luật Hộ tịch 2014]
         assert!(issues[0].message.contains("1.001193 version 1"));
         assert!(issues[0].message.contains("a.yaml"));
         assert!(lint_set(&set[..2]).is_empty());
+    }
+
+    #[test]
+    fn prefill_is_linted_and_read() {
+        let good = format!(
+            "{EXAMPLE}prefill:\n  - service: VN/GOV/BCA/POPULATION/citizens\n    path: \"/{{national_id}}\"\n    name: {{ vi: CSDL dân cư, en: Population database }}\n    fields:\n      child_full_name: full_name\n"
+        );
+        let p = parse_procedure("good.yaml", &good).expect("clean");
+        assert_eq!(p.prefill.len(), 1);
+        let nid = NationalId::parse("001090012345").expect("nid");
+        assert_eq!(p.prefill[0].path_for(&nid), "/001090012345");
+        assert_eq!(
+            p.prefill[0]
+                .fields
+                .get("child_full_name")
+                .map(String::as_str),
+            Some("full_name")
+        );
+
+        let start = EXAMPLE.lines().count() + 1;
+        let bad = format!(
+            "{EXAMPLE}prefill:\n  - service: VN/GOV\n    path: \"people/{{id}}\"\n    name: {{ vi: CSDL, en: DB }}\n    fields:\n      no_such_field: full_name\n      child_full_name: \" \"\n  - service: VN/GOV/BCA/POPULATION/citizens\n    path: /x\n    name: {{ vi: \"\", en: DB }}\n    fields:\n      child_full_name: name\n"
+        );
+        let issues = lint_procedure("bad.yaml", &bad);
+        let found: Vec<(usize, String)> = issues
+            .iter()
+            .map(|i| (i.line - start, i.message.clone()))
+            .collect();
+        let has =
+            |line: usize, needle: &str| found.iter().any(|(l, m)| *l == line && m.contains(needle));
+        assert!(has(1, "prefill[0].service"), "{found:#?}");
+        assert!(has(2, "prefill[0].path"), "{found:#?}");
+        assert!(has(5, "`no_such_field` is not a field"), "{found:#?}");
+        assert!(has(6, "name the key"), "{found:#?}");
+        assert!(has(9, "prefill[1].name.vi"), "{found:#?}");
+        assert!(has(11, "already filled by prefill[0]"), "{found:#?}");
+        assert_eq!(issues.len(), 6, "{found:#?}");
     }
 
     fn values(v: serde_json::Value) -> Map<String, Json> {

@@ -1013,6 +1013,40 @@ async fn read_response(
     })
 }
 
+/// Authenticates a request of a client system outside `/r1/` (the pub/sub
+/// pull endpoints) exactly as the gateway does: TLS client certificate
+/// and/or API key, and an `X-Road-Client` header that must name the
+/// authenticated subsystem. On error: the X-Road error type and a message.
+pub fn authenticate_client(
+    reg: &CompiledRegistry,
+    parts: &Parts,
+) -> Result<ClientId, (ErrorType, String)> {
+    let claimed = header_text(parts, &X_ROAD_CLIENT).ok_or((
+        ErrorType::BadRequest,
+        "the X-Road-Client header is missing".to_string(),
+    ))?;
+    let claimed = ClientId::from_header(&claimed).map_err(|e| {
+        (
+            ErrorType::BadRequest,
+            format!("bad X-Road-Client header: {e}"),
+        )
+    })?;
+    let client = authenticate(reg, parts).map_err(|f| (f.kind, f.message))?;
+    if claimed != client {
+        return Err((
+            ErrorType::ClientIdMismatch,
+            format!("X-Road-Client is {claimed}, but the credentials belong to {client}"),
+        ));
+    }
+    Ok(client)
+}
+
+/// An error answer of the gateway (`X-Road-Error`, JSON body), for
+/// endpoints served beside `/r1/`.
+pub fn gateway_error(kind: ErrorType, message: &str, x_road_id: &str) -> Response {
+    error_response(kind, message, x_road_id, kind.status())
+}
+
 fn error_chain(e: &dyn StdError) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();

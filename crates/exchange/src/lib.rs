@@ -25,6 +25,7 @@ pub mod gateway;
 pub mod id;
 pub mod log;
 pub mod metrics;
+pub mod pubsub;
 pub mod registry;
 
 use std::sync::{Arc, RwLock};
@@ -140,6 +141,11 @@ impl Gateway {
             u8::from(self.inner.log.is_healthy())
         ));
         s
+    }
+
+    /// A new X-Road-Id (UUID-shaped), for exchanges outside `/r1/`.
+    pub fn next_id(&self) -> String {
+        self.inner.ids.next()
     }
 
     /// The router of the client listener: `/r1/…` and `GET /healthz`.

@@ -32,6 +32,8 @@ pub struct Config {
     pub objects: ObjectsConfig,
     /// The data exchange gateway.
     pub exchange: ExchangeConfig,
+    /// Publish and subscribe over the exchange (push retries, lateness).
+    pub pubsub: crate::pubsub::PubSubConfig,
 }
 
 impl Default for Config {
@@ -48,6 +50,7 @@ impl Default for Config {
             calendar: CalendarConfig::default(),
             objects: ObjectsConfig::default(),
             exchange: ExchangeConfig::default(),
+            pubsub: crate::pubsub::PubSubConfig::default(),
         }
     }
 }
@@ -110,6 +113,30 @@ pub struct ExchangeConfig {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key of the TLS listener.
     pub tls_key: Option<PathBuf>,
+    /// The portal's own client subsystem (`INSTANCE/CLASS/MEMBER/SUBSYSTEM`)
+    /// when it reads registries through this node's gateway to prefill
+    /// forms (once-only); unset: forms are typed. `serve --demo` uses the
+    /// demo client when unset.
+    pub portal_client: Option<String>,
+    /// The API key of `portal_client` (never printed).
+    pub portal_api_key: Option<Secret>,
+}
+
+/// A configured secret: read like a string, never printed.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(REDACTED)
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(REDACTED)
+    }
 }
 
 impl Default for ExchangeConfig {
@@ -127,6 +154,8 @@ impl Default for ExchangeConfig {
             registry_reload_secs: 30,
             tls_cert: None,
             tls_key: None,
+            portal_client: None,
+            portal_api_key: None,
         }
     }
 }

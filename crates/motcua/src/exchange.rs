@@ -123,14 +123,26 @@ pub async fn serve(
     listener: ExchangeListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    serve_with(gateway, listener, axum::Router::new(), shutdown).await
+}
+
+/// [`serve`] with more routes beside `/r1/` (the pub/sub pull endpoints,
+/// `motcua_web::pubsub_api::pull_router`), behind the same TLS listener.
+pub async fn serve_with(
+    gateway: Gateway,
+    listener: ExchangeListener,
+    extra: axum::Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let router = extra.merge(gateway.router());
     match listener {
         ExchangeListener::Plain(l) => {
-            axum::serve(l, gateway.router())
+            axum::serve(l, router)
                 .with_graceful_shutdown(shutdown)
                 .await?
         }
         ExchangeListener::Tls(l) => {
-            let app = crate::exchange_tls::with_peer_certificate(gateway.router())
+            let app = crate::exchange_tls::with_peer_certificate(router)
                 .into_make_service_with_connect_info::<crate::exchange_tls::TlsPeer>();
             axum::serve(l, app).with_graceful_shutdown(shutdown).await?
         }
@@ -256,8 +268,8 @@ fn system_change(c: &Change) -> motcua_domain::audit::AuditEntry {
 async fn apply_if(
     handle: &ExchangeHandle,
     store: &dyn Store,
-    needed: impl FnOnce(&Registry) -> bool,
-    edit: impl FnOnce(&mut Registry) -> Result<Change, EditError>,
+    mut needed: impl FnMut(&Registry) -> bool,
+    mut edit: impl FnMut(&mut Registry) -> Result<Change, EditError>,
 ) -> anyhow::Result<()> {
     let result = handle
         .change(
@@ -276,6 +288,28 @@ async fn apply_if(
         Err(e) if e.kind == "duplicate" => Ok(()),
         Err(e) => Err(anyhow::anyhow!("demo exchange registration: {e:?}")),
     }
+}
+
+/// The portal's identity on the exchange for once-only prefill: the
+/// configured `[exchange] portal_client` and `portal_api_key`, or with
+/// `--demo` and neither set, the demo client and its published key.
+pub fn portal_client(
+    cfg: &Config,
+    demo: bool,
+) -> anyhow::Result<Option<Arc<motcua_web::prefill::PortalClient>>> {
+    let (client, api_key) = match (&cfg.exchange.portal_client, &cfg.exchange.portal_api_key) {
+        (Some(c), Some(k)) => (c.clone(), k.0.clone()),
+        (None, None) if demo => (DEMO_CLIENT.to_string(), DEMO_API_KEY.to_string()),
+        (None, None) => return Ok(None),
+        _ => bail!("[exchange] portal_client and portal_api_key are set together"),
+    };
+    let client: ClientId = client
+        .parse()
+        .with_context(|| format!("[exchange] portal_client `{client}`"))?;
+    Ok(Some(Arc::new(motcua_web::prefill::PortalClient {
+        client,
+        api_key,
+    })))
 }
 
 /// The demo service as registered, with the provider at `upstream`.

@@ -9,6 +9,7 @@ pub mod exchange_tls;
 pub mod generate;
 pub mod migrate_data;
 pub mod population;
+pub mod pubsub;
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -187,8 +188,8 @@ pub async fn verify_audit(
     Ok(Ok(v.count()))
 }
 
-/// Background work: outbox events are claimed and logged (the delivery
-/// channels come later), orphaned attachments swept every hour, the
+/// Background work: outbox events are claimed, logged and published to
+/// pub/sub ([`pubsub`]), orphaned attachments swept every hour, the
 /// calendar overrides reloaded every minute.
 pub fn spawn_workers(state: &AppState) {
     // Calendar changes made on other nodes: follow them within a minute.
@@ -203,11 +204,21 @@ pub fn spawn_workers(state: &AppState) {
     });
     let store = state.store.clone();
     tokio::spawn(async move {
+        let types = motcua_exchange::pubsub::EventTypes::builtin();
         loop {
             match store.claim_events(100).await {
                 Ok(events) if !events.is_empty() => {
                     for e in &events {
                         tracing::info!(topic = %e.topic, code = %e.payload["code"], "event");
+                    }
+                    // Published to pub/sub before the batch is completed
+                    // (once per outbox id); on error the batch comes back
+                    // when its lease runs out.
+                    if let Err(err) = pubsub::publish_outbox(store.as_ref(), &types, &events).await
+                    {
+                        tracing::warn!(error = %err, "cannot publish events");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        continue;
                     }
                     // One transaction for the whole batch. Completion is
                     // idempotent: fewer than claimed means another worker

@@ -260,11 +260,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let gateway = motcua::exchange::open(&cfg, inst.store.as_ref()).await?;
             let handle = motcua::exchange::handle(&cfg, gateway.as_ref().map(|(g, _)| g.clone()));
             state.exchange = Some(handle.clone());
+            state.portal = motcua::exchange::portal_client(&cfg, with_demo)?;
             if with_demo && gateway.is_some() {
                 let provider = motcua::population::start(&cfg.data_dir).await?;
                 motcua::exchange::register_demo(&handle, inst.store.as_ref(), provider).await?;
             }
             motcua::spawn_workers(&state);
+            motcua::pubsub::spawn_workers(
+                inst.store.clone(),
+                gateway.as_ref().map(|(g, _)| g.clone()),
+                &cfg.pubsub,
+            );
             motcua::exchange::spawn_workers(handle, inst.store.clone(), &cfg);
             let listener = tokio::net::TcpListener::bind(&cfg.listen)
                 .await
@@ -288,9 +294,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         l.scheme(),
                         l.scheme()
                     );
-                    Some(tokio::spawn(motcua::exchange::serve(
+                    let pull = motcua_web::pubsub_api::pull_router(inst.store.clone(), gw.clone());
+                    Some(tokio::spawn(motcua::exchange::serve_with(
                         gw,
                         l,
+                        pull,
                         stopped(stop_rx.clone()),
                     )))
                 }

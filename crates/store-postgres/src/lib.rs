@@ -47,9 +47,10 @@ use motcua_domain::{AgencyCode, DossierCode, UnitCode};
 use motcua_store::bulk::{self, Cell, ColKind, ExplainTarget, TABLES, TableDef, TableRows};
 use motcua_store::query::{self, Arg, Dialect};
 use motcua_store::{
-    Applicant, Dossier, DossierQuery, DossierSummary, DossierUpdate, ImportOutcome, NewDossier,
-    NewUser, OutboxEvent, QueueCount, Store, StoreError, StoreResult, StoredDocument,
-    StoredProcedure, User, vietnam_day,
+    Applicant, AttemptResult, Delivery, DeliveryMode, DeliveryQuery, DeliveryState, Dossier,
+    DossierQuery, DossierSummary, DossierUpdate, ImportOutcome, LateDossier, NewDossier,
+    NewPubEvent, NewSubscription, NewUser, OutboxEvent, PubEvent, QueueCount, Store, StoreError,
+    StoreResult, StoredDocument, StoredProcedure, Subscription, User, vietnam_day,
 };
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection, Decode, Postgres, Row, Transaction, Type};
@@ -58,6 +59,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("schema.sql")),
     (2, include_str!("migration_2.sql")),
     (3, include_str!("migration_3.sql")),
+    (4, include_str!("migration_4.sql")),
 ];
 
 /// Advisory lock serialising audit-chain appends ("motcua" + 1).
@@ -518,25 +520,51 @@ async fn insert_terms(
     Ok(())
 }
 
-/// Migration 3: the search terms of every existing dossier.
-async fn backfill_terms(tx: &mut Transaction<'_, Postgres>) -> StoreResult<()> {
+/// Writes every dossier's search terms again: one pass over the table,
+/// the terms sorted in memory and written without their key and foreign
+/// key, which are then added back in one sort and one check instead of one
+/// probe per row (migration 3 and the end of a bulk load).
+async fn rebuild_terms(tx: &mut Transaction<'_, Postgres>) -> StoreResult<()> {
+    sqlx::raw_sql("TRUNCATE dossier_terms; ALTER TABLE dossier_terms DROP CONSTRAINT IF EXISTS dossier_terms_pkey, DROP CONSTRAINT IF EXISTS dossier_terms_dossier_id_fkey")
+        .execute(&mut **tx)
+        .await
+        .map_err(db)?;
+    let mut builder = bulk::TermBuilder::default();
     let mut after = 0i64;
     loop {
         let batch: Vec<(i64, String, String)> = sqlx::query_as(
-            "SELECT id, agency_code, applicant_name FROM dossiers WHERE id > $1 ORDER BY id LIMIT 10000",
+            "SELECT id, agency_code, applicant_name FROM dossiers WHERE id > $1 ORDER BY id LIMIT 50000",
         )
         .bind(after)
         .fetch_all(&mut **tx)
         .await
         .map_err(db)?;
-        let Some(last) = batch.last() else {
-            return Ok(());
-        };
+        let Some(last) = batch.last() else { break };
         after = last.0;
-        let sources: Vec<(String, String, i64)> =
-            batch.into_iter().map(|(id, a, n)| (a, n, id)).collect();
-        insert_terms(tx, &sources).await?;
+        for (id, agency, name) in &batch {
+            builder.add(agency, name, *id);
+        }
     }
+    for chunk in builder.sorted().chunks(50_000) {
+        let (mut a, mut t, mut i) = (Vec::new(), Vec::new(), Vec::new());
+        for (x, y, z) in chunk {
+            a.push(x);
+            t.push(y);
+            i.push(z);
+        }
+        sqlx::query("INSERT INTO dossier_terms (agency_code, term, dossier_id) SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[])")
+            .bind(a)
+            .bind(t)
+            .bind(i)
+            .execute(&mut **tx)
+            .await
+            .map_err(db)?;
+    }
+    sqlx::raw_sql("ALTER TABLE dossier_terms ADD CONSTRAINT dossier_terms_pkey PRIMARY KEY (agency_code, term, dossier_id), ADD CONSTRAINT dossier_terms_dossier_id_fkey FOREIGN KEY (dossier_id) REFERENCES dossiers(id)")
+        .execute(&mut **tx)
+        .await
+        .map_err(db)?;
+    Ok(())
 }
 
 fn bind_cell<'q>(query: PgQuery<'q>, c: &Cell, kind: ColKind) -> PgQuery<'q> {
@@ -621,7 +649,7 @@ impl Store for PostgresStore {
             }
             sqlx::raw_sql(*sql).execute(&mut *tx).await.map_err(db)?;
             if *version == 3 {
-                backfill_terms(&mut tx).await?;
+                rebuild_terms(&mut tx).await?;
             }
             sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
                 .bind(version)
@@ -1357,6 +1385,44 @@ impl Store for PostgresStore {
         Ok(())
     }
 
+    async fn set_meta_if(
+        &self,
+        key: &str,
+        expected: Option<&str>,
+        value: &str,
+        audit_entry: AuditEntry,
+    ) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        // One statement decides: a concurrent writer that changed the row
+        // first makes this one match nothing.
+        let written = match expected {
+            Some(old) => sqlx::query("UPDATE meta SET value = $1 WHERE key = $2 AND value = $3")
+                .bind(value)
+                .bind(key)
+                .bind(old)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?
+                .rows_affected(),
+            None => sqlx::query(
+                "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+            )
+            .bind(key)
+            .bind(value)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?
+            .rows_affected(),
+        };
+        if written != 1 {
+            tx.rollback().await.map_err(db)?;
+            return Ok(false);
+        }
+        Self::append_audit_tx(&mut tx, audit_entry).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(true)
+    }
+
     async fn bulk_count(&self, table: &str) -> StoreResult<u64> {
         let t = bulk::table(table)?;
         let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
@@ -1606,48 +1672,7 @@ impl Store for PostgresStore {
                 .await
                 .map_err(db)?;
         }
-        // Every dossier's terms, built from one pass over the table, written
-        // without their key and foreign key, which are then added back in
-        // one sort and one check instead of one probe per row.
-        sqlx::raw_sql("TRUNCATE dossier_terms; ALTER TABLE dossier_terms DROP CONSTRAINT IF EXISTS dossier_terms_pkey, DROP CONSTRAINT IF EXISTS dossier_terms_dossier_id_fkey")
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        let mut builder = bulk::TermBuilder::default();
-        let mut after = 0i64;
-        loop {
-            let batch: Vec<(i64, String, String)> = sqlx::query_as(
-                "SELECT id, agency_code, applicant_name FROM dossiers WHERE id > $1 ORDER BY id LIMIT 50000",
-            )
-            .bind(after)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db)?;
-            let Some(last) = batch.last() else { break };
-            after = last.0;
-            for (id, agency, name) in &batch {
-                builder.add(agency, name, *id);
-            }
-        }
-        for chunk in builder.sorted().chunks(50_000) {
-            let (mut a, mut t, mut i) = (Vec::new(), Vec::new(), Vec::new());
-            for (x, y, z) in chunk {
-                a.push(x);
-                t.push(y);
-                i.push(z);
-            }
-            sqlx::query("INSERT INTO dossier_terms (agency_code, term, dossier_id) SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[])")
-                .bind(a)
-                .bind(t)
-                .bind(i)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-        }
-        sqlx::raw_sql("ALTER TABLE dossier_terms ADD CONSTRAINT dossier_terms_pkey PRIMARY KEY (agency_code, term, dossier_id), ADD CONSTRAINT dossier_terms_dossier_id_fkey FOREIGN KEY (dossier_id) REFERENCES dossiers(id)")
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
+        rebuild_terms(&mut tx).await?;
         sqlx::query("DELETE FROM meta WHERE key = $1")
             .bind(bulk::DEFERRED_INDEXES)
             .execute(&mut *tx)
@@ -1687,6 +1712,321 @@ impl Store for PostgresStore {
         }
         Ok(out)
     }
+
+    async fn publish_event(&self, event: &NewPubEvent) -> StoreResult<Option<PubEvent>> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let at = ms(event.published_at);
+        let id: Option<i64> = sqlx::query_scalar("INSERT INTO pubsub_events (event_id, event_type, source_key, payload, published_at) VALUES ($1,$2,$3,$4,$5) ON CONFLICT (source_key) DO NOTHING RETURNING id")
+            .bind(&event.event_id)
+            .bind(&event.event_type)
+            .bind(&event.source_key)
+            .bind(event.payload.to_string())
+            .bind(at)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+        let Some(id) = id else {
+            return Ok(None);
+        };
+        sqlx::query("INSERT INTO pubsub_deliveries (subscription_id, event_pk, state, attempts, next_attempt_at, updated_at) SELECT id, $1, 'pending', 0, $2, $3 FROM pubsub_subscriptions WHERE event_type = $4 AND deleted_at IS NULL")
+            .bind(id)
+            .bind(at)
+            .bind(at)
+            .bind(&event.event_type)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(Some(PubEvent {
+            id,
+            event_id: event.event_id.clone(),
+            event_type: event.event_type.clone(),
+            source_key: event.source_key.clone(),
+            payload: event.payload.clone(),
+            published_at: from_ms(at),
+        }))
+    }
+
+    async fn create_subscription(
+        &self,
+        sub: &NewSubscription,
+        audit_entry: AuditEntry,
+    ) -> StoreResult<Subscription> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let id: i64 = sqlx::query_scalar("INSERT INTO pubsub_subscriptions (client, event_type, mode, url, created_by, created_at) VALUES ($1,$2,$3,$4,$5,$6) RETURNING id")
+            .bind(&sub.client)
+            .bind(&sub.event_type)
+            .bind(sub.mode.as_str())
+            .bind(&sub.url)
+            .bind(&sub.created_by)
+            .bind(ms(sub.created_at))
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?;
+        Self::append_audit_tx(&mut tx, audit_entry).await?;
+        let row = sqlx::query("SELECT * FROM pubsub_subscriptions WHERE id = $1")
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?;
+        let s = subscription_from_row(&row)?;
+        tx.commit().await.map_err(db)?;
+        Ok(s)
+    }
+
+    async fn delete_subscription(
+        &self,
+        id: i64,
+        at: DateTime<Utc>,
+        audit_entry: AuditEntry,
+    ) -> StoreResult<Subscription> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let n = sqlx::query(
+            "UPDATE pubsub_subscriptions SET deleted_at = $1 WHERE id = $2 AND deleted_at IS NULL",
+        )
+        .bind(ms(at))
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?
+        .rows_affected();
+        if n != 1 {
+            return Err(StoreError::NotFound);
+        }
+        Self::append_audit_tx(&mut tx, audit_entry).await?;
+        let row = sqlx::query("SELECT * FROM pubsub_subscriptions WHERE id = $1")
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?;
+        let s = subscription_from_row(&row)?;
+        tx.commit().await.map_err(db)?;
+        Ok(s)
+    }
+
+    async fn subscriptions(&self) -> StoreResult<Vec<Subscription>> {
+        sqlx::query("SELECT * FROM pubsub_subscriptions ORDER BY id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?
+            .iter()
+            .map(subscription_from_row)
+            .collect()
+    }
+
+    async fn claim_push_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        lease: chrono::Duration,
+        limit: u32,
+    ) -> StoreResult<Vec<Delivery>> {
+        // Rows another claimer has locked are skipped; a row it claimed and
+        // committed is re-checked (READ COMMITTED) and has a live lease.
+        let ids: Vec<i64> = sqlx::query_scalar("WITH c AS (SELECT d.id FROM pubsub_deliveries d JOIN pubsub_subscriptions s ON s.id = d.subscription_id WHERE d.state = 'pending' AND s.mode = 'push' AND s.deleted_at IS NULL AND d.next_attempt_at <= $2 AND (d.claimed_until IS NULL OR d.claimed_until < $3) ORDER BY d.next_attempt_at, d.id LIMIT $4 FOR UPDATE OF d SKIP LOCKED) UPDATE pubsub_deliveries d SET claimed_until = $1 FROM c WHERE d.id = c.id RETURNING d.id")
+            .bind(ms(now + lease))
+            .bind(ms(now))
+            .bind(ms(now))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql =
+            format!("{DELIVERY_SELECT} WHERE d.id = ANY($1) ORDER BY d.next_attempt_at, d.id");
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(&ids)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?
+            .iter()
+            .map(delivery_from_row)
+            .collect()
+    }
+
+    async fn finish_push_delivery(
+        &self,
+        id: i64,
+        result: &AttemptResult,
+        at: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let (state, next, status, error, done) = match result {
+            AttemptResult::Delivered { status } => (
+                "delivered",
+                None,
+                Some(i64::from(*status)),
+                None,
+                Some(ms(at)),
+            ),
+            AttemptResult::Retry {
+                next_attempt_at,
+                status,
+                error,
+            } => (
+                "pending",
+                Some(ms(*next_attempt_at)),
+                status.map(i64::from),
+                Some(error.clone()),
+                None,
+            ),
+            AttemptResult::Failed { status, error } => (
+                "failed",
+                None,
+                status.map(i64::from),
+                Some(error.clone()),
+                Some(ms(at)),
+            ),
+        };
+        let n = sqlx::query("UPDATE pubsub_deliveries SET state = $1, attempts = attempts + 1, next_attempt_at = COALESCE($2::BIGINT, next_attempt_at), last_status = $3, last_error = $4, claimed_until = NULL, updated_at = $5, done_at = $6 WHERE id = $7 AND state = 'pending'")
+            .bind(state)
+            .bind(next)
+            .bind(status)
+            .bind(error)
+            .bind(ms(at))
+            .bind(done)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?
+            .rows_affected();
+        Ok(n == 1)
+    }
+
+    async fn pull_deliveries(&self, client: &str, limit: u32) -> StoreResult<Vec<Delivery>> {
+        let sql = format!(
+            "{DELIVERY_SELECT} WHERE s.client = $1 AND s.mode = 'pull' AND s.deleted_at IS NULL AND d.state = 'pending' ORDER BY d.event_pk, d.id LIMIT $2"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(client)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?
+            .iter()
+            .map(delivery_from_row)
+            .collect()
+    }
+
+    async fn ack_deliveries(
+        &self,
+        client: &str,
+        event_ids: &[String],
+        at: DateTime<Utc>,
+    ) -> StoreResult<Vec<String>> {
+        if event_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let pks: Vec<i64> = sqlx::query_scalar("UPDATE pubsub_deliveries SET state = 'acked', updated_at = $1, done_at = $1 WHERE state = 'pending' AND subscription_id IN (SELECT id FROM pubsub_subscriptions WHERE client = $2 AND mode = 'pull' AND deleted_at IS NULL) AND event_pk IN (SELECT id FROM pubsub_events WHERE event_id = ANY($3)) RETURNING event_pk")
+            .bind(ms(at))
+            .bind(client)
+            .bind(event_ids)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        if pks.is_empty() {
+            return Ok(Vec::new());
+        }
+        sqlx::query_scalar("SELECT event_id FROM pubsub_events WHERE id = ANY($1) ORDER BY id")
+            .bind(&pks)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)
+    }
+
+    async fn deliveries(&self, q: &DeliveryQuery) -> StoreResult<Vec<Delivery>> {
+        let sql = format!(
+            "{DELIVERY_SELECT} WHERE ($1::BIGINT IS NULL OR d.subscription_id = $1) AND ($2::TEXT IS NULL OR d.state = $2) ORDER BY d.id DESC LIMIT $3"
+        );
+        let state = q.state.map(|s| s.as_str());
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(q.subscription)
+            .bind(state)
+            .bind(i64::from(q.limit.max(1)))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?
+            .iter()
+            .map(delivery_from_row)
+            .collect()
+    }
+
+    async fn late_dossiers(
+        &self,
+        since: DateTime<Utc>,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> StoreResult<Vec<LateDossier>> {
+        let rows: Vec<(String, String, String, i64)> = sqlx::query_as("SELECT d.code, d.agency_code, d.status, d.due_at FROM dossiers d WHERE d.status IN ('accepted', 'processing') AND d.due_at >= $1 AND d.due_at <= $2 AND NOT EXISTS (SELECT 1 FROM pubsub_events e WHERE e.source_key = 'dossier.late:' || d.code) ORDER BY d.due_at LIMIT $3")
+            .bind(ms(since))
+            .bind(ms(now))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.into_iter()
+            .map(|(code, agency, status, due)| {
+                Ok(LateDossier {
+                    code: parse_code(code, DossierCode::parse)?,
+                    agency: parse_code(agency, AgencyCode::parse)?,
+                    status: Status::parse(&status)
+                        .ok_or_else(|| StoreError::Backend(format!("unknown status {status}")))?,
+                    due_at: from_ms(due),
+                })
+            })
+            .collect()
+    }
+}
+
+/// A delivery with its subscription and event (`WHERE …` follows).
+const DELIVERY_SELECT: &str = "SELECT d.id, d.subscription_id, s.client, s.mode, s.url, d.state, d.attempts, d.next_attempt_at, d.last_status, d.last_error, d.updated_at, d.done_at, e.id AS e_id, e.event_id, e.event_type, e.source_key, e.payload, e.published_at FROM pubsub_deliveries d JOIN pubsub_subscriptions s ON s.id = d.subscription_id JOIN pubsub_events e ON e.id = d.event_pk";
+
+fn subscription_from_row(r: &PgRow) -> StoreResult<Subscription> {
+    let mode: String = r.try_get("mode").map_err(db)?;
+    Ok(Subscription {
+        id: r.try_get("id").map_err(db)?,
+        client: r.try_get("client").map_err(db)?,
+        event_type: r.try_get("event_type").map_err(db)?,
+        mode: DeliveryMode::parse(&mode)
+            .ok_or_else(|| StoreError::Backend(format!("unknown delivery mode {mode}")))?,
+        url: r.try_get("url").map_err(db)?,
+        created_by: r.try_get("created_by").map_err(db)?,
+        created_at: from_ms(r.try_get("created_at").map_err(db)?),
+        deleted_at: from_ms_opt(r.try_get("deleted_at").map_err(db)?),
+    })
+}
+
+fn delivery_from_row(r: &PgRow) -> StoreResult<Delivery> {
+    let mode: String = r.try_get("mode").map_err(db)?;
+    let state: String = r.try_get("state").map_err(db)?;
+    let payload: String = r.try_get("payload").map_err(db)?;
+    Ok(Delivery {
+        id: r.try_get("id").map_err(db)?,
+        subscription_id: r.try_get("subscription_id").map_err(db)?,
+        client: r.try_get("client").map_err(db)?,
+        mode: DeliveryMode::parse(&mode)
+            .ok_or_else(|| StoreError::Backend(format!("unknown delivery mode {mode}")))?,
+        url: r.try_get("url").map_err(db)?,
+        event: PubEvent {
+            id: r.try_get("e_id").map_err(db)?,
+            event_id: r.try_get("event_id").map_err(db)?,
+            event_type: r.try_get("event_type").map_err(db)?,
+            source_key: r.try_get("source_key").map_err(db)?,
+            payload: serde_json::from_str(&payload).map_err(json_err)?,
+            published_at: from_ms(r.try_get("published_at").map_err(db)?),
+        },
+        state: DeliveryState::parse(&state)
+            .ok_or_else(|| StoreError::Backend(format!("unknown delivery state {state}")))?,
+        attempts: u32::try_from(r.try_get::<i64, _>("attempts").map_err(db)?).unwrap_or(0),
+        next_attempt_at: from_ms(r.try_get("next_attempt_at").map_err(db)?),
+        last_status: r
+            .try_get::<Option<i64>, _>("last_status")
+            .map_err(db)?
+            .and_then(|s| u16::try_from(s).ok()),
+        last_error: r.try_get("last_error").map_err(db)?,
+        updated_at: from_ms(r.try_get("updated_at").map_err(db)?),
+        done_at: from_ms_opt(r.try_get("done_at").map_err(db)?),
+    })
 }
 
 /// Runs against a real server only when `MOTCUA_TEST_POSTGRES_URL` is set

@@ -372,8 +372,15 @@ pub async fn submit(
     }
     let fields = fields.unwrap_or_default();
     let documents = store_uploads(&st, uploads, "initial").await?;
+    // Data sent through the API was typed (or read by the caller's own
+    // system): for a form that declares registries, the dossier says so.
+    let sources = if channel == Channel::Online {
+        crate::prefill::typed_without_consent(&p)
+    } else {
+        Vec::new()
+    };
     let d = service::create_dossier(
-        &st, &user, &p, &agency, unit_code, channel, applicant, fields, documents,
+        &st, &user, &p, &agency, unit_code, channel, applicant, fields, documents, sources,
     )
     .await?;
     Ok((
@@ -536,13 +543,24 @@ pub async fn list_dossiers(
     Ok(Json(DossierList { items }))
 }
 
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct WorkqueueParams {
+    /// `all` (default), `receive`, `appraise`, `approve` or `return`.
+    tab: Option<String>,
+    /// How many of the most urgent dossiers to list: 100 by default, 500 at
+    /// most.
+    limit: Option<u32>,
+}
+
 /// `GET /api/v1/workqueue`: what the signed-in staff member's roles hold
-/// at their agency, most urgent first.
+/// at their agency, most urgent first; the counts cover the whole queue.
 #[utoipa::path(get, path = "/api/v1/workqueue", tag = "dossiers",
-    responses((status = 200, body = Workqueue), (status = 401), (status = 403)))]
+    params(WorkqueueParams),
+    responses((status = 200, body = Workqueue), (status = 401), (status = 403), (status = 422, description = "Unknown tab")))]
 pub async fn workqueue(
     State(st): State<AppState>,
     headers: HeaderMap,
+    Query(params): Query<WorkqueueParams>,
 ) -> ApiResult<Json<Workqueue>> {
     let user = current_user(&st, &headers).await?;
     let agency = user.agency_code.clone().ok_or_else(ApiError::forbidden)?;
@@ -555,29 +573,26 @@ pub async fn workqueue(
     if holders.is_empty() {
         return Err(ApiError::forbidden());
     }
-    let q = DossierQuery {
-        agency: Some(agency),
-        holders,
-        limit: 500,
-        ..Default::default()
-    };
+    let tab = params.tab.unwrap_or_else(|| "all".into());
+    if !crate::views::QUEUE_TABS.contains(&tab.as_str()) {
+        return Err(ApiError::field("tab", "invalid-choice"));
+    }
+    let limit = params.limit.unwrap_or(crate::views::QUEUE_LIMIT);
     let now = st.clock.now();
     let cal = st.calendar();
     let soon = cal.add_working_minutes(now, i64::from(cal.hours_per_day()) * 60);
-    let agency = q.agency.clone().ok_or_else(ApiError::forbidden)?;
-    let counts = QueueCounts::of(
-        &st.store
-            .queue_counts(&agency, &q.holders, now, soon)
-            .await?,
-    );
-    let items: Vec<QueueItem> = st
-        .store
-        .find_dossiers(&q)
-        .await?
-        .iter()
-        .map(|s| QueueItem::of(s, now, soon))
-        .collect();
-    Ok(Json(Workqueue { counts, items }))
+    let counts = QueueCounts::of(&st.store.queue_counts(&agency, &holders, now, soon).await?);
+    let items: Vec<QueueItem> = match crate::views::queue_query(&agency, &holders, &tab, limit) {
+        Some(q) => st
+            .store
+            .find_dossiers(&q)
+            .await?
+            .iter()
+            .map(|s| QueueItem::of(s, now, soon))
+            .collect(),
+        None => Vec::new(),
+    };
+    Ok(Json(Workqueue { counts, tab, items }))
 }
 
 /// `POST /api/v1/dossiers/{code}/actions`: JSON `{action, note, …}`, or

@@ -9,12 +9,14 @@
 //! once (other nodes reload it periodically).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
 use motcua_domain::audit::AuditEntry;
 use motcua_domain::dossier::Role;
 use motcua_exchange::registry::{Endpoint, Service};
@@ -33,14 +35,33 @@ pub const REGISTRY_META_KEY: &str = "exchange.registry";
 
 type ApiResult<T> = Result<T, ApiError>;
 
+/// How often a change is tried when other nodes keep changing the stored
+/// registry between our read and our write.
+const CHANGE_ATTEMPTS: u32 = 5;
+
+/// When the registry in force on this node was last replaced and checked
+/// against the stored one (for the monitoring page).
+#[derive(Debug, Clone, Default)]
+pub struct ReloadStatus {
+    /// The registry in force was put in force (start, a change made here,
+    /// or a reload that found a change made on another node).
+    pub in_force_since: Option<DateTime<Utc>>,
+    /// The last periodic comparison with the stored registry.
+    pub last_check: Option<DateTime<Utc>>,
+    /// The error of the last reload, when it failed.
+    pub last_error: Option<String>,
+}
+
 /// The exchange as the web layer sees it: the registry's instance and, on a
 /// node that runs the gateway, the gateway (whose registry is replaced after
 /// each change).
 pub struct ExchangeHandle {
     instance: String,
     gateway: Option<Gateway>,
-    /// Serialises the read-modify-write of the stored document on this node.
+    /// Serialises the read-modify-write of the stored document on this node
+    /// (across nodes the compare-and-set of the store does).
     edits: tokio::sync::Mutex<()>,
+    status: std::sync::Mutex<ReloadStatus>,
 }
 
 impl std::fmt::Debug for ExchangeHandle {
@@ -54,10 +75,15 @@ impl std::fmt::Debug for ExchangeHandle {
 
 impl ExchangeHandle {
     pub fn new(instance: &str, gateway: Option<Gateway>) -> Self {
+        let status = ReloadStatus {
+            in_force_since: gateway.as_ref().map(|_| Utc::now()),
+            ..ReloadStatus::default()
+        };
         Self {
             instance: instance.to_string(),
             gateway,
             edits: tokio::sync::Mutex::new(()),
+            status: std::sync::Mutex::new(status),
         }
     }
 
@@ -65,14 +91,32 @@ impl ExchangeHandle {
         self.gateway.as_ref()
     }
 
-    /// The stored registry, or an empty one of the configured instance when
-    /// none is stored yet.
-    pub async fn load(&self, store: &dyn Store) -> ApiResult<Registry> {
-        match store.meta(REGISTRY_META_KEY).await? {
-            Some(json) => serde_json::from_str(&json)
+    /// When the registry in force was last replaced and checked.
+    pub fn reload_status(&self) -> ReloadStatus {
+        self.status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn note_status(&self, f: impl FnOnce(&mut ReloadStatus)) {
+        f(&mut self.status.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+
+    /// The registry of a stored document (`None`: an empty registry of the
+    /// configured instance).
+    fn parse(&self, stored: Option<&str>) -> ApiResult<Registry> {
+        match stored {
+            Some(json) => serde_json::from_str(json)
                 .map_err(|e| ApiError::internal(format!("stored exchange registry: {e}"))),
             None => Ok(Registry::new(&self.instance)),
         }
+    }
+
+    /// The stored registry, or an empty one of the configured instance when
+    /// none is stored yet.
+    pub async fn load(&self, store: &dyn Store) -> ApiResult<Registry> {
+        self.parse(store.meta(REGISTRY_META_KEY).await?.as_deref())
     }
 
     /// Puts the stored registry in force when it differs from the one in
@@ -82,36 +126,89 @@ impl ExchangeHandle {
         let Some(gw) = &self.gateway else {
             return Ok(false);
         };
-        let stored = self.load(store).await?;
-        if gw.registry().source() == &stored {
-            return Ok(false);
+        let result: ApiResult<bool> = async {
+            let stored = self.load(store).await?;
+            if gw.registry().source() == &stored {
+                return Ok(false);
+            }
+            gw.set_registry(stored).map_err(ApiError::internal)?;
+            Ok(true)
         }
-        gw.set_registry(stored).map_err(ApiError::internal)?;
-        Ok(true)
+        .await;
+        let now = Utc::now();
+        self.note_status(|s| {
+            s.last_check = Some(now);
+            match &result {
+                Ok(changed) => {
+                    s.last_error = None;
+                    if *changed {
+                        s.in_force_since = Some(now);
+                    }
+                }
+                Err(e) => {
+                    s.last_error = Some(e.detail.clone().unwrap_or_else(|| e.kind.to_string()))
+                }
+            }
+        });
+        result
     }
 
     /// Applies one change to the stored registry: `edit` changes the
     /// document (validated by the registry's own operations) and describes
     /// the change; the new document is written together with the audit
     /// record `audit` makes of the change, then put in force on this node.
+    ///
+    /// The write is a compare-and-set against the document `edit` saw: when
+    /// another node changed the registry in between, the fresh document is
+    /// read and `edit` applied again (a few times, then 409
+    /// `exchange-conflict`), so no change is lost and each audit record
+    /// describes the document it was written with.
     pub async fn change<T>(
         &self,
         store: &dyn Store,
-        edit: impl FnOnce(&mut Registry) -> Result<(Change, T), EditError>,
-        audit: impl FnOnce(&Change) -> AuditEntry,
+        mut edit: impl FnMut(&mut Registry) -> Result<(Change, T), EditError>,
+        audit: impl Fn(&Change) -> AuditEntry,
     ) -> ApiResult<(Change, T)> {
         let _guard = self.edits.lock().await;
-        let mut registry = self.load(store).await?;
-        let (change, out) = edit(&mut registry).map_err(edit_error)?;
-        let json = serde_json::to_string(&registry).map_err(ApiError::internal)?;
-        store
-            .set_meta_audited(REGISTRY_META_KEY, &json, audit(&change))
-            .await?;
-        if let Some(gw) = &self.gateway {
-            gw.set_registry(registry).map_err(ApiError::internal)?;
+        for attempt in 1..=CHANGE_ATTEMPTS {
+            let stored = store.meta(REGISTRY_META_KEY).await?;
+            let mut registry = self.parse(stored.as_deref())?;
+            let (change, out) = edit(&mut registry).map_err(edit_error)?;
+            let json = serde_json::to_string(&registry).map_err(ApiError::internal)?;
+            if store
+                .set_meta_if(REGISTRY_META_KEY, stored.as_deref(), &json, audit(&change))
+                .await?
+            {
+                if let Some(gw) = &self.gateway {
+                    gw.set_registry(registry).map_err(ApiError::internal)?;
+                    let now = Utc::now();
+                    self.note_status(|s| s.in_force_since = Some(now));
+                }
+                return Ok((change, out));
+            }
+            tracing::info!(
+                attempt,
+                action = change.action,
+                "the exchange registry changed on another node meanwhile; applying the change again"
+            );
+            if attempt < CHANGE_ATTEMPTS {
+                tokio::time::sleep(retry_pause(attempt)).await;
+            }
         }
-        Ok((change, out))
+        Err(ApiError::new(StatusCode::CONFLICT, "exchange-conflict").detail(format!(
+            "the exchange registry was changed by others {CHANGE_ATTEMPTS} times while this change was being written; nothing was changed, try again"
+        )))
     }
+}
+
+/// A short, growing and slightly random pause before another attempt, so
+/// that nodes that lost together do not collide again.
+fn retry_pause(attempt: u32) -> Duration {
+    let mut jitter = [0u8; 1];
+    let jitter = getrandom::fill(&mut jitter)
+        .map(|()| jitter[0])
+        .unwrap_or(0);
+    Duration::from_millis(u64::from(attempt) * 20 + u64::from(jitter) / 8)
 }
 
 /// The payload hashed into the audit record of a registry change.
@@ -165,12 +262,14 @@ async fn admin(st: &AppState, headers: &HeaderMap) -> ApiResult<(User, Arc<Excha
     Ok((user, ex))
 }
 
-/// Applies an edit as `user` and answers with the change.
-async fn apply<T>(
+/// Applies an edit as the province administrator `user` (the JSON API and
+/// the admin pages both come here): audited with the change's action, its
+/// summary as the note.
+pub(crate) async fn apply<T>(
     st: &AppState,
     user: &User,
     ex: &ExchangeHandle,
-    edit: impl FnOnce(&mut Registry) -> Result<(Change, T), EditError>,
+    edit: impl FnMut(&mut Registry) -> Result<(Change, T), EditError>,
 ) -> ApiResult<(ChangeView, T)> {
     let (change, out) = ex
         .change(st.store.as_ref(), edit, |c| {
@@ -182,7 +281,7 @@ async fn apply<T>(
     Ok((ChangeView::of(&change), out))
 }
 
-fn unit(c: Change) -> (Change, ()) {
+pub(crate) fn unit(c: Change) -> (Change, ()) {
     (c, ())
 }
 
@@ -196,7 +295,7 @@ pub struct ChangeView {
 }
 
 impl ChangeView {
-    fn of(c: &Change) -> Self {
+    pub(crate) fn of(c: &Change) -> Self {
         Self {
             action: c.action.to_string(),
             target: c.target.clone(),
@@ -328,6 +427,33 @@ fn endpoints(v: Vec<EndpointInput>) -> Vec<Endpoint> {
         .collect()
 }
 
+impl ServiceInput {
+    /// The registry entry this input describes.
+    pub(crate) fn into_service(self) -> Service {
+        Service {
+            name: self.name,
+            openapi: self.openapi,
+            endpoints: endpoints(self.endpoints),
+            capture_bodies: self.capture_bodies,
+            capture_limit: self.capture_limit,
+            timeout_ms: self.timeout_ms,
+            ..Service::new(self.id, &self.upstream)
+        }
+    }
+}
+
+/// Creates an API key for `client`: the change and (public id, clear key).
+pub(crate) fn new_api_key(
+    r: &mut Registry,
+    client: &ClientId,
+    label: &str,
+    now: DateTime<Utc>,
+) -> Result<(Change, (String, String)), EditError> {
+    let (c, key) = r.add_api_key(client, label, now)?;
+    let id = r.api_keys.last().map(|k| k.id.clone()).unwrap_or_default();
+    Ok((c, (id, key)))
+}
+
 /// `GET /api/v1/exchange/registry`
 #[utoipa::path(get, path = "/api/v1/exchange/registry", tag = "exchange",
     responses((status = 200, description = "The registry document (see docs/exchange.md); API keys as SHA-256 only", body = Object),
@@ -351,7 +477,7 @@ pub async fn get_metrics(State(st): State<AppState>, headers: HeaderMap) -> ApiR
 
 /// `POST /api/v1/exchange/members`
 #[utoipa::path(post, path = "/api/v1/exchange/members", tag = "exchange", request_body = MemberInput,
-    responses((status = 200, body = ChangeView), (status = 403), (status = 409), (status = 422)))]
+    responses((status = 200, body = ChangeView), (status = 403), (status = 409, description = "Taken, or the registry kept changing on other nodes (exchange-conflict)"), (status = 422)))]
 pub async fn add_member(
     State(st): State<AppState>,
     headers: HeaderMap,
@@ -369,7 +495,7 @@ pub async fn add_member(
 /// `POST /api/v1/exchange/members/remove`: with its subsystems, their
 /// services and every right, key and certificate involving them.
 #[utoipa::path(post, path = "/api/v1/exchange/members/remove", tag = "exchange", request_body = MemberRef,
-    responses((status = 200, body = ChangeView), (status = 403), (status = 404)))]
+    responses((status = 200, body = ChangeView), (status = 403), (status = 404), (status = 409, description = "The registry kept changing on other nodes (exchange-conflict)")))]
 pub async fn remove_member(
     State(st): State<AppState>,
     headers: HeaderMap,
@@ -386,7 +512,7 @@ pub async fn remove_member(
 
 /// `POST /api/v1/exchange/subsystems`
 #[utoipa::path(post, path = "/api/v1/exchange/subsystems", tag = "exchange", request_body = SubsystemInput,
-    responses((status = 200, body = ChangeView), (status = 403), (status = 409), (status = 422)))]
+    responses((status = 200, body = ChangeView), (status = 403), (status = 409, description = "Taken, or the registry kept changing on other nodes (exchange-conflict)"), (status = 422)))]
 pub async fn add_subsystem(
     State(st): State<AppState>,
     headers: HeaderMap,
@@ -403,7 +529,7 @@ pub async fn add_subsystem(
 
 /// `POST /api/v1/exchange/subsystems/remove`
 #[utoipa::path(post, path = "/api/v1/exchange/subsystems/remove", tag = "exchange", request_body = SubsystemRef,
-    responses((status = 200, body = ChangeView), (status = 403), (status = 404)))]
+    responses((status = 200, body = ChangeView), (status = 403), (status = 404), (status = 409, description = "The registry kept changing on other nodes (exchange-conflict)")))]
 pub async fn remove_subsystem(
     State(st): State<AppState>,
     headers: HeaderMap,
@@ -418,7 +544,7 @@ pub async fn remove_subsystem(
 /// `POST /api/v1/exchange/services`: adds a service or replaces the one
 /// with the same id.
 #[utoipa::path(post, path = "/api/v1/exchange/services", tag = "exchange", request_body = ServiceInput,
-    responses((status = 200, body = ChangeView), (status = 403), (status = 422)))]
+    responses((status = 200, body = ChangeView), (status = 403), (status = 409, description = "The registry kept changing on other nodes (exchange-conflict)"), (status = 422)))]
 pub async fn put_service(
     State(st): State<AppState>,
     headers: HeaderMap,
@@ -426,22 +552,17 @@ pub async fn put_service(
 ) -> ApiResult<Json<ChangeView>> {
     let (user, ex) = admin(&st, &headers).await?;
     let s: ServiceInput = json_body(&body)?;
-    let service = Service {
-        name: s.name,
-        openapi: s.openapi,
-        endpoints: endpoints(s.endpoints),
-        capture_bodies: s.capture_bodies,
-        capture_limit: s.capture_limit,
-        timeout_ms: s.timeout_ms,
-        ..Service::new(s.id, &s.upstream)
-    };
-    let (c, ()) = apply(&st, &user, &ex, |r| r.put_service(service).map(unit)).await?;
+    let service = s.into_service();
+    let (c, ()) = apply(&st, &user, &ex, |r| {
+        r.put_service(service.clone()).map(unit)
+    })
+    .await?;
     Ok(Json(c))
 }
 
 /// `POST /api/v1/exchange/services/remove`: with the access rights to it.
 #[utoipa::path(post, path = "/api/v1/exchange/services/remove", tag = "exchange", request_body = ServiceRef,
-    responses((status = 200, body = ChangeView), (status = 403), (status = 404)))]
+    responses((status = 200, body = ChangeView), (status = 403), (status = 404), (status = 409, description = "The registry kept changing on other nodes (exchange-conflict)")))]
 pub async fn remove_service(
     State(st): State<AppState>,
     headers: HeaderMap,
@@ -456,7 +577,7 @@ pub async fn remove_service(
 /// `POST /api/v1/exchange/access/grant`: replaces an existing right of the
 /// same client and service.
 #[utoipa::path(post, path = "/api/v1/exchange/access/grant", tag = "exchange", request_body = AccessInput,
-    responses((status = 200, body = ChangeView), (status = 403), (status = 422)))]
+    responses((status = 200, body = ChangeView), (status = 403), (status = 409, description = "The registry kept changing on other nodes (exchange-conflict)"), (status = 422)))]
 pub async fn grant(
     State(st): State<AppState>,
     headers: HeaderMap,
@@ -466,7 +587,7 @@ pub async fn grant(
     let a: AccessInput = json_body(&body)?;
     let eps = endpoints(a.endpoints);
     let (c, ()) = apply(&st, &user, &ex, |r| {
-        r.grant(&a.client, &a.service, eps).map(unit)
+        r.grant(&a.client, &a.service, eps.clone()).map(unit)
     })
     .await?;
     Ok(Json(c))
@@ -474,7 +595,7 @@ pub async fn grant(
 
 /// `POST /api/v1/exchange/access/revoke`
 #[utoipa::path(post, path = "/api/v1/exchange/access/revoke", tag = "exchange", request_body = AccessRef,
-    responses((status = 200, body = ChangeView), (status = 403), (status = 404)))]
+    responses((status = 200, body = ChangeView), (status = 403), (status = 404), (status = 409, description = "The registry kept changing on other nodes (exchange-conflict)")))]
 pub async fn revoke(
     State(st): State<AppState>,
     headers: HeaderMap,
@@ -492,7 +613,7 @@ pub async fn revoke(
 /// `POST /api/v1/exchange/api-keys`: creates a key for a client subsystem;
 /// the clear key is in this answer only.
 #[utoipa::path(post, path = "/api/v1/exchange/api-keys", tag = "exchange", request_body = ApiKeyInput,
-    responses((status = 201, body = ApiKeyCreated), (status = 403), (status = 422)))]
+    responses((status = 201, body = ApiKeyCreated), (status = 403), (status = 409, description = "The registry kept changing on other nodes (exchange-conflict)"), (status = 422)))]
 pub async fn create_api_key(
     State(st): State<AppState>,
     headers: HeaderMap,
@@ -502,9 +623,7 @@ pub async fn create_api_key(
     let k: ApiKeyInput = json_body(&body)?;
     let now = st.clock.now();
     let (change, (id, key)) = apply(&st, &user, &ex, |r| {
-        let (c, key) = r.add_api_key(&k.client, &k.label, now)?;
-        let id = r.api_keys.last().map(|k| k.id.clone()).unwrap_or_default();
-        Ok((c, (id, key)))
+        new_api_key(r, &k.client, &k.label, now)
     })
     .await?;
     Ok((
@@ -522,7 +641,7 @@ pub async fn create_api_key(
 /// the record).
 #[utoipa::path(post, path = "/api/v1/exchange/api-keys/{id}/revoke", tag = "exchange",
     params(("id" = String, Path, description = "The key's public id")),
-    responses((status = 200, body = ChangeView), (status = 403), (status = 404)))]
+    responses((status = 200, body = ChangeView), (status = 403), (status = 404), (status = 409, description = "The registry kept changing on other nodes (exchange-conflict)")))]
 pub async fn revoke_api_key(
     State(st): State<AppState>,
     headers: HeaderMap,
@@ -536,7 +655,7 @@ pub async fn revoke_api_key(
 /// `POST /api/v1/exchange/client-certs`: binds a TLS client certificate
 /// (by fingerprint) to a client subsystem.
 #[utoipa::path(post, path = "/api/v1/exchange/client-certs", tag = "exchange", request_body = ClientCertInput,
-    responses((status = 200, body = ChangeView), (status = 403), (status = 409), (status = 422)))]
+    responses((status = 200, body = ChangeView), (status = 403), (status = 409, description = "Taken, or the registry kept changing on other nodes (exchange-conflict)"), (status = 422)))]
 pub async fn add_client_cert(
     State(st): State<AppState>,
     headers: HeaderMap,
@@ -554,7 +673,7 @@ pub async fn add_client_cert(
 
 /// `POST /api/v1/exchange/client-certs/remove`
 #[utoipa::path(post, path = "/api/v1/exchange/client-certs/remove", tag = "exchange", request_body = ClientCertRef,
-    responses((status = 200, body = ChangeView), (status = 403), (status = 404)))]
+    responses((status = 200, body = ChangeView), (status = 403), (status = 404), (status = 409, description = "The registry kept changing on other nodes (exchange-conflict)")))]
 pub async fn remove_client_cert(
     State(st): State<AppState>,
     headers: HeaderMap,

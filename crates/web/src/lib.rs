@@ -10,6 +10,8 @@ pub mod exchange_api;
 pub mod i18n;
 pub mod metrics;
 pub mod pages;
+pub mod prefill;
+pub mod pubsub_api;
 pub mod service;
 pub mod views;
 
@@ -73,6 +75,9 @@ pub struct AppState {
     /// The data exchange registry (and the gateway, on nodes that run it);
     /// `None`: the exchange API answers 503.
     pub exchange: Option<Arc<exchange_api::ExchangeHandle>>,
+    /// The portal's client identity on the exchange, for once-only prefill;
+    /// `None`: forms are typed.
+    pub portal: Option<Arc<prefill::PortalClient>>,
 }
 
 impl AppState {
@@ -94,6 +99,7 @@ impl AppState {
             clock: Arc::new(Clock::default()),
             catalogue: Arc::new(RwLock::new(None)),
             exchange: None,
+            portal: None,
         }
     }
 
@@ -205,6 +211,8 @@ impl Connected<SocketAddr> for ClientAddr {
         exchange_api::grant, exchange_api::revoke,
         exchange_api::create_api_key, exchange_api::revoke_api_key,
         exchange_api::add_client_cert, exchange_api::remove_client_cert,
+        pubsub_api::event_types, pubsub_api::list_subscriptions, pubsub_api::create_subscription,
+        pubsub_api::delete_subscription, pubsub_api::deliveries,
     ),
     components(schemas(views::Application, views::ApplicantInput)),
     modifiers(&BearerAuth),
@@ -388,12 +396,29 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/exchange/client-certs/remove",
             post(exchange_api::remove_client_cert),
         )
+        .route(
+            "/api/v1/exchange/pubsub/event-types",
+            get(pubsub_api::event_types),
+        )
+        .route(
+            "/api/v1/exchange/pubsub/subscriptions",
+            get(pubsub_api::list_subscriptions).post(pubsub_api::create_subscription),
+        )
+        .route(
+            "/api/v1/exchange/pubsub/subscriptions/{id}",
+            axum::routing::delete(pubsub_api::delete_subscription),
+        )
+        .route(
+            "/api/v1/exchange/pubsub/deliveries",
+            get(pubsub_api::deliveries),
+        )
         .route("/api/openapi.json", get(openapi_json))
         .route("/api/docs", get(api_docs))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .merge(pages::routes(state.clone()))
+        .merge(pages::exchange_admin::routes(state.clone()))
         .fallback(pages::fallback)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes));
     api.layer(middleware::from_fn(error::problem_language))

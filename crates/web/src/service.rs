@@ -249,12 +249,23 @@ pub async fn create_dossier(
     applicant: Applicant,
     fields: serde_json::Map<String, serde_json::Value>,
     documents: Vec<StoredDocument>,
+    sources: Vec<crate::prefill::SourceResult>,
 ) -> Result<Dossier, ApiError> {
     if channel == Channel::Online && p.online == OnlineLevel::None {
         return Err(ApiError::new(
             axum::http::StatusCode::UNPROCESSABLE_ENTITY,
             "not-online",
         ));
+    }
+    let mut fields = fields;
+    if !sources.is_empty() {
+        // Where the data came from (registry through the exchange, with its
+        // X-Road-Id, or typed and why) stays with the dossier's fields; the
+        // key cannot be a field id (ids start with a letter).
+        fields.insert(
+            crate::prefill::SOURCES_KEY.into(),
+            serde_json::to_value(&sources).map_err(ApiError::internal)?,
+        );
     }
     let now = st.clock.now();
     let mut lifecycle = Lifecycle::new();

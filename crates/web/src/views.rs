@@ -348,6 +348,59 @@ impl QueueItem {
     }
 }
 
+/// How many dossiers a workqueue lists by default (the most urgent); the
+/// counts always cover the whole queue.
+pub const QUEUE_LIMIT: u32 = 100;
+/// The most a workqueue lists.
+pub const QUEUE_LIMIT_MAX: u32 = 500;
+
+/// The tabs of the workqueue, in order.
+pub const QUEUE_TABS: [&str; 5] = ["all", "receive", "appraise", "approve", "return"];
+
+/// The query of one tab of the workqueue of `holders` at `agency` (the
+/// same split as [`queue_tab`]), the `limit` most urgent first; `None` when
+/// none of the holders has dossiers in that tab.
+pub fn queue_query(
+    agency: &motcua_domain::AgencyCode,
+    holders: &[motcua_domain::dossier::Role],
+    tab: &str,
+    limit: u32,
+) -> Option<motcua_store::DossierQuery> {
+    use motcua_domain::dossier::{Role, Status};
+    let working: Vec<Status> = Status::ALL
+        .into_iter()
+        .filter(|s| !matches!(s, Status::NewlyRegistered | Status::Completed))
+        .collect();
+    let (roles, statuses): (Vec<Role>, Vec<Status>) = match tab {
+        "receive" => (holders.to_vec(), vec![Status::NewlyRegistered]),
+        "return" => (holders.to_vec(), vec![Status::Completed]),
+        "approve" => (
+            holders
+                .iter()
+                .copied()
+                .filter(|r| *r == Role::Leader)
+                .collect(),
+            working,
+        ),
+        "appraise" => (
+            holders
+                .iter()
+                .copied()
+                .filter(|r| *r != Role::Leader)
+                .collect(),
+            working,
+        ),
+        _ => (holders.to_vec(), Vec::new()),
+    };
+    (!roles.is_empty()).then(|| motcua_store::DossierQuery {
+        agency: Some(agency.clone()),
+        holders: roles,
+        statuses,
+        limit: limit.clamp(1, QUEUE_LIMIT_MAX),
+        ..Default::default()
+    })
+}
+
 /// Which tab of the workqueue a dossier belongs to.
 pub fn queue_tab(
     status: motcua_domain::dossier::Status,
@@ -408,7 +461,11 @@ pub struct QueueCounts {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Workqueue {
+    /// The whole queue's counts.
     pub counts: QueueCounts,
+    /// The tab listed.
+    pub tab: String,
+    /// The most urgent dossiers of the tab (up to the limit asked).
     pub items: Vec<QueueItem>,
 }
 

@@ -826,3 +826,458 @@ async fn province_admin_edits_holidays_and_makeup_days_in_force_at_once() {
     app.state.reload_calendar().await.expect("reload");
     assert!(app.state.calendar().is_working_day(sat));
 }
+
+/// `motcua serve --demo` with the exchange gateway: (process, portal URL,
+/// gateway URL). The process is killed when dropped.
+struct DemoNode {
+    child: std::process::Child,
+    base: String,
+    gateway: String,
+}
+
+impl DemoNode {
+    fn start(data: &std::path::Path) -> DemoNode {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_motcua"))
+            .current_dir(crate::helpers::workspace())
+            .args(["serve", "--demo", "--listen", "127.0.0.1:0"])
+            .args(["--exchange-listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("start motcua");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let (mut base, mut gateway) = (None, None);
+        while base.is_none() || gateway.is_none() {
+            let line = lines
+                .next()
+                .expect("motcua exited before listening")
+                .expect("line");
+            let url = |rest: &str| {
+                rest.split_whitespace()
+                    .next()
+                    .expect("url")
+                    .trim_end_matches('/')
+                    .trim_end_matches("/r1")
+                    .to_string()
+            };
+            if let Some(rest) = line.strip_prefix("motcua is running at ") {
+                base = Some(url(rest));
+            } else if let Some(rest) = line.strip_prefix("Exchange gateway at ") {
+                gateway = Some(url(rest));
+            }
+        }
+        std::thread::spawn(move || for _ in lines.by_ref() {});
+        DemoNode {
+            child,
+            base: base.expect("portal"),
+            gateway: gateway.expect("gateway"),
+        }
+    }
+
+    fn browser(&self, lang: &'static str) -> Browser {
+        Browser {
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client"),
+            base: self.base.clone(),
+            cookies: Default::default(),
+            lang,
+        }
+    }
+
+    /// Stops the server with SIGTERM and waits for a clean exit.
+    fn stop(mut self) {
+        let ok = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(ok.success());
+        let status = self.child.wait().expect("wait");
+        assert!(status.success(), "motcua exited with {status:?}");
+    }
+}
+
+impl Drop for DemoNode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The number in the cell labelled `column` of the table row of `key`.
+fn cell_after(body: &str, key: &str, column: &str) -> Option<u64> {
+    let row = &body[body.find(&format!("<span class=\"code\">{key}</span>"))?..];
+    let row = &row[..row.find("</tr>")?];
+    let marker = format!("data-label=\"{column}\">");
+    let i = row.find(&marker)? + marker.len();
+    row[i..].split('<').next()?.trim().parse().ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn province_admin_manages_the_exchange_registry_and_watches_the_gateway_in_pages() {
+    const DEMO_CLIENT: &str = "VN/GOV/UBND-HN/MOTCUA";
+    const DEMO_SERVICE: &str = "VN/GOV/BCA/POPULATION/citizens";
+    const NEW_SERVICE: &str = "VN/GOV/SYT-HN/HIS/benh-an";
+    let dir = crate::helpers::temp_dir("exchange-pages");
+    let data = dir.join("data");
+    let node = DemoNode::start(&data);
+
+    let mut admin = node.browser("vi");
+    admin.login("province.admin").await;
+    let page = admin.get("/quan-tri/lien-thong").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.body.contains(DEMO_SERVICE),
+        "the demo service is listed"
+    );
+    assert!(
+        page.body.contains("demo-motcua"),
+        "the demo key's id is listed"
+    );
+    assert!(
+        !page.body.contains("xrk_demo_motcua_not_a_secret"),
+        "keys are never shown after their creation"
+    );
+    assert!(page.body.contains("href=\"/quan-tri/lien-thong/giam-sat\""));
+    let csrf = page.csrf();
+    let post = |pairs: &'static [(&'static str, &'static str)]| text_form(&csrf, pairs);
+
+    // A member, its subsystem: each a POST that redirects to the page.
+    let r = admin
+        .post_multipart(
+            "/quan-tri/lien-thong",
+            post(&[
+                ("op", "member-add"),
+                ("class", "GOV"),
+                ("code", "SYT-HN"),
+                ("name", "Sở Y tế Hà Nội"),
+            ]),
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(r.location(), "/quan-tri/lien-thong?xong=member-add");
+    let shown = admin.get(&r.location()).await;
+    assert!(shown.body.contains("Đã thêm thành viên."));
+    assert!(shown.body.contains("Sở Y tế Hà Nội"));
+    let r = admin
+        .post_multipart(
+            "/quan-tri/lien-thong",
+            post(&[
+                ("op", "subsystem-add"),
+                ("id", "VN/GOV/SYT-HN/HIS"),
+                ("name", "Hệ thống thông tin bệnh viện"),
+            ]),
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+
+    // A wrong provider URL: shown next to the field, in Vietnamese, with
+    // what was typed; nothing changes.
+    let r = admin
+        .post_multipart(
+            "/quan-tri/lien-thong",
+            post(&[
+                ("op", "service-add"),
+                ("id", NEW_SERVICE),
+                ("upstream", "ftp://10.0.0.9/api"),
+                ("endpoints", "GET /records/{id}"),
+            ]),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(r.body.contains("id=\"f-service-add-upstream-err\""));
+    assert!(r.body.contains("Nhập địa chỉ gốc của hệ thống cung cấp"));
+    assert!(r.body.contains("value=\"ftp://10.0.0.9/api\""));
+    assert!(
+        !admin
+            .get("/quan-tri/lien-thong")
+            .await
+            .body
+            .contains("<td data-label=\"Định danh\" class=\"code\">VN/GOV/SYT-HN/HIS/benh-an")
+    );
+    // The same in English.
+    let mut en = node.browser("en");
+    en.login("province.admin").await;
+    let en_page = en.get("/quan-tri/lien-thong").await;
+    let r = en
+        .post_multipart(
+            "/quan-tri/lien-thong",
+            text_form(
+                &en_page.csrf(),
+                &[
+                    ("op", "service-add"),
+                    ("id", NEW_SERVICE),
+                    ("upstream", "http://127.0.0.1:9/api"),
+                    ("openapi", "{not json"),
+                ],
+            ),
+        )
+        .await;
+    assert_eq!(r.status, 422);
+    assert!(
+        r.body
+            .contains("The OpenAPI description must be valid JSON.")
+    );
+
+    // The service, with an OpenAPI description and an endpoint, and a right
+    // of the portal to one path of it.
+    let r = admin
+        .post_multipart(
+            "/quan-tri/lien-thong",
+            post(&[
+                ("op", "service-add"),
+                ("id", NEW_SERVICE),
+                ("name", "Bệnh án điện tử"),
+                ("upstream", "http://127.0.0.1:9/api"),
+                ("endpoints", "GET /records/{id}"),
+                ("openapi", "{\"openapi\": \"3.0.0\"}"),
+            ]),
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let r = admin
+        .post_multipart(
+            "/quan-tri/lien-thong",
+            post(&[
+                ("op", "grant"),
+                ("client", DEMO_CLIENT),
+                ("service", NEW_SERVICE),
+                ("endpoints", "GET /records/*"),
+            ]),
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let listed = admin.get("/quan-tri/lien-thong?xong=grant").await;
+    assert!(listed.body.contains("Đã cấp quyền truy cập."));
+    assert!(listed.body.contains("http://127.0.0.1:9/api"));
+    assert!(listed.body.contains("GET /records/*"));
+
+    // An API key: shown once, with a warning; afterwards only its id.
+    let r = admin
+        .post_multipart(
+            "/quan-tri/lien-thong",
+            post(&[
+                ("op", "key-add"),
+                ("client", DEMO_CLIENT),
+                ("label", "bệnh án"),
+            ]),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let key = r.secret();
+    assert!(key.starts_with("xrk_") && key.len() == 68, "{key}");
+    assert!(r.body.contains("chỉ hiển thị lần này"));
+    let again = admin.get("/quan-tri/lien-thong").await;
+    assert!(!again.body.contains(&key), "the key is shown once only");
+    assert!(again.body.contains("bệnh án"));
+
+    // The new key works at the gateway (the provider is down: 502), the
+    // demo key reads a citizen.
+    let http = reqwest::Client::new();
+    let call = |service: &str, path: &str, key: &str| {
+        http.get(format!("{}/r1/{service}{path}", node.gateway))
+            .header("X-Road-Client", DEMO_CLIENT)
+            .header("Authorization", format!("X-Road-ApiKey token={key}"))
+            .send()
+    };
+    let r = call(NEW_SERVICE, "/records/42", &key).await.expect("call");
+    assert_eq!(r.status(), 502);
+    let r = call(NEW_SERVICE, "/other", &key).await.expect("call");
+    assert_eq!(r.status(), 403, "the right covers /records/* only");
+    let r = call(
+        DEMO_SERVICE,
+        "/001090012345",
+        "xrk_demo_motcua_not_a_secret",
+    )
+    .await
+    .expect("call");
+    assert_eq!(r.status(), 200);
+
+    // Monitoring: counts per service and per client, the log's health.
+    let m = en.get("/quan-tri/lien-thong/giam-sat").await;
+    assert_eq!(m.status, 200, "{}", m.body);
+    assert!(m.body.contains("Writing"), "log healthy");
+    assert_eq!(cell_after(&m.body, DEMO_SERVICE, "Requests"), Some(1));
+    assert_eq!(cell_after(&m.body, DEMO_SERVICE, "Errors"), Some(0));
+    assert_eq!(cell_after(&m.body, NEW_SERVICE, "Requests"), Some(2));
+    assert_eq!(cell_after(&m.body, NEW_SERVICE, "Errors"), Some(2));
+    assert_eq!(cell_after(&m.body, DEMO_CLIENT, "Requests"), Some(3));
+    assert!(
+        m.body
+            .contains("Server.ServerProxy.ServiceFailed.NetworkError: 1")
+    );
+    assert!(m.body.contains("Server.ServerProxy.AccessDenied: 1"));
+
+    // Revoking the key in the page: the gateway refuses it at once.
+    let id = again
+        .body
+        .split("name=\"op\" value=\"key-revoke\"><input type=\"hidden\" name=\"id\" value=\"")
+        .nth(2)
+        .and_then(|s| s.split('"').next())
+        .expect("the new key's revoke form")
+        .to_string();
+    let r = admin
+        .post_multipart(
+            "/quan-tri/lien-thong",
+            text_form(&csrf, &[("op", "key-revoke"), ("id", &id)]),
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let r = call(NEW_SERVICE, "/records/42", &key).await.expect("call");
+    assert_eq!(r.status(), 401);
+
+    // Without the CSRF token, nothing; officers and agency admins: 403,
+    // and no link to the pages.
+    let r = admin
+        .post_multipart(
+            "/quan-tri/lien-thong",
+            text_form(
+                "wrong",
+                &[
+                    ("op", "member-remove"),
+                    ("class", "GOV"),
+                    ("code", "SYT-HN"),
+                ],
+            ),
+        )
+        .await;
+    assert_eq!(r.status, 403);
+    for user in ["officer", "admin"] {
+        let mut b = node.browser("vi");
+        b.login(user).await;
+        assert_eq!(b.get("/quan-tri/lien-thong").await.status, 403, "{user}");
+        assert_eq!(
+            b.get("/quan-tri/lien-thong/giam-sat").await.status,
+            403,
+            "{user}"
+        );
+    }
+    let mut agency_admin = node.browser("vi");
+    agency_admin.login("admin").await;
+    assert!(
+        !agency_admin
+            .get("/quan-tri")
+            .await
+            .body
+            .contains("/quan-tri/lien-thong")
+    );
+    // The JSON API sees the page's changes.
+    let token: serde_json::Value = http
+        .post(format!("{}/api/v1/auth/token", node.base))
+        .json(&json!({ "username": "province.admin", "password": "motcua-demo" }))
+        .send()
+        .await
+        .expect("token")
+        .json()
+        .await
+        .expect("json");
+    let registry: serde_json::Value = http
+        .get(format!("{}/api/v1/exchange/registry", node.base))
+        .bearer_auth(token["token"].as_str().expect("token"))
+        .send()
+        .await
+        .expect("registry")
+        .json()
+        .await
+        .expect("json");
+    assert!(registry["services"].to_string().contains(NEW_SERVICE));
+    assert!(!registry.to_string().contains(&key), "no clear key stored");
+    node.stop();
+
+    // Every change is in the audit chain, by the province admin, with the
+    // clear key nowhere.
+    let config = motcua::Config {
+        data_dir: data.clone(),
+        procedures_dir: crate::helpers::workspace().join("procedures"),
+        ..motcua::Config::default()
+    };
+    let inst = motcua::open(&config).await.expect("open");
+    let records = inst.store.audit_records(0, 100_000).await.expect("audit");
+    assert!(motcua_domain::audit::verify_chain(&records).is_ok());
+    let mine: Vec<&str> = records
+        .iter()
+        .filter(|r| r.entry.actor == "province.admin")
+        .map(|r| r.entry.action.as_str())
+        .collect();
+    assert_eq!(
+        mine,
+        [
+            "exchange.member.add",
+            "exchange.subsystem.add",
+            "exchange.service.add",
+            "exchange.access.grant",
+            "exchange.apikey.add",
+            "exchange.apikey.revoke",
+        ]
+    );
+    assert!(
+        records
+            .iter()
+            .all(|r| !r.entry.note.as_deref().unwrap_or("").contains(&key))
+    );
+    if let Some(db) = inst.sqlite {
+        db.close().await;
+    }
+}
+
+/// Two nodes (two registry handles with their own in-node locks) on one
+/// database change the registry at the same moment: the store's
+/// compare-and-set makes the loser re-read and apply its change again, so
+/// every change is in the document and each has one audit record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn registry_changes_made_at_once_on_two_nodes_are_all_kept() {
+    use std::sync::Arc;
+
+    use motcua_web::exchange_api::{ExchangeHandle, change_payload};
+
+    let app = spawn_app().await;
+    let store = app.state.store.clone();
+    let nodes = [
+        Arc::new(ExchangeHandle::new("VN", None)),
+        Arc::new(ExchangeHandle::new("VN", None)),
+    ];
+    let before = store.audit_records(0, 100_000).await.expect("audit").len();
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let (node, store) = (nodes[i % 2].clone(), store.clone());
+        tasks.push(tokio::spawn(async move {
+            let code = format!("M{i:02}");
+            node.change(
+                store.as_ref(),
+                |r| r.add_member("GOV", &code, "Thành viên").map(|c| (c, ())),
+                |c| motcua::system_audit(c.action, &change_payload(c)),
+            )
+            .await
+        }));
+    }
+    let mut conflicts = 0;
+    for t in tasks {
+        match t.await.expect("task") {
+            Ok(_) => {}
+            Err(e) if e.kind == "exchange-conflict" => conflicts += 1,
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    let registry = nodes[0].load(store.as_ref()).await.expect("registry");
+    let audit = store.audit_records(0, 100_000).await.expect("audit");
+    let added = audit.len() - before;
+    assert_eq!(
+        registry.members.len() + conflicts,
+        16,
+        "every change kept, or refused with 409 (never lost)"
+    );
+    assert_eq!(
+        added,
+        registry.members.len(),
+        "one audit record per change kept"
+    );
+    assert!(
+        conflicts <= 2,
+        "retries absorb the races: {conflicts} refused"
+    );
+}

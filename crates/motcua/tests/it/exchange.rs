@@ -889,3 +889,278 @@ async fn nodes_on_one_postgres_share_the_registry_and_follow_its_changes() {
         n.stop();
     }
 }
+
+/// A push receiver on 127.0.0.1: answers 500 to the first POST, then 204;
+/// keeps every body received.
+async fn push_receiver() -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<(Value, String)>>>,
+) {
+    use axum::http::{HeaderMap, StatusCode};
+    let seen: std::sync::Arc<std::sync::Mutex<Vec<(Value, String)>>> = Default::default();
+    let s = seen.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: HeaderMap, body: axum::body::Bytes| {
+            let s = s.clone();
+            async move {
+                let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                let id = headers
+                    .get("x-road-id")
+                    .and_then(|h| h.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string();
+                let mut seen = s.lock().expect("lock");
+                seen.push((v, id));
+                if seen.len() == 1 {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                } else {
+                    StatusCode::NO_CONTENT
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind receiver");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (format!("http://{addr}/hook"), seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pubsub_push_with_retry_pull_with_ack_and_a_verified_log() {
+    let dir = temp_dir("pubsub");
+    let data = dir.join("data");
+    let d = demo_ids();
+    let server = Server::start(
+        &data,
+        &[
+            ("MOTCUA_PUBSUB__RETRY_BASE_MS", "300".into()),
+            ("MOTCUA_PUBSUB__RETRY_MAX_MS", "2000".into()),
+            ("MOTCUA_PUBSUB__POLL_MS", "100".into()),
+        ],
+    );
+    let http = reqwest::Client::new();
+    let (hook, seen) = push_receiver().await;
+    let admin = token(&http, &server.base, "province.admin").await;
+
+    // The built-in event types, with their schemas.
+    let types: Value = http
+        .get(format!(
+            "{}/api/v1/exchange/pubsub/event-types",
+            server.base
+        ))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("event types")
+        .json()
+        .await
+        .expect("json");
+    let names: Vec<&str> = types
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    for n in [
+        "dossier.submitted",
+        "dossier.accepted",
+        "dossier.completed",
+        "dossier.late",
+    ] {
+        assert!(names.contains(&n), "{n} in {names:?}");
+    }
+
+    // Subscriptions: refused for others than province administrators, for
+    // unknown subsystems and for a push without URL.
+    let subs = "/api/v1/exchange/pubsub/subscriptions";
+    let push =
+        json!({"client": d.client, "event_type": "dossier.accepted", "mode": "push", "url": hook});
+    let officer = token(&http, &server.base, "officer").await;
+    let (status, _) = admin_post(&http, &server.base, &officer, subs, push.clone()).await;
+    assert_eq!(status, 403);
+    let (status, body) = admin_post(
+        &http,
+        &server.base,
+        &admin,
+        subs,
+        json!({"client": "VN/GOV/NOBODY/SYS", "event_type": "dossier.accepted", "mode": "pull"}),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    let (status, body) = admin_post(
+        &http,
+        &server.base,
+        &admin,
+        subs,
+        json!({"client": d.client, "event_type": "dossier.accepted", "mode": "push"}),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    let (status, push_sub) = admin_post(&http, &server.base, &admin, subs, push).await;
+    assert_eq!(status, 201, "{push_sub}");
+    let (status, pull_sub) = admin_post(
+        &http,
+        &server.base,
+        &admin,
+        subs,
+        json!({"client": d.client, "event_type": "dossier.accepted", "mode": "pull"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{pull_sub}");
+
+    // A citizen submits, the officer accepts.
+    let citizen = token(&http, &server.base, "citizen").await;
+    let application = json!({ "procedure_code": crate::helpers::BIRTH, "unit_code": "00073",
+        "fields": crate::helpers::birth_fields() });
+    let form = reqwest::multipart::Form::new()
+        .text("application", application.to_string())
+        .part(
+            "document:birth-notice",
+            reqwest::multipart::Part::bytes(crate::helpers::pdf("pubsub"))
+                .file_name("giay-chung-sinh.pdf"),
+        );
+    let r = http
+        .post(format!("{}/api/v1/dossiers", server.base))
+        .bearer_auth(&citizen)
+        .multipart(form)
+        .send()
+        .await
+        .expect("submit");
+    assert_eq!(r.status(), 201);
+    let v: Value = r.json().await.expect("json");
+    let code = v["code"].as_str().expect("code").to_string();
+    let (status, body) = admin_post(
+        &http,
+        &server.base,
+        &officer,
+        &format!("/api/v1/dossiers/{code}/actions"),
+        json!({"action": "accept"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+
+    // Push: refused once (500), delivered on the retry, same event id.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if seen.lock().expect("lock").len() >= 2 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no retry reached the receiver"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let received = seen.lock().expect("lock").clone();
+    let (first, first_header) = &received[0];
+    let (second, _) = &received[1];
+    assert_eq!(first["type"], "dossier.accepted", "{first}");
+    assert_eq!(first["data"]["code"], code.as_str());
+    assert_eq!(first["data"]["status"], "accepted");
+    let event_id = first["id"].as_str().expect("event id").to_string();
+    assert_eq!(event_id.len(), 36, "a UUID: {event_id}");
+    assert_eq!(first_header, &event_id, "X-Road-Id is the event id");
+    assert_eq!(second["id"], first["id"], "a retry carries the same id");
+    let deliveries: Value = http
+        .get(format!(
+            "{}/api/v1/exchange/pubsub/deliveries?subscription={}",
+            server.base, push_sub["id"]
+        ))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("deliveries")
+        .json()
+        .await
+        .expect("json");
+    let delivered = deliveries
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|x| x["event"]["event_id"] == event_id.as_str())
+        .expect("the delivery")
+        .clone();
+    assert_eq!(delivered["state"], "delivered", "{delivered}");
+    assert_eq!(delivered["attempts"], 2, "{delivered}");
+    assert_eq!(delivered["last_status"], 204, "{delivered}");
+
+    // Pull on the gateway: authentication as on /r1/.
+    let events = format!("{}/pubsub/v1/events", server.gateway);
+    let r = http
+        .get(&events)
+        .header("X-Road-Client", &d.client)
+        .send()
+        .await
+        .expect("pull");
+    assert_eq!(r.status(), 401);
+    assert_eq!(
+        r.headers()["x-road-error"],
+        "Server.ClientProxy.AuthenticationFailed"
+    );
+    let pull = || async {
+        let r = http
+            .get(&events)
+            .header("X-Road-Client", &d.client)
+            .header(
+                "Authorization",
+                format!("X-Road-ApiKey token={}", d.api_key),
+            )
+            .send()
+            .await
+            .expect("pull");
+        assert_eq!(r.status(), 200);
+        let v: Value = r.json().await.expect("json");
+        v["events"].as_array().expect("events").clone()
+    };
+    let pulled = pull().await;
+    let mine = pulled
+        .iter()
+        .find(|e| e["id"] == event_id.as_str())
+        .expect("the accepted event is pulled");
+    assert_eq!(mine["type"], "dossier.accepted");
+    assert_eq!(mine["data"]["code"], code.as_str());
+    assert_eq!(mine["subscription"], pull_sub["id"]);
+    assert!(
+        pull().await.iter().any(|e| e["id"] == event_id.as_str()),
+        "offered again until acknowledged"
+    );
+    let r = http
+        .post(format!("{}/pubsub/v1/ack", server.gateway))
+        .header("X-Road-Client", &d.client)
+        .header(
+            "Authorization",
+            format!("X-Road-ApiKey token={}", d.api_key),
+        )
+        .json(&json!({"ids": [event_id]}))
+        .send()
+        .await
+        .expect("ack");
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.expect("json");
+    assert_eq!(v["acknowledged"], json!([event_id]));
+    assert!(
+        !pull().await.iter().any(|e| e["id"] == event_id.as_str()),
+        "not offered after the acknowledgement"
+    );
+
+    // Every attempt, pull and acknowledgement is in the verified log.
+    server.stop();
+    let out = dir.join("pubsub.log");
+    export(&data, &out);
+    let (code_, text) = verify(&data, &out, None);
+    assert_eq!(code_, 0, "{text}");
+    let log = std::fs::read_to_string(&out).expect("read");
+    let attempts = log
+        .lines()
+        .filter(|l| l.contains(&format!("\"x_road_id\":\"{event_id}\"")))
+        .count();
+    assert_eq!(attempts, 2, "both push attempts are logged");
+    assert!(log.contains("/pubsub/v1/ack"), "the ack is logged");
+    assert!(log.contains(&format!("acknowledged {event_id}")));
+    assert!(log.contains("VN/pubsub/dossier.accepted"));
+}

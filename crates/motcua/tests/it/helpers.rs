@@ -39,17 +39,41 @@ pub fn temp_dir(tag: &str) -> PathBuf {
 
 /// Starts the real application with demo data on a free loopback port.
 pub async fn spawn_app() -> TestApp {
+    spawn_app_opts(false).await
+}
+
+/// Starts the real application with demo data; with `exchange`, also the
+/// exchange gateway (message log in the data directory) and the demo
+/// population registry behind it, registered as `serve --demo` does, with
+/// the portal as its client for once-only prefill.
+pub async fn spawn_app_opts(exchange: bool) -> TestApp {
     let dir = temp_dir("app");
-    let config = Config {
+    let mut config = Config {
         data_dir: dir.join("data"),
         procedures_dir: workspace().join("procedures"),
         ..Config::default()
     };
+    config.exchange.listen = "127.0.0.1:0".into();
     let inst = motcua::open(&config).await.expect("open installation");
     motcua::demo::seed(inst.store.as_ref(), &config)
         .await
         .expect("seed");
-    let state = motcua::app_state(&inst, &config);
+    let mut state = motcua::app_state(&inst, &config);
+    if exchange {
+        let (gateway, _listener) = motcua::exchange::open(&config, inst.store.as_ref())
+            .await
+            .expect("open the gateway")
+            .expect("gateway enabled");
+        let handle = motcua::exchange::handle(&config, Some(gateway));
+        let provider = motcua::population::start(&config.data_dir)
+            .await
+            .expect("demo population registry");
+        motcua::exchange::register_demo(&handle, inst.store.as_ref(), provider)
+            .await
+            .expect("register the demo registry");
+        state.exchange = Some(handle);
+        state.portal = motcua::exchange::portal_client(&config, true).expect("portal client");
+    }
     state.reload_calendar().await.expect("calendar overrides");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

@@ -665,3 +665,247 @@ async fn an_oversized_file_keeps_what_was_typed() {
     let counts = app.state.store.count_by_status().await.expect("counts");
     assert!(counts.is_empty(), "nothing stored: {counts:?}");
 }
+
+const MARITAL: &str = "1.004873";
+
+/// The marital-status form with what the citizen types besides the
+/// registry's fields.
+fn marital_form(csrf: &str, token: Option<&str>, extra: &[(&str, &str)]) -> Form {
+    let mut f = Form::new()
+        .text("csrf", csrf.to_string())
+        .text("unit_code", "00073")
+        .text("f_applicant_phone", "0912345678")
+        .text("f_marital_status", "never_married")
+        .text("f_purpose", "other")
+        .text("f_purpose_detail", "Bổ sung hồ sơ xin việc");
+    if let Some(t) = token {
+        f = f.text("prefill", t.to_string());
+    }
+    for (k, v) in extra {
+        f = f.text(k.to_string(), v.to_string());
+    }
+    f
+}
+
+/// The value of the hidden input `name` of a page.
+fn hidden(page: &Page, name: &str) -> Option<String> {
+    let marker = format!("type=\"hidden\" name=\"{name}\" value=\"");
+    let i = page.body.find(&marker)? + marker.len();
+    let raw = page.body[i..].split('"').next()?;
+    // askama escapes the token's JSON quotes and ampersands.
+    Some(
+        raw.replace("&#34;", "\"")
+            .replace("&quot;", "\"")
+            .replace("&#39;", "'")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&amp;", "&"),
+    )
+}
+
+fn code_of(r: &Page) -> String {
+    assert_eq!(r.status, 303, "{}", r.body);
+    r.location()
+        .trim_start_matches("/ho-so/")
+        .trim_end_matches("/bien-nhan")
+        .to_string()
+}
+
+#[tokio::test]
+async fn once_only_prefill_through_the_exchange_and_typed_when_the_registry_is_down() {
+    let app = crate::helpers::spawn_app_opts(true).await;
+    let path = format!("/thu-tuc/{MARITAL}/nop-ho-so");
+    let mut citizen = Browser::new(&app, "vi");
+    citizen.login("citizen").await;
+
+    // The form asks for consent before anything is read.
+    let page = citizen.get(&path).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("Đồng ý và điền sẵn"), "{}", page.body);
+    assert!(page.body.contains("Cơ sở dữ liệu quốc gia về dân cư"));
+    assert!(
+        !page.body.contains(" readonly"),
+        "nothing read before the consent"
+    );
+
+    // Consent: the registry is read through the gateway; the fields are
+    // filled and locked, and what was typed meanwhile stays.
+    let r = citizen
+        .post_multipart(
+            &path,
+            marital_form(&page.csrf(), None, &[("intent", "prefill")]),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        r.body
+            .contains("Đã điền sẵn từ Cơ sở dữ liệu quốc gia về dân cư"),
+        "{}",
+        r.body
+    );
+    assert!(!r.body.contains("Đồng ý và điền sẵn"), "consent asked once");
+    assert!(
+        !r.body.contains("class=\"err\""),
+        "no errors after the consent: {}",
+        r.body
+    );
+    assert!(
+        r.body.contains("value=\"Nguyễn Văn An\" readonly"),
+        "{}",
+        r.body
+    );
+    assert!(r.body.contains("value=\"15/03/1990\" readonly"));
+    assert!(
+        r.body.contains("value=\"Nam\" readonly"),
+        "a choice shows its label"
+    );
+    assert!(
+        r.body.contains("value=\"Bổ sung hồ sơ xin việc\""),
+        "typed text kept"
+    );
+    let x_road_id = r
+        .body
+        .split("X-Road-Id: ")
+        .nth(1)
+        .and_then(|s| s.split(')').next())
+        .expect("the exchange's id is shown")
+        .to_string();
+    let token = hidden(&r, "prefill").expect("the prefill token travels with the form");
+
+    // An altered token is refused: nothing is filed, the citizen is told.
+    let forged = token.replace("Nguyễn Văn An", "Kẻ Giả Mạo");
+    assert_ne!(forged, token);
+    let bad = citizen
+        .post_multipart(&path, marital_form(&r.csrf(), Some(&forged), &[]))
+        .await;
+    assert_eq!(bad.status, 200, "{}", bad.body);
+    assert!(
+        bad.body.contains("Thông tin điền sẵn không hợp lệ"),
+        "{}",
+        bad.body
+    );
+
+    // Submitted: a locked field keeps the registry's value whatever the
+    // browser sends.
+    let done = citizen
+        .post_multipart(
+            &path,
+            marital_form(
+                &r.csrf(),
+                Some(&token),
+                &[("f_applicant_full_name", "Kẻ Giả Mạo")],
+            ),
+        )
+        .await;
+    let code = code_of(&done);
+    let dossier = citizen.get(&format!("/ho-so/{code}")).await;
+    assert_eq!(dossier.status, 200);
+    assert!(dossier.body.contains("Nguyễn Văn An"));
+    assert!(!dossier.body.contains("Kẻ Giả Mạo"));
+    assert!(
+        dossier
+            .body
+            .contains("lấy từ Cơ sở dữ liệu quốc gia về dân cư qua nền tảng liên thông"),
+        "{}",
+        dossier.body
+    );
+    assert!(
+        dossier.body.contains(&x_road_id),
+        "the dossier names the exchange"
+    );
+    // The officer sees it too, and the API carries the sources.
+    let mut officer = Browser::new(&app, "vi");
+    officer.login("officer").await;
+    let staff_view = officer.get(&format!("/ho-so/{code}")).await;
+    assert!(staff_view.body.contains(&x_road_id), "{}", staff_view.body);
+    let token_api = app.token("citizen").await;
+    let d: Value = app
+        .client
+        .get(app.url(&format!("/api/v1/dossiers/{code}")))
+        .bearer_auth(&token_api)
+        .send()
+        .await
+        .expect("dossier")
+        .json()
+        .await
+        .expect("json");
+    let sources = &d["fields"]["_sources"];
+    assert_eq!(sources[0]["origin"], "exchange", "{d}");
+    assert_eq!(sources[0]["x_road_id"], x_road_id.as_str());
+    assert_eq!(d["fields"]["applicant_full_name"], "Nguyễn Văn An");
+
+    // The exchange is in the signed message log under the same id.
+    let gw = app
+        .state
+        .exchange
+        .as_ref()
+        .and_then(|e| e.gateway().cloned())
+        .expect("gateway");
+    let out = app.dir.join("exchange-export.jsonl");
+    gw.log()
+        .export(motcua_exchange::log::TimeRange::all(), &out)
+        .await
+        .expect("export");
+    let records = motcua_exchange::log::read_records(&out).expect("records");
+    let rec = records
+        .iter()
+        .find(|r| r.record.x_road_id == x_road_id)
+        .expect("the prefill call is logged");
+    assert_eq!(rec.record.client.as_deref(), Some("VN/GOV/UBND-HN/MOTCUA"));
+    assert_eq!(rec.record.user_id.as_deref(), Some("VN001090012345"));
+
+    // The registry goes down: the citizen is told, types the data, and
+    // the dossier says it was typed and why.
+    motcua::exchange::register_demo(
+        app.state.exchange.as_deref().expect("handle"),
+        app.state.store.as_ref(),
+        "127.0.0.1:1".parse().expect("addr"),
+    )
+    .await
+    .expect("point the service at a dead address");
+    let page = citizen.get(&path).await;
+    let r = citizen
+        .post_multipart(
+            &path,
+            marital_form(&page.csrf(), None, &[("intent", "prefill")]),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        r.body
+            .contains("Hiện không kết nối được Cơ sở dữ liệu quốc gia về dân cư"),
+        "{}",
+        r.body
+    );
+    assert!(!r.body.contains(" readonly"), "nothing locked");
+    let token = hidden(&r, "prefill").expect("the outcome travels with the form");
+    let typed = citizen
+        .post_multipart(
+            &path,
+            marital_form(
+                &r.csrf(),
+                Some(&token),
+                &[
+                    ("f_applicant_full_name", "Nguyễn Văn An"),
+                    ("f_applicant_birth_date", "1990-03-15"),
+                    ("f_applicant_sex", "male"),
+                    ("f_applicant_national_id", "001090012345"),
+                    (
+                        "f_applicant_residence",
+                        "12 phố Tràng Thi, Phường Cửa Nam, Hà Nội",
+                    ),
+                ],
+            ),
+        )
+        .await;
+    let code2 = code_of(&typed);
+    let dossier = citizen.get(&format!("/ho-so/{code2}")).await;
+    assert!(
+        dossier
+            .body
+            .contains("người nộp tự nhập (không kết nối được Cơ sở dữ liệu quốc gia về dân cư)"),
+        "{}",
+        dossier.body
+    );
+    app.stop().await;
+}

@@ -79,11 +79,56 @@ async fn fill(store: &dyn Store) {
         None,
         "nothing left deferred"
     );
+    tabs_hold_what_they_count(store).await;
     let chain = motcua::verify_audit(store).await.expect("verify");
     assert!(
         chain.is_ok(),
         "generated data keeps the chain valid: {chain:?}"
     );
+}
+
+/// Each tab of the busiest commune's workqueue lists its own dossiers, as
+/// many as its count says (up to the limit), most urgent first — not a
+/// filter over the first rows of the whole queue.
+async fn tabs_hold_what_they_count(store: &dyn Store) {
+    use motcua_web::views::{QUEUE_TABS, QueueCounts, queue_query, queue_tab};
+    let agency = AgencyCode::parse("UB00073").expect("agency");
+    let holders = [Role::Officer, Role::Specialist, Role::Leader];
+    let now = chrono::Utc::now();
+    let counts = QueueCounts::of(
+        &store
+            .queue_counts(&agency, &holders, now, now)
+            .await
+            .expect("counts"),
+    );
+    assert!(counts.total > 0);
+    for limit in [5u32, 500] {
+        for tab in QUEUE_TABS {
+            let q = queue_query(&agency, &holders, tab, limit).expect("query");
+            let rows = store.find_dossiers(&q).await.expect("tab");
+            assert_eq!(
+                rows.len(),
+                counts.tab(tab).min(limit as usize),
+                "tab {tab}, limit {limit}: {counts:?}"
+            );
+            for r in &rows {
+                if tab != "all" {
+                    assert_eq!(queue_tab(r.status, r.holder), tab, "{}", r.code);
+                }
+            }
+            let keys: Vec<_> = rows
+                .iter()
+                .map(|r| (r.due_at.is_none(), r.due_at))
+                .collect();
+            assert!(
+                keys.windows(2).all(|w| w[0] <= w[1]),
+                "tab {tab}: most urgent first"
+            );
+        }
+    }
+    // A specialist alone has no tab of dossiers to approve.
+    assert!(queue_query(&agency, &[Role::Leader], "approve", 10).is_some());
+    assert!(queue_query(&agency, &[Role::Specialist], "approve", 10).is_none());
 }
 
 /// (name, plan) of the four read paths.

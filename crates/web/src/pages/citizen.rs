@@ -22,6 +22,7 @@ use super::*;
 use crate::AppState;
 use crate::error::{ApiError, FieldProblem};
 use crate::i18n::Lang;
+use crate::prefill::{self, Prefilled, TokenProblem};
 
 type PageResult = Result<Response, ApiError>;
 
@@ -316,6 +317,10 @@ pub struct FieldView {
     pub maxlength: String,
     pub inputmode: &'static str,
     pub autocomplete: &'static str,
+    /// Filled from a registry and locked: the registry's name.
+    pub locked: String,
+    /// What a locked field shows (a choice's label, a date as DD/MM/YYYY).
+    pub locked_text: String,
 }
 
 pub struct KeptView {
@@ -351,6 +356,73 @@ pub struct ApplyPage<'a> {
     pub fields: Vec<FieldView>,
     pub documents: Vec<DocInput>,
     pub kept_note: bool,
+    /// The consent to read registries, while nothing was read.
+    pub consent: Option<ConsentView>,
+    /// What the registries' reading turned out, one line per registry
+    /// (whether it was read, the text).
+    pub prefill_notes: Vec<(bool, String)>,
+    /// The token of what the registries answered.
+    pub prefill_token: String,
+}
+
+pub struct ConsentView {
+    pub text: String,
+    pub fields: Vec<String>,
+}
+
+/// The once-only part of the online apply form.
+#[derive(Default)]
+pub struct PrefillForm {
+    /// The procedure reads registries: ask for consent until it is given.
+    pub offer: bool,
+    /// What the registries answered after the consent, and its token.
+    pub done: Option<(Prefilled, String)>,
+    /// A token sent back that was not accepted.
+    pub problem: Option<TokenProblem>,
+}
+
+impl PrefillForm {
+    /// The prefill state of a citizen's form for `p`: a token sent back is
+    /// checked (for this user, procedure and version).
+    pub async fn of(
+        st: &AppState,
+        user: &User,
+        p: &Procedure,
+        token: Option<&str>,
+    ) -> Result<Self, ApiError> {
+        let mut pf = Self {
+            offer: !p.prefill.is_empty() && user.national_id.is_some(),
+            ..Self::default()
+        };
+        if let Some(t) = token.filter(|t| !t.is_empty()) {
+            match prefill::open(st, t, user.id, p).await? {
+                Ok(done) => pf.done = Some((done, t.to_string())),
+                Err(problem) => pf.problem = Some(problem),
+            }
+        }
+        Ok(pf)
+    }
+
+    /// Replaces the values of locked fields by the registries' ones,
+    /// whatever the browser sent.
+    fn lock(&self, form: &mut FormData) {
+        let Some((done, _)) = &self.done else {
+            return;
+        };
+        for (field, (value, _)) in done.locked() {
+            let name = format!("f_{field}");
+            form.values.retain(|(k, _)| *k != name);
+            form.values.push((name, value.to_string()));
+        }
+    }
+
+    /// What the dossier records about its data's sources.
+    fn sources(&self, p: &Procedure) -> Vec<prefill::SourceResult> {
+        match &self.done {
+            Some((done, _)) => done.provenance(),
+            None => prefill::typed_without_consent(p),
+        }
+    }
 }
 
 /// What the form held at the last attempt.
@@ -385,6 +457,8 @@ fn text_field(
         maxlength: String::new(),
         inputmode: "",
         autocomplete: "off",
+        locked: String::new(),
+        locked_text: String::new(),
     }
 }
 
@@ -396,9 +470,15 @@ pub fn render_apply(
     a: &Attempt,
     counter: bool,
     today: NaiveDate,
+    pf: &PrefillForm,
 ) -> Response {
     let l = ctx.lang.code();
     let errs = by_field(&a.errors);
+    let locked = pf
+        .done
+        .as_ref()
+        .map(|(d, _)| d.locked())
+        .unwrap_or_default();
     let applicant = if counter {
         vec![
             text_field(ctx, "a_full_name", "reg-full-name", "text", true, a, &errs),
@@ -431,7 +511,11 @@ pub fn render_apply(
         .iter()
         .map(|f| {
             let name = format!("f_{}", f.id);
-            let value = a.values.get(&name).cloned().unwrap_or_default();
+            let lock = locked.get(f.id.as_str());
+            let value = match lock {
+                Some((v, _)) => v.to_string(),
+                None => a.values.get(&name).cloned().unwrap_or_default(),
+            };
             let kind: &'static str = match f.kind {
                 FieldType::Text | FieldType::NationalId => "text",
                 FieldType::Number => "number",
@@ -494,6 +578,12 @@ pub fn render_apply(
                     FieldType::Email => "email",
                     _ => "off",
                 },
+                locked: lock
+                    .map(|(_, src)| src.name.get(l).to_string())
+                    .unwrap_or_default(),
+                locked_text: lock
+                    .map(|(v, _)| prefill::display_value(p, &f.id, v, l))
+                    .unwrap_or_default(),
                 html_id,
                 name,
             }
@@ -576,7 +666,58 @@ pub fn render_apply(
     } else {
         format!("/thu-tuc/{}/nop-ho-so", url_encode(&p.code))
     };
+    let consent = (pf.offer && pf.done.is_none() && !counter).then(|| {
+        let names: Vec<String> = p
+            .prefill
+            .iter()
+            .map(|src| src.name.get(l).to_string())
+            .collect();
+        let mut args = serde_json::Map::new();
+        args.insert("registries".into(), names.join(", ").into());
+        ConsentView {
+            text: ctx.lang.text_with("prefill-consent-text", &args),
+            fields: p
+                .fields
+                .iter()
+                .filter(|f| p.prefill.iter().any(|src| src.fields.contains_key(&f.id)))
+                .map(|f| f.label.get(l).to_string())
+                .collect(),
+        }
+    });
+    let mut prefill_notes = Vec::new();
+    match (&pf.done, pf.problem) {
+        (Some((done, _)), _) => {
+            for src in &done.sources {
+                let mut args = serde_json::Map::new();
+                args.insert("registry".into(), src.name.get(l).into());
+                let ok = src.origin == prefill::Origin::Exchange;
+                let key = match (&src.origin, src.reason.as_deref()) {
+                    (prefill::Origin::Exchange, _) => {
+                        args.insert(
+                            "id".into(),
+                            src.x_road_id.clone().unwrap_or_default().into(),
+                        );
+                        "prefill-done"
+                    }
+                    (_, Some("not-found")) => "prefill-not-found",
+                    (_, Some("invalid-answer")) => "prefill-invalid-answer",
+                    _ => "prefill-unreachable",
+                };
+                prefill_notes.push((ok, ctx.lang.text_with(key, &args)));
+            }
+        }
+        (None, Some(TokenProblem::Expired)) => {
+            prefill_notes.push((false, ctx.t("prefill-expired")))
+        }
+        (None, Some(TokenProblem::Invalid)) => {
+            prefill_notes.push((false, ctx.t("prefill-invalid")))
+        }
+        (None, None) => {}
+    }
     let page = ApplyPage {
+        consent,
+        prefill_notes,
+        prefill_token: pf.done.as_ref().map(|(_, t)| t.clone()).unwrap_or_default(),
         ctx,
         title,
         action,
@@ -625,7 +766,8 @@ pub async fn apply_form(
         a.values.insert("unit_code".into(), c.clone());
     }
     let today = motcua_store::vietnam_day(st.clock.now());
-    Ok(render_apply(&ctx, &p, units, &a, false, today))
+    let pf = PrefillForm::of(&st, &user, &p, None).await?;
+    Ok(render_apply(&ctx, &p, units, &a, false, today, &pf))
 }
 
 /// Reads and checks an apply form. `Ok(Err(attempt))` when the form must
@@ -636,6 +778,7 @@ pub async fn check_apply(
     p: &Procedure,
     form: FormData,
     counter: bool,
+    keep_open: bool,
 ) -> Result<Result<Checked, Attempt>, ApiError> {
     let session = ctx.session_token().unwrap_or_default().to_string();
     let mut a = Attempt::default();
@@ -675,6 +818,12 @@ pub async fn check_apply(
         for k in v.iter_mut() {
             k.stage = "initial".into();
         }
+    }
+    if keep_open {
+        // The form goes back to the citizen as it is (e.g. after the
+        // consent to read registries): only the files refused are errors.
+        a.errors = errs;
+        return Ok(Err(a));
     }
     let pairs: Vec<(String, String)> = a
         .kept
@@ -824,11 +973,30 @@ pub async fn apply_submit(
         return Err(ApiError::forbidden());
     }
     let p = current_procedure(&st, &code).await?;
-    match check_apply(&st, &ctx, &p, form, false).await? {
+    let mut form = form;
+    let mut pf = PrefillForm::of(&st, &user, &p, form.get("prefill")).await?;
+    let consent = form.get("intent") == Some("prefill");
+    if consent
+        && pf.offer
+        && let Some(nid) = user
+            .national_id
+            .as_deref()
+            .and_then(|n| NationalId::parse(n).ok())
+    {
+        let done = prefill::fetch(&st, &p, user.id, &nid).await;
+        let token = prefill::seal(&st, &done).await?;
+        pf.done = Some((done, token));
+        pf.problem = None;
+    }
+    pf.lock(&mut form);
+    // After the consent, or when the token sent back was not accepted, the
+    // form goes back to the citizen instead of being filed.
+    let hold = consent || pf.problem.is_some();
+    match check_apply(&st, &ctx, &p, form, false, hold).await? {
         Err(attempt) => {
             let units = units_for(&st, &p).await?;
             let today = motcua_store::vietnam_day(st.clock.now());
-            Ok(render_apply(&ctx, &p, units, &attempt, false, today))
+            Ok(render_apply(&ctx, &p, units, &attempt, false, today, &pf))
         }
         Ok(c) => {
             let applicant = Applicant {
@@ -848,6 +1016,7 @@ pub async fn apply_submit(
                 applicant,
                 c.fields,
                 c.documents,
+                pf.sources(&p),
             )
             .await?;
             Ok(Redirect::to(&format!("/ho-so/{}/bien-nhan", d.code)).into_response())
@@ -1118,6 +1287,9 @@ struct DossierPage<'a> {
     apologies: Vec<(String, String, String)>,
     applicant: Vec<(String, String)>,
     fields: Vec<(String, String)>,
+    /// Where the form's data came from (registries through the exchange,
+    /// or typed), one line per registry.
+    sources: Vec<String>,
     documents: Vec<(String, String, String, String)>,
     steps: Vec<StepView>,
     events: Vec<EventView>,
@@ -1126,6 +1298,58 @@ struct DossierPage<'a> {
     criteria: Vec<CriterionView>,
     supplement_docs: Vec<DocInput>,
     receipt_href: Option<String>,
+}
+
+/// One line per registry a dossier's form declares: read through the
+/// exchange (when, and its X-Road-Id) or typed by the applicant (why).
+fn source_lines(
+    ctx: &Ctx,
+    p: &Procedure,
+    fields: &serde_json::Map<String, serde_json::Value>,
+) -> Vec<String> {
+    let l = ctx.lang.code();
+    prefill::sources_of(fields)
+        .iter()
+        .map(|src| {
+            let labels: Vec<String> = src
+                .fields
+                .iter()
+                .map(|id| {
+                    p.fields
+                        .iter()
+                        .find(|f| &f.id == id)
+                        .map(|f| f.label.get(l).to_string())
+                        .unwrap_or_else(|| id.clone())
+                })
+                .collect();
+            let mut args = serde_json::Map::new();
+            args.insert("fields".into(), labels.join(", ").into());
+            args.insert("registry".into(), src.name.get(l).into());
+            match src.origin {
+                prefill::Origin::Exchange => {
+                    let at = src
+                        .at
+                        .and_then(DateTime::<Utc>::from_timestamp_millis)
+                        .map(fmt_dt)
+                        .unwrap_or_default();
+                    args.insert("at".into(), at.into());
+                    args.insert(
+                        "id".into(),
+                        src.x_road_id.clone().unwrap_or_default().into(),
+                    );
+                    ctx.lang.text_with("prefill-source-exchange", &args)
+                }
+                prefill::Origin::Typed => {
+                    let reason = src.reason.as_deref().unwrap_or("no-consent");
+                    let reason = ctx
+                        .lang
+                        .text_with(&format!("prefill-reason-{reason}"), &args);
+                    args.insert("reason".into(), reason.into());
+                    ctx.lang.text_with("prefill-source-typed", &args)
+                }
+            }
+        })
+        .collect()
 }
 
 #[derive(Deserialize, Default)]
@@ -1232,22 +1456,15 @@ async fn render_dossier(
         .fields
         .iter()
         .filter_map(|f| {
-            let v = d.fields.get(&f.id)?;
-            let mut text = match v {
+            let text = match d.fields.get(&f.id)? {
                 serde_json::Value::String(s) => s.clone(),
                 other => other.to_string(),
             };
-            if let Some(o) = f.options.iter().find(|o| o.value == text) {
-                text = o.label.get(l).to_string();
-            }
-            if f.kind == FieldType::Date
-                && let Ok(day) = NaiveDate::parse_from_str(&text, "%Y-%m-%d")
-            {
-                text = day.format("%d/%m/%Y").to_string();
-            }
+            let text = prefill::display_value(&p, &f.id, &text, l);
             Some((f.label.get(l).to_string(), text))
         })
         .collect();
+    let sources = source_lines(ctx, &p, &d.fields);
     let documents = d
         .documents
         .iter()
@@ -1412,6 +1629,7 @@ async fn render_dossier(
         apologies,
         applicant,
         fields,
+        sources,
         documents,
         steps,
         events,

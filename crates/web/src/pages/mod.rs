@@ -11,6 +11,7 @@
 
 mod admin;
 mod citizen;
+pub mod exchange_admin;
 mod forms;
 mod session;
 mod staff;

@@ -12,7 +12,7 @@ use super::citizen::{Attempt, Opt, Row, procedure_names, render_apply, row_of};
 use super::*;
 use crate::AppState;
 use crate::error::ApiError;
-use crate::views::{QueueCounts, queue_tab};
+use crate::views::{QUEUE_LIMIT, QUEUE_TABS, QueueCounts, queue_query};
 
 type PageResult = Result<Response, ApiError>;
 
@@ -32,6 +32,8 @@ struct WorkqueuePage<'a> {
     overdue: usize,
     due_soon: usize,
     rows: Vec<Row>,
+    /// "The N most urgent of M" when the tab holds more than is listed.
+    shown_note: Option<String>,
     q: String,
     searching: bool,
     procedures: Vec<Opt>,
@@ -72,6 +74,11 @@ pub async fn workqueue(
         .copied()
         .filter(|r| matches!(r, Role::Officer | Role::Specialist | Role::Leader))
         .collect();
+    let tab = q
+        .tab
+        .clone()
+        .filter(|t| QUEUE_TABS.contains(&t.as_str()))
+        .unwrap_or_else(|| "all".into());
     let query = if searching {
         let mut e = audit_entry(
             &st,
@@ -82,60 +89,57 @@ pub async fn workqueue(
         );
         e.note = None;
         st.store.append_audit(e).await?;
-        DossierQuery {
+        Some(DossierQuery {
             agency: Some(agency.clone()),
             text: Some(text.clone()),
             limit: 200,
             ..Default::default()
-        }
+        })
     } else {
         if holders.is_empty() {
             return Err(ApiError::forbidden());
         }
-        DossierQuery {
-            agency: Some(agency.clone()),
-            holders: holders.clone(),
-            limit: 500,
-            ..Default::default()
-        }
+        queue_query(&agency, &holders, &tab, QUEUE_LIMIT)
     };
-    let rows = st.store.find_dossiers(&query).await?;
+    let rows = match &query {
+        Some(query) => st.store.find_dossiers(query).await?,
+        None => Vec::new(),
+    };
     let names = procedure_names(&st, ctx.lang).await?;
     let now = st.clock.now();
     let cal = st.calendar();
     let soon = cal.add_working_minutes(now, i64::from(cal.hours_per_day()) * 60);
-    let tab = q.tab.clone().unwrap_or_else(|| "all".into());
     // The counts cover the whole queue, not only the rows listed.
     let counts = if searching {
         QueueCounts::default()
     } else {
         QueueCounts::of(&st.store.queue_counts(&agency, &holders, now, soon).await?)
     };
-    let mut out = Vec::new();
-    for s in &rows {
-        if searching || tab == "all" || tab == queue_tab(s.status, s.holder) {
-            out.push(row_of(&ctx, &names, s, now, soon));
-        }
-    }
+    let out: Vec<Row> = rows
+        .iter()
+        .map(|s| row_of(&ctx, &names, s, now, soon))
+        .collect();
+    // Only the most urgent are listed: say so when there are more.
+    let in_tab = counts.tab(&tab);
+    let shown_note = (!searching && out.len() < in_tab).then(|| {
+        let mut args = serde_json::Map::new();
+        args.insert("shown".into(), out.len().into());
+        args.insert("total".into(), in_tab.into());
+        ctx.lang.text_with("page-queue-shown", &args)
+    });
     let (overdue, due_soon) = (counts.overdue, counts.due_soon);
     let tabs = if searching {
         Vec::new()
     } else {
-        [
-            ("all", "page-tab-all"),
-            ("receive", "page-tab-receive"),
-            ("appraise", "page-tab-appraise"),
-            ("approve", "page-tab-approve"),
-            ("return", "page-tab-return"),
-        ]
-        .iter()
-        .map(|(k, label)| Tab {
-            href: format!("/can-bo?tab={k}"),
-            label: ctx.t(label),
-            count: counts.tab(k),
-            current: tab == *k,
-        })
-        .collect()
+        QUEUE_TABS
+            .iter()
+            .map(|k| Tab {
+                href: format!("/can-bo?tab={k}"),
+                label: ctx.t(&format!("page-tab-{k}")),
+                count: counts.tab(k),
+                current: tab == *k,
+            })
+            .collect()
     };
     let can_receive = crate::auth::has(&user, Role::Officer);
     let mut procedures = Vec::new();
@@ -156,6 +160,7 @@ pub async fn workqueue(
         overdue,
         due_soon,
         rows: out,
+        shown_note,
         q: text,
         searching,
         procedures,
@@ -212,6 +217,7 @@ pub async fn counter_form(
         &Attempt::default(),
         true,
         today,
+        &super::citizen::PrefillForm::default(),
     ))
 }
 
@@ -228,10 +234,19 @@ pub async fn counter_submit(
         Ok(x) => x,
         Err(r) => return Ok(r.into_response()),
     };
-    match super::citizen::check_apply(&st, &ctx, &p, form, true).await? {
+    match super::citizen::check_apply(&st, &ctx, &p, form, true, false).await? {
         Err(attempt) => {
             let today = motcua_store::vietnam_day(st.clock.now());
-            Ok(render_apply(&ctx, &p, Vec::new(), &attempt, true, today))
+            let none = super::citizen::PrefillForm::default();
+            Ok(render_apply(
+                &ctx,
+                &p,
+                Vec::new(),
+                &attempt,
+                true,
+                today,
+                &none,
+            ))
         }
         Ok(c) => {
             let applicant = c
@@ -247,6 +262,7 @@ pub async fn counter_submit(
                 applicant,
                 c.fields,
                 c.documents,
+                Vec::new(),
             )
             .await?;
             Ok(Redirect::to(&format!("/ho-so/{}/bien-nhan", d.code)).into_response())

@@ -1,0 +1,446 @@
+//! Once-only prefill: with the citizen's consent, the apply form reads the
+//! fields a procedure declares under `prefill` from registries through the
+//! data exchange gateway, and locks them.
+//!
+//! The portal calls the gateway of its own node in-process, as the client
+//! subsystem configured in `[exchange] portal_client` with its API key, so
+//! that the call is checked against the access rights and written to the
+//! signed message log like any other exchange. What the registries answered
+//! travels with the form as a token authenticated with a server-side key
+//! (HMAC-SHA256; the key is kept in the database so that every node
+//! accepts the tokens of the others): a browser cannot forge or alter
+//! prefilled values, and the dossier records which data came from which
+//! exchange (`X-Road-Id`) — or that the citizen typed it, and why.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use chrono::{DateTime, Utc};
+use motcua_domain::ids::NationalId;
+use motcua_domain::procedure::{FieldType, Localized, PrefillSource, Procedure};
+use motcua_exchange::ClientId;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tower::ServiceExt;
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// The key of a dossier's fields under which the sources of its data are
+/// kept (see [`SourceResult`]).
+pub const SOURCES_KEY: &str = "_sources";
+
+/// Reads the sources recorded with a dossier's fields.
+pub fn sources_of(fields: &serde_json::Map<String, serde_json::Value>) -> Vec<SourceResult> {
+    fields
+        .get(SOURCES_KEY)
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
+        .unwrap_or_default()
+}
+
+/// The key of the token key in the store's settings.
+const SECRET_META_KEY: &str = "portal.prefill_key";
+/// A prefilled form may be submitted for this long after the consent.
+const TOKEN_HOURS: i64 = 12;
+/// How long the portal waits for a registry before the citizen types.
+const CALL_TIMEOUT: Duration = Duration::from_secs(8);
+/// The largest registry answer read.
+const ANSWER_LIMIT: usize = 64 * 1024;
+
+/// The portal as a client of the exchange.
+#[derive(Clone)]
+pub struct PortalClient {
+    pub client: ClientId,
+    pub api_key: String,
+}
+
+impl std::fmt::Debug for PortalClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PortalClient")
+            .field("client", &self.client.to_header())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where the data of one registry came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    /// Read through the exchange.
+    Exchange,
+    /// Typed by the citizen.
+    Typed,
+}
+
+/// One declared registry of a form, as it turned out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceResult {
+    pub service: String,
+    pub name: Localized,
+    pub origin: Origin,
+    /// The exchange's id, when read through it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub x_road_id: Option<String>,
+    /// Why the citizen typed: `no-consent`, `unavailable`, `unreachable`,
+    /// `not-found`, `invalid-answer`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The form fields the registry fills (all declared ones).
+    pub fields: Vec<String>,
+    /// Field -> value as the registry answered (the locked fields).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub values: BTreeMap<String, String>,
+    /// When the registry was asked (ms since the epoch), if it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<i64>,
+}
+
+/// The outcome of a consent, carried by the form as a token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Prefilled {
+    pub user: i64,
+    pub procedure: String,
+    pub version: u32,
+    /// Issued at, ms since the epoch.
+    pub issued: i64,
+    pub sources: Vec<SourceResult>,
+}
+
+impl Prefilled {
+    /// Field -> registry value of every locked field.
+    pub fn locked(&self) -> BTreeMap<&str, (&str, &SourceResult)> {
+        let mut out = BTreeMap::new();
+        for s in &self.sources {
+            for (f, v) in &s.values {
+                out.insert(f.as_str(), (v.as_str(), s));
+            }
+        }
+        out
+    }
+
+    /// What the dossier records: each source without the values (those are
+    /// the dossier's fields).
+    pub fn provenance(&self) -> Vec<SourceResult> {
+        self.sources
+            .iter()
+            .map(|s| SourceResult {
+                values: BTreeMap::new(),
+                ..s.clone()
+            })
+            .collect()
+    }
+}
+
+/// What the dossier records when the citizen did not consent.
+pub fn typed_without_consent(p: &Procedure) -> Vec<SourceResult> {
+    p.prefill
+        .iter()
+        .map(|src| typed(src, "no-consent", None))
+        .collect()
+}
+
+fn typed(src: &PrefillSource, reason: &str, at: Option<i64>) -> SourceResult {
+    SourceResult {
+        service: src.service.clone(),
+        name: src.name.clone(),
+        origin: Origin::Typed,
+        x_road_id: None,
+        reason: Some(reason.to_string()),
+        fields: src.fields.keys().cloned().collect(),
+        values: BTreeMap::new(),
+        at,
+    }
+}
+
+/// Asks every registry the procedure declares for the citizen's data, as
+/// the citizen consented. A registry that cannot answer leaves its fields
+/// to be typed; the result says why.
+pub async fn fetch(
+    st: &AppState,
+    p: &Procedure,
+    user_id: i64,
+    national_id: &NationalId,
+) -> Prefilled {
+    let now = st.clock.now();
+    let mut sources = Vec::new();
+    for src in &p.prefill {
+        let at = Some(now.timestamp_millis());
+        let result = match call(st, p, src, national_id).await {
+            Ok((x_road_id, answer)) => {
+                let values = usable_values(p, src, &answer, st);
+                if values.is_empty() {
+                    typed(src, "invalid-answer", at)
+                } else {
+                    SourceResult {
+                        service: src.service.clone(),
+                        name: src.name.clone(),
+                        origin: Origin::Exchange,
+                        x_road_id: Some(x_road_id),
+                        reason: None,
+                        fields: src.fields.keys().cloned().collect(),
+                        values,
+                        at,
+                    }
+                }
+            }
+            Err(reason) => {
+                tracing::warn!(service = %src.service, reason, "prefill: registry not used");
+                typed(src, reason, at)
+            }
+        };
+        sources.push(result);
+    }
+    Prefilled {
+        user: user_id,
+        procedure: p.code.clone(),
+        version: p.version,
+        issued: now.timestamp_millis(),
+        sources,
+    }
+}
+
+/// One call through the gateway: the X-Road-Id and the JSON answer, or the
+/// reason the registry cannot be used.
+async fn call(
+    st: &AppState,
+    p: &Procedure,
+    src: &PrefillSource,
+    national_id: &NationalId,
+) -> Result<(String, serde_json::Map<String, serde_json::Value>), &'static str> {
+    let (Some(portal), Some(gateway)) = (
+        st.portal.as_ref(),
+        st.exchange.as_ref().and_then(|e| e.gateway()),
+    ) else {
+        return Err("unavailable");
+    };
+    let uri = format!("/r1/{}{}", src.service, src.path_for(national_id));
+    let req = Request::builder()
+        .method(Method::GET)
+        .uri(uri)
+        .header("X-Road-Client", portal.client.to_header())
+        .header(
+            header::AUTHORIZATION,
+            format!(
+                "{} token={}",
+                motcua_exchange::gateway::API_KEY_SCHEME,
+                portal.api_key
+            ),
+        )
+        .header("X-Road-UserId", format!("VN{}", national_id.as_str()))
+        .header("X-Road-Issue", format!("{}/{}", p.code, p.version))
+        .header(header::ACCEPT, "application/json")
+        .body(Body::empty())
+        .map_err(|_| "unavailable")?;
+    let answer = tokio::time::timeout(CALL_TIMEOUT, gateway.router().oneshot(req))
+        .await
+        .map_err(|_| "unreachable")?
+        .map_err(|_| "unreachable")?;
+    let status = answer.status();
+    let x_road_id = answer
+        .headers()
+        .get("X-Road-Id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let failed = answer.headers().contains_key("X-Road-Error");
+    let body = tokio::time::timeout(
+        CALL_TIMEOUT,
+        axum::body::to_bytes(answer.into_body(), ANSWER_LIMIT),
+    )
+    .await
+    .map_err(|_| "unreachable")?
+    .map_err(|_| "invalid-answer")?;
+    if status == StatusCode::NOT_FOUND && !failed {
+        return Err("not-found");
+    }
+    if failed || !status.is_success() {
+        return Err("unreachable");
+    }
+    let Some(x_road_id) = x_road_id else {
+        return Err("invalid-answer");
+    };
+    match serde_json::from_slice(&body) {
+        Ok(serde_json::Value::Object(map)) => Ok((x_road_id, map)),
+        _ => Err("invalid-answer"),
+    }
+}
+
+/// The registry's values that fit the form's rules, as form values.
+fn usable_values(
+    p: &Procedure,
+    src: &PrefillSource,
+    answer: &serde_json::Map<String, serde_json::Value>,
+    st: &AppState,
+) -> BTreeMap<String, String> {
+    let today = motcua_store::vietnam_day(st.clock.now());
+    let mut out = BTreeMap::new();
+    for (field, key) in &src.fields {
+        let text = match answer.get(key) {
+            Some(serde_json::Value::String(s)) => s.trim().to_string(),
+            Some(serde_json::Value::Number(n)) => n.to_string(),
+            _ => continue,
+        };
+        if text.is_empty() {
+            continue;
+        }
+        let Some(spec) = p.fields.iter().find(|f| &f.id == field) else {
+            continue;
+        };
+        // Checked alone against the field's rules: a value the form would
+        // refuse is not locked in (the citizen types it).
+        let one = Procedure {
+            fields: vec![spec.clone()],
+            ..p.clone()
+        };
+        let mut values = serde_json::Map::new();
+        values.insert(field.clone(), serde_json::Value::String(text.clone()));
+        if one.validate_fields(&values, today).is_ok() {
+            out.insert(field.clone(), text);
+        }
+    }
+    out
+}
+
+/// The text a locked field shows: a choice's label, a date as DD/MM/YYYY.
+pub fn display_value(p: &Procedure, field: &str, value: &str, lang: &str) -> String {
+    let Some(spec) = p.fields.iter().find(|f| f.id == field) else {
+        return value.to_string();
+    };
+    match spec.kind {
+        FieldType::Choice => spec
+            .options
+            .iter()
+            .find(|o| o.value == value)
+            .map(|o| o.label.get(lang).to_string())
+            .unwrap_or_else(|| value.to_string()),
+        FieldType::Date => chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d")
+            .map(|d| d.format("%d/%m/%Y").to_string())
+            .unwrap_or_else(|_| value.to_string()),
+        _ => value.to_string(),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The token
+// ---------------------------------------------------------------------------
+
+/// Why a token was not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenProblem {
+    /// Altered, or made by someone else.
+    Invalid,
+    /// Older than [`TOKEN_HOURS`], or of another procedure version.
+    Expired,
+}
+
+/// The token of `p` for the form: `<mac>.<json>`.
+pub async fn seal(st: &AppState, p: &Prefilled) -> Result<String, ApiError> {
+    let json = serde_json::to_string(p).map_err(ApiError::internal)?;
+    let key = token_key(st).await?;
+    Ok(format!(
+        "{}.{json}",
+        hex::encode(hmac_sha256(&key, json.as_bytes()))
+    ))
+}
+
+/// Checks a token sent back by the form, for this user and procedure.
+pub async fn open(
+    st: &AppState,
+    token: &str,
+    user_id: i64,
+    p: &Procedure,
+) -> Result<Result<Prefilled, TokenProblem>, ApiError> {
+    let Some((mac, json)) = token.split_once('.') else {
+        return Ok(Err(TokenProblem::Invalid));
+    };
+    let key = token_key(st).await?;
+    let expected = hex::encode(hmac_sha256(&key, json.as_bytes()));
+    if !constant_time_eq(expected.as_bytes(), mac.as_bytes()) {
+        return Ok(Err(TokenProblem::Invalid));
+    }
+    let Ok(pf) = serde_json::from_str::<Prefilled>(json) else {
+        return Ok(Err(TokenProblem::Invalid));
+    };
+    if pf.user != user_id || pf.procedure != p.code {
+        return Ok(Err(TokenProblem::Invalid));
+    }
+    let issued = DateTime::<Utc>::from_timestamp_millis(pf.issued).unwrap_or_default();
+    if pf.version != p.version || st.clock.now() - issued > chrono::Duration::hours(TOKEN_HOURS) {
+        return Ok(Err(TokenProblem::Expired));
+    }
+    Ok(Ok(pf))
+}
+
+/// The installation's token key: made once, kept in the database.
+async fn token_key(st: &AppState) -> Result<Vec<u8>, ApiError> {
+    if let Some(k) = st.store.meta(SECRET_META_KEY).await? {
+        return hex::decode(k.trim()).map_err(ApiError::internal);
+    }
+    let mut key = [0u8; 32];
+    getrandom::fill(&mut key).map_err(ApiError::internal)?;
+    let entry = motcua_domain::audit::AuditEntry::system(
+        st.clock.now(),
+        "portal.prefill_key.create",
+        &serde_json::json!({ "key": SECRET_META_KEY }),
+    );
+    st.store
+        .set_meta_if(SECRET_META_KEY, None, &hex::encode(key), entry)
+        .await?;
+    // Another node may have made it first: use what is stored.
+    let stored = st
+        .store
+        .meta(SECRET_META_KEY)
+        .await?
+        .ok_or_else(|| ApiError::internal("prefill key not stored"))?;
+    hex::decode(stored.trim()).map_err(ApiError::internal)
+}
+
+/// HMAC-SHA256 (RFC 2104).
+fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    const BLOCK: usize = 64;
+    let mut k = [0u8; BLOCK];
+    if key.len() > BLOCK {
+        k[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        k[..key.len()].copy_from_slice(key);
+    }
+    let mut inner = Sha256::new();
+    inner.update(k.map(|b| b ^ 0x36));
+    inner.update(message);
+    let mut outer = Sha256::new();
+    outer.update(k.map(|b| b ^ 0x5c));
+    outer.update(inner.finalize());
+    outer.finalize().into()
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hmac_matches_rfc_4231_case_2() {
+        let mac = hmac_sha256(b"Jefe", b"what do ya want for nothing?");
+        assert_eq!(
+            hex::encode(mac),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
+    fn hmac_matches_rfc_4231_case_6_long_key() {
+        let key = [0xaau8; 131];
+        let mac = hmac_sha256(
+            &key,
+            b"Test Using Larger Than Block-Size Key - Hash Key First",
+        );
+        assert_eq!(
+            hex::encode(mac),
+            "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
+        );
+    }
+}
