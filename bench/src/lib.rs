@@ -552,3 +552,38 @@ pub fn redact(url: &str) -> String {
         _ => url.to_string(),
     }
 }
+
+// ---------------------------------------------------------------------------
+// The disk.
+// ---------------------------------------------------------------------------
+
+/// Latency of one small append followed by `fdatasync`, in a scratch file
+/// of `dir` (removed afterwards): the floor under anything that makes a
+/// write durable before it answers. `samples` rounds after 5 unmeasured.
+pub fn fsync_latency(dir: &Path, samples: usize) -> anyhow::Result<Latency> {
+    use std::io::Write as _;
+    let path = dir.join(format!("fsync-probe-{}.tmp", std::process::id()));
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    let line = [b'x'; 255];
+    let mut times = Vec::with_capacity(samples);
+    let mut result = Ok(());
+    for i in 0..samples + 5 {
+        let t = Instant::now();
+        if let Err(e) = f.write_all(&line).and_then(|_| f.sync_data()) {
+            result = Err(e);
+            break;
+        }
+        if i >= 5 {
+            times.push(t.elapsed());
+        }
+    }
+    drop(f);
+    let _ = std::fs::remove_file(&path);
+    result.with_context(|| format!("write and fdatasync {}", path.display()))?;
+    Ok(latency(times))
+}

@@ -837,44 +837,15 @@ struct DemoNode {
 
 impl DemoNode {
     fn start(data: &std::path::Path) -> DemoNode {
-        use std::io::BufRead;
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_motcua"))
-            .current_dir(crate::helpers::workspace())
-            .args(["serve", "--demo", "--listen", "127.0.0.1:0"])
-            .args(["--exchange-listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data)
-            .env("RUST_LOG", "warn")
-            .stdout(std::process::Stdio::piped())
+        let mut child = crate::helpers::serve_demo_command(data, &[])
             .stderr(std::process::Stdio::inherit())
             .spawn()
             .expect("start motcua");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut lines = std::io::BufReader::new(stdout).lines();
-        let (mut base, mut gateway) = (None, None);
-        while base.is_none() || gateway.is_none() {
-            let line = lines
-                .next()
-                .expect("motcua exited before listening")
-                .expect("line");
-            let url = |rest: &str| {
-                rest.split_whitespace()
-                    .next()
-                    .expect("url")
-                    .trim_end_matches('/')
-                    .trim_end_matches("/r1")
-                    .to_string()
-            };
-            if let Some(rest) = line.strip_prefix("motcua is running at ") {
-                base = Some(url(rest));
-            } else if let Some(rest) = line.strip_prefix("Exchange gateway at ") {
-                gateway = Some(url(rest));
-            }
-        }
-        std::thread::spawn(move || for _ in lines.by_ref() {});
+        let at = crate::helpers::wait_listening(&mut child);
         DemoNode {
             child,
-            base: base.expect("portal"),
-            gateway: gateway.expect("gateway"),
+            base: at.base,
+            gateway: at.gateway.expect("gateway"),
         }
     }
 

@@ -7,7 +7,6 @@
 //! Without the variable they print SKIPPED and pass.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -112,33 +111,7 @@ impl Node {
             cmd.arg("--demo");
         }
         let mut child = cmd.spawn().expect("start motcua");
-        let stdout = child.stdout.take().expect("stdout");
-        // Its log is kept so that a node that fails to start says why.
-        let stderr = child.stderr.take().expect("stderr");
-        let log = std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = std::io::Read::read_to_string(&mut BufReader::new(stderr), &mut text);
-            text
-        });
-        let mut lines = BufReader::new(stdout).lines();
-        let base = loop {
-            let Some(line) = lines.next() else {
-                let status = child.wait();
-                let log = log.join().unwrap_or_default();
-                panic!("motcua exited before listening: {status:?}\n{log}");
-            };
-            let line = line.expect("line");
-            if let Some(rest) = line.strip_prefix("motcua is running at ") {
-                break rest
-                    .split_whitespace()
-                    .next()
-                    .expect("url")
-                    .trim_end_matches('/')
-                    .to_string();
-            }
-        };
-        // Keep draining its output so that it never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines.by_ref() {});
+        let base = wait_listening(&mut child).base;
         Node { child, base }
     }
 

@@ -1,8 +1,7 @@
 //! A crash loses nothing that was acknowledged: the real binary is killed
 //! with SIGKILL in the middle of concurrent submissions.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use serde_json::{Value, json};
 
@@ -12,32 +11,11 @@ use crate::helpers::*;
 async fn killed_server_keeps_every_acknowledged_submission() {
     let dir = temp_dir("crash");
     let data = dir.join("data");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_motcua"))
-        .current_dir(workspace())
-        .args(["serve", "--demo", "--listen", "127.0.0.1:0"])
-        .args(["--exchange-listen", "127.0.0.1:0", "--data-dir"])
-        .arg(&data)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
+    let mut child = serve_demo_command(&data, &[])
         .stderr(Stdio::null())
         .spawn()
         .expect("start motcua");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let base = loop {
-        let line = lines
-            .next()
-            .expect("server printed its address")
-            .expect("line");
-        if let Some(rest) = line.strip_prefix("motcua is running at ") {
-            break rest
-                .split_whitespace()
-                .next()
-                .expect("url")
-                .trim_end_matches('/')
-                .to_string();
-        }
-    };
+    let base = wait_listening(&mut child).base;
     let client = reqwest::Client::new();
     let token: Value = client
         .post(format!("{base}/api/v1/auth/token"))

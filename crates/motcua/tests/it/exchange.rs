@@ -3,13 +3,12 @@
 //! API, `/metrics`, and the message log exported and verified across a
 //! restart, tampered with, and archived.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use serde_json::{Value, json};
 
-use crate::helpers::{temp_dir, workspace};
+use crate::helpers::{serve_demo_command, temp_dir, wait_listening, workspace};
 
 /// A `motcua serve --demo` process with its portal and gateway addresses.
 struct Server {
@@ -20,45 +19,15 @@ struct Server {
 
 impl Server {
     fn start(data: &Path, env: &[(&str, String)]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_motcua"))
-            .current_dir(workspace())
-            .args(["serve", "--demo", "--listen", "127.0.0.1:0"])
-            .args(["--exchange-listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data)
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
+        let mut child = serve_demo_command(data, env)
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start motcua");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let (mut base, mut gateway) = (None, None);
-        while base.is_none() || gateway.is_none() {
-            let Some(line) = lines.next() else {
-                let status = child.wait();
-                panic!("motcua exited before listening: {status:?}");
-            };
-            let line = line.expect("line");
-            let url = |rest: &str| {
-                rest.split_whitespace()
-                    .next()
-                    .expect("url")
-                    .trim_end_matches('/')
-                    .trim_end_matches("/r1")
-                    .to_string()
-            };
-            if let Some(rest) = line.strip_prefix("motcua is running at ") {
-                base = Some(url(rest));
-            } else if let Some(rest) = line.strip_prefix("Exchange gateway at ") {
-                gateway = Some(url(rest));
-            }
-        }
-        std::thread::spawn(move || for _ in lines.by_ref() {});
+        let at = wait_listening(&mut child);
         Server {
             child,
-            base: base.expect("portal"),
-            gateway: gateway.expect("gateway"),
+            base: at.base,
+            gateway: at.gateway.expect("gateway"),
         }
     }
 

@@ -370,3 +370,74 @@ pub fn text_form(csrf: &str, pairs: &[(&str, &str)]) -> Form {
     }
     f
 }
+
+/// The addresses a started `motcua serve` printed.
+pub struct Listening {
+    /// The portal, e.g. `http://127.0.0.1:41234`.
+    pub base: String,
+    /// The exchange gateway (without `/r1`), unless it is disabled.
+    pub gateway: Option<String>,
+}
+
+/// `motcua serve --demo` on free loopback ports (portal and gateway) with
+/// `data` as its data directory, `env` added, stdout piped and
+/// `RUST_LOG=warn`; the caller sets stderr and spawns it.
+pub fn serve_demo_command(data: &std::path::Path, env: &[(&str, String)]) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_motcua"));
+    cmd.current_dir(workspace())
+        .args(["serve", "--demo", "--listen", "127.0.0.1:0"])
+        .args(["--exchange-listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped());
+    cmd
+}
+
+/// Reads what a started `motcua serve` prints on stdout until it listens
+/// (the portal's address, then the gateway's or that it is disabled), then
+/// keeps draining its stdout so that it never blocks on a full pipe. A
+/// server that exits first fails the test with its log when its stderr is
+/// piped.
+pub fn wait_listening(child: &mut std::process::Child) -> Listening {
+    use std::io::{BufRead, BufReader, Read};
+    let stdout = child.stdout.take().expect("stdout piped");
+    let log = child.stderr.take().map(|e| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = BufReader::new(e).read_to_string(&mut text);
+            text
+        })
+    });
+    let mut lines = BufReader::new(stdout).lines();
+    let url = |rest: &str| {
+        rest.split_whitespace()
+            .next()
+            .expect("url")
+            .trim_end_matches('/')
+            .trim_end_matches("/r1")
+            .to_string()
+    };
+    let (mut base, mut gateway, mut gateway_said) = (None, None, false);
+    while base.is_none() || !gateway_said {
+        let Some(line) = lines.next() else {
+            let status = child.wait();
+            let log = log.and_then(|l| l.join().ok()).unwrap_or_default();
+            panic!("motcua exited before listening: {status:?}\n{log}");
+        };
+        let line = line.expect("line");
+        if let Some(rest) = line.strip_prefix("motcua is running at ") {
+            base = Some(url(rest));
+        } else if let Some(rest) = line.strip_prefix("Exchange gateway at ") {
+            gateway = Some(url(rest));
+            gateway_said = true;
+        } else if line.starts_with("Exchange gateway disabled") {
+            gateway_said = true;
+        }
+    }
+    std::thread::spawn(move || for _ in lines.by_ref() {});
+    Listening {
+        base: base.expect("portal"),
+        gateway,
+    }
+}

@@ -703,6 +703,20 @@ fn hidden(page: &Page, name: &str) -> Option<String> {
     )
 }
 
+/// Opens the apply form at `path` and gives the consent to read registries.
+async fn consent(b: &mut Browser, path: &str) -> Page {
+    let page = b.get(path).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let r = b
+        .post_multipart(
+            path,
+            marital_form(&page.csrf(), None, &[("intent", "prefill")]),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r
+}
+
 fn code_of(r: &Page) -> String {
     assert_eq!(r.status, 303, "{}", r.body);
     r.location()
@@ -730,13 +744,7 @@ async fn once_only_prefill_through_the_exchange_and_typed_when_the_registry_is_d
 
     // Consent: the registry is read through the gateway; the fields are
     // filled and locked, and what was typed meanwhile stays.
-    let r = citizen
-        .post_multipart(
-            &path,
-            marital_form(&page.csrf(), None, &[("intent", "prefill")]),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.body);
+    let r = consent(&mut citizen, &path).await;
     assert!(
         r.body
             .contains("Đã điền sẵn từ Cơ sở dữ liệu quốc gia về dân cư"),
@@ -863,14 +871,7 @@ async fn once_only_prefill_through_the_exchange_and_typed_when_the_registry_is_d
     )
     .await
     .expect("point the service at a dead address");
-    let page = citizen.get(&path).await;
-    let r = citizen
-        .post_multipart(
-            &path,
-            marital_form(&page.csrf(), None, &[("intent", "prefill")]),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.body);
+    let r = consent(&mut citizen, &path).await;
     assert!(
         r.body
             .contains("Hiện không kết nối được Cơ sở dữ liệu quốc gia về dân cư"),

@@ -2,7 +2,6 @@
 //! started by each test. Without python3 and moto the tests print SKIPPED
 //! and pass (`./test.sh` installs moto first).
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -223,35 +222,11 @@ impl Drop for Server {
 }
 
 fn serve(data: &Path, env: &[(&'static str, String)]) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_motcua"))
-        .current_dir(workspace())
-        .args(["serve", "--demo", "--listen", "127.0.0.1:0"])
-        .args(["--exchange-listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data)
-        .env("RUST_LOG", "warn")
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdout(Stdio::piped())
+    let mut child = serve_demo_command(data, env)
         .stderr(Stdio::null())
         .spawn()
         .expect("start motcua");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let base = loop {
-        let line = lines
-            .next()
-            .expect("server printed its address")
-            .expect("line");
-        if let Some(rest) = line.strip_prefix("motcua is running at ") {
-            break rest
-                .split_whitespace()
-                .next()
-                .expect("url")
-                .trim_end_matches('/')
-                .to_string();
-        }
-    };
-    // Keep reading stdout so the server never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
+    let base = wait_listening(&mut child).base;
     Server { child, base }
 }
 

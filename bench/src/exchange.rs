@@ -1,0 +1,1072 @@
+//! `exchange-bench`: what one exchange through the gateway costs, measured
+//! against nginx as the reference for one proxy hop on the same machine.
+//!
+//! One run sends the same closed-loop load (`--clients` concurrent clients,
+//! keep-alive, `GET` of a citizen by national ID, a small JSON answer) for a
+//! fixed time to three targets, one after the other:
+//!
+//! * (a) the demo population provider directly (a real lookup in its SQLite
+//!   database);
+//! * (b) nginx (the Debian package) as a plain reverse proxy to it, with an
+//!   upstream keep-alive pool;
+//! * (c) the exchange gateway, with API-key authentication, the access
+//!   check, and the message log (hash chain, Ed25519-signed batches,
+//!   `fdatasync` before the answer) — as deployed.
+//!
+//! It prints requests/s, p50 and p99 of each, the ratios c/b and c/a, the
+//! p50 latency that the gateway adds over the provider, the disk's
+//! `fdatasync` latency (the floor of (c)) and the CPU use. See
+//! `bench/README.md`.
+#![forbid(unsafe_code)]
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use chrono::Utc;
+use clap::Parser;
+use motcua_bench::*;
+use serde_json::{Value, json};
+
+/// c/b: the gateway against nginx (issue 5, point 9).
+const TARGET_RATIO_CB: f64 = 0.7;
+/// p50 that (c) may add over (a), milliseconds.
+const TARGET_ADDED_P50_MS: f64 = 1.0;
+/// A run where other processes took more than this share of the machine.
+const NOISY_PCT: f64 = 10.0;
+const SHOWN_ERRORS: usize = 5;
+
+/// The demo exchange entries (docs/exchange-demo.json).
+const DEMO_CLIENT: &str = "VN/GOV/UBND-HN/MOTCUA";
+const DEMO_SERVICE: &str = "VN/GOV/BCA/POPULATION/citizens";
+const DEMO_API_KEY: &str = "xrk_demo_motcua_not_a_secret";
+/// The province administrator of the demo, who may read the registry.
+const ADMIN_USER: &str = "province.admin";
+const ADMIN_PASSWORD: &str = "motcua-demo";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "exchange-bench",
+    about = "Exchange gateway vs nginx vs the provider directly: requests/s, p50, p99"
+)]
+struct Args {
+    /// Concurrent clients (closed loop, each with a keep-alive connection).
+    #[arg(long, default_value_t = 64)]
+    clients: usize,
+    /// Measured seconds per target.
+    #[arg(long, default_value_t = 10)]
+    duration_secs: u64,
+    /// Unmeasured seconds per target before the measurement.
+    #[arg(long, default_value_t = 2)]
+    warmup_secs: u64,
+    /// Seconds per target with one client (latency on an idle machine,
+    /// without queueing); 0 skips this pass.
+    #[arg(long, default_value_t = 3)]
+    serial_secs: u64,
+    /// Rounds of (a), (b), (c) one after the other; each target's figures
+    /// are over all its rounds (interleaving spreads outside noise fairly).
+    #[arg(long, default_value_t = 1)]
+    rounds: u32,
+    /// nginx `worker_processes`.
+    #[arg(long, default_value = "auto")]
+    nginx_workers: String,
+    /// The nginx binary (default: `nginx` on PATH, then /usr/sbin/nginx).
+    #[arg(long)]
+    nginx: Option<PathBuf>,
+    /// The release `motcua` binary (default: $CARGO_TARGET_DIR/release/motcua,
+    /// then next to this binary, then target/release/motcua).
+    #[arg(long)]
+    motcua: Option<PathBuf>,
+    /// Where the throw-away data directory goes (default: the system temp
+    /// directory); must be a real disk, the message log fsyncs there.
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+    /// `fdatasync` rounds of the disk probe.
+    #[arg(long, default_value_t = 200)]
+    fsync_samples: usize,
+    /// Keep the data directory and the nginx directory.
+    #[arg(long)]
+    keep_data: bool,
+    /// Do not write bench/results/exchange-<timestamp>.json.
+    #[arg(long)]
+    no_json: bool,
+}
+
+// ---------------------------------------------------------------------------
+// nginx.
+// ---------------------------------------------------------------------------
+
+fn find_nginx(explicit: Option<&Path>) -> Option<PathBuf> {
+    if let Some(p) = explicit {
+        return p.is_file().then(|| p.to_path_buf());
+    }
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    // Debian installs it in sbin, which a user's PATH may lack.
+    dirs.extend(["/usr/sbin", "/usr/local/sbin", "/usr/local/nginx/sbin"].map(PathBuf::from));
+    dirs.into_iter()
+        .map(|d| d.join("nginx"))
+        .find(|p| p.is_file())
+}
+
+fn nginx_version(bin: &Path) -> String {
+    // `nginx -v` writes to stderr.
+    Command::new(bin)
+        .arg("-v")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stderr).trim().to_string())
+        .and_then(|s| s.strip_prefix("nginx version: ").map(str::to_string))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// A plain, well-configured reverse proxy: HTTP/1.1 and a keep-alive pool
+/// to the upstream, keep-alive to the clients, no access log, no buffering
+/// to disk (the answers are small).
+fn nginx_conf(dir: &Path, workers: &str, listen: SocketAddr, upstream: SocketAddr) -> String {
+    let d = dir.display();
+    format!(
+        r#"# Generated by exchange-bench.
+worker_processes {workers};
+daemon off;
+master_process on;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+
+events {{
+    worker_connections 4096;
+}}
+
+http {{
+    access_log off;
+    client_body_temp_path {d}/client_body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    keepalive_timeout 75s;
+    keepalive_requests 1000000;
+
+    upstream population {{
+        server {upstream};
+        keepalive 128;
+        keepalive_requests 1000000;
+        keepalive_timeout 75s;
+    }}
+
+    server {{
+        listen {listen};
+        location / {{
+            proxy_pass http://population;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+        }}
+    }}
+}}
+"#
+    )
+}
+
+/// nginx in a directory of its own (`-p DIR -c DIR/nginx.conf`, pid and
+/// logs there); stopped when dropped.
+struct Nginx {
+    child: Option<Child>,
+    bin: PathBuf,
+    dir: PathBuf,
+    addr: SocketAddr,
+}
+
+impl Nginx {
+    fn args(&self) -> Vec<std::ffi::OsString> {
+        nginx_args(&self.dir)
+    }
+
+    fn error_log(&self) -> String {
+        let text = std::fs::read_to_string(self.dir.join("error.log")).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    /// The master and its workers.
+    fn pids(&self) -> Vec<u32> {
+        match &self.child {
+            Some(c) => {
+                let mut p = vec![c.id()];
+                p.extend(children_of(c.id()));
+                p
+            }
+            None => Vec::new(),
+        }
+    }
+
+    fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let workers = children_of(child.id());
+        // Fast shutdown (SIGTERM to the master through its pid file).
+        let _ = Command::new(&self.bin)
+            .args(self.args())
+            .args(["-s", "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        for w in workers {
+            let _ = Command::new("kill")
+                .args(["-KILL", &w.to_string()])
+                .status();
+        }
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn nginx_args(dir: &Path) -> Vec<std::ffi::OsString> {
+    vec![
+        "-p".into(),
+        dir.as_os_str().to_owned(),
+        "-c".into(),
+        dir.join("nginx.conf").into_os_string(),
+        // The error log before the configuration is read (else the
+        // compiled-in /var/log/nginx/error.log).
+        "-e".into(),
+        dir.join("error.log").into_os_string(),
+    ]
+}
+
+/// Process ids whose parent is `pid`.
+fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/stat"))
+                .ok()
+                .and_then(|s| {
+                    let rest = s.rsplit_once(')')?.1.to_string();
+                    rest.split_whitespace().nth(1)?.parse::<u32>().ok()
+                })
+                == Some(pid)
+        })
+        .collect()
+}
+
+async fn start_nginx(
+    bin: &Path,
+    dir: &Path,
+    workers: &str,
+    upstream: SocketAddr,
+    probe_path: &str,
+) -> anyhow::Result<Nginx> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let listen: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+    std::fs::write(
+        dir.join("nginx.conf"),
+        nginx_conf(dir, workers, listen, upstream),
+    )?;
+    let test = Command::new(bin)
+        .args(nginx_args(dir))
+        .arg("-t")
+        .output()
+        .context("cannot run nginx -t")?;
+    if !test.status.success() {
+        bail!(
+            "nginx -t rejects the generated configuration ({}):\n{}",
+            dir.join("nginx.conf").display(),
+            String::from_utf8_lossy(&test.stderr)
+        );
+    }
+    let child = Command::new(bin)
+        .args(nginx_args(dir))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("cannot start nginx")?;
+    let mut nginx = Nginx {
+        child: Some(child),
+        bin: bin.to_path_buf(),
+        dir: dir.to_path_buf(),
+        addr: listen,
+    };
+    let probe = plain_client(1)?;
+    let url = format!("http://{}{probe_path}", nginx.addr);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(c) = nginx.child.as_mut()
+            && let Some(status) = c.try_wait()?
+        {
+            nginx.child = None;
+            bail!(
+                "nginx exited ({status}) before it answered:\n{}",
+                nginx.error_log()
+            );
+        }
+        if let Ok(r) = probe.get(&url).send().await
+            && r.status().is_success()
+        {
+            return Ok(nginx);
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "nginx did not answer {url} within 10 s:\n{}",
+                nginx.error_log()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The node under test.
+// ---------------------------------------------------------------------------
+
+/// The gateway's address from `Exchange gateway at http://ADDR/r1/`.
+fn gateway_base(server: &Server) -> anyhow::Result<String> {
+    let log = std::fs::read_to_string(&server.log).context("cannot read server.log")?;
+    log.lines()
+        .find_map(|l| {
+            let rest = l.strip_prefix("Exchange gateway at ")?;
+            let url = rest.split_whitespace().next()?;
+            url.strip_suffix("/r1/").map(str::to_string)
+        })
+        .with_context(|| {
+            format!(
+                "serve did not print `Exchange gateway at …`:\n{}",
+                server.log_tail()
+            )
+        })
+}
+
+/// The provider's address, from the upstream of the demo service in the
+/// exchange registry (read as the province administrator): serve starts
+/// the provider on a new loopback port every time and does not print it.
+async fn provider_addr(base: &str) -> anyhow::Result<SocketAddr> {
+    let client = plain_client(1)?;
+    let r = client
+        .post(format!("{base}/api/v1/auth/token"))
+        .json(&json!({ "username": ADMIN_USER, "password": ADMIN_PASSWORD }))
+        .send()
+        .await?;
+    let status = r.status();
+    let v: Value = r.json().await?;
+    let token = v["token"]
+        .as_str()
+        .with_context(|| format!("login as {ADMIN_USER}: {status} {v}"))?;
+    let r = client
+        .get(format!("{base}/api/v1/exchange/registry"))
+        .bearer_auth(token)
+        .send()
+        .await?;
+    let status = r.status();
+    let reg: Value = r.json().await?;
+    let upstream = reg["services"]
+        .as_array()
+        .and_then(|s| {
+            s.iter()
+                .find(|s| s["id"].as_str() == Some(DEMO_SERVICE))
+                .and_then(|s| s["upstream"].as_str())
+        })
+        .with_context(|| format!("no service {DEMO_SERVICE} in the registry ({status})"))?;
+    // http://127.0.0.1:PORT/citizens
+    let host = upstream
+        .strip_prefix("http://")
+        .and_then(|r| r.strip_suffix("/citizens"))
+        .with_context(|| format!("unexpected upstream {upstream:?} of {DEMO_SERVICE}"))?;
+    host.parse()
+        .with_context(|| format!("upstream {upstream:?} is not IP:port"))
+}
+
+/// The national IDs of the provider's citizens, from its own database.
+async fn national_ids(data_dir: &Path) -> anyhow::Result<Vec<String>> {
+    use sqlx::Connection as _;
+    let path = data_dir.join("population-demo.db");
+    let opts = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&path)
+        .read_only(true);
+    let mut c = sqlx::SqliteConnection::connect_with(&opts)
+        .await
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    let ids: Vec<String> =
+        sqlx::query_scalar("SELECT national_id FROM citizens ORDER BY national_id")
+            .fetch_all(&mut c)
+            .await?;
+    let _ = c.close().await;
+    if ids.is_empty() {
+        bail!("{} has no citizens", path.display());
+    }
+    Ok(ids)
+}
+
+/// (records, batches) in the live message log.
+fn log_counts(dir: &Path) -> (u64, u64) {
+    let mut records = 0;
+    let mut batches = 0;
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.path().extension().is_some_and(|x| x == "log")
+            && let Ok(text) = std::fs::read(e.path())
+        {
+            for line in text.split(|b| *b == b'\n') {
+                if line.starts_with(br#"{"kind":"record","#) {
+                    records += 1;
+                } else if line.starts_with(br#"{"kind":"batch","#) {
+                    batches += 1;
+                }
+            }
+        }
+    }
+    (records, batches)
+}
+
+// ---------------------------------------------------------------------------
+// The load.
+// ---------------------------------------------------------------------------
+
+fn plain_client(pool: usize) -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .no_proxy()
+        .tcp_nodelay(true)
+        .pool_max_idle_per_host(pool)
+        .timeout(Duration::from_secs(10))
+        .build()?)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Direct,
+    Nginx,
+    Gateway,
+}
+
+#[derive(Clone)]
+struct Target {
+    kind: Kind,
+    key: &'static str,
+    label: &'static str,
+    /// Up to the national ID: `http://ADDR/citizens`.
+    base: String,
+}
+
+#[derive(Default)]
+struct RunResult {
+    ok: u64,
+    /// Every non-200 or unexpected answer, warm-up included.
+    errors: u64,
+    error_samples: Vec<String>,
+    latencies: Vec<Duration>,
+    secs: f64,
+    cpu: Option<CpuUse>,
+    /// CPU seconds of nginx's master and workers.
+    nginx_cpu: Option<f64>,
+}
+
+impl RunResult {
+    /// Adds another run of the same target.
+    fn merge(&mut self, r: RunResult) {
+        let first = self.secs == 0.0;
+        self.ok += r.ok;
+        self.errors += r.errors;
+        self.error_samples.extend(r.error_samples);
+        self.error_samples.truncate(SHOWN_ERRORS);
+        self.latencies.extend(r.latencies);
+        self.secs += r.secs;
+        self.cpu = match (first, self.cpu, r.cpu) {
+            (true, _, c) => c,
+            (false, Some(a), Some(b)) => Some(CpuUse {
+                subject: a.subject + b.subject,
+                loadgen: a.loadgen + b.loadgen,
+                others: a.others + b.others,
+                steal: a.steal + b.steal,
+            }),
+            _ => None,
+        };
+        self.nginx_cpu = match (first, self.nginx_cpu, r.nginx_cpu) {
+            (true, _, c) => c,
+            (false, Some(a), Some(b)) => Some(a + b),
+            _ => None,
+        };
+    }
+
+    fn per_sec(&self) -> f64 {
+        if self.secs > 0.0 {
+            self.ok as f64 / self.secs
+        } else {
+            0.0
+        }
+    }
+}
+
+/// One exchange; `Err` says what was wrong with it.
+async fn one(
+    client: &reqwest::Client,
+    t: &Target,
+    id: &str,
+    n: u64,
+    auth: &str,
+) -> Result<(), String> {
+    let mut req = client.get(format!("{}/{id}", t.base));
+    if t.kind == Kind::Gateway {
+        req = req
+            .header("X-Road-Client", DEMO_CLIENT)
+            .header(reqwest::header::AUTHORIZATION, auth)
+            .header("X-Road-Id", format!("bench-{n}"));
+    }
+    let r = req.send().await.map_err(|e| format!("{e:#}"))?;
+    let status = r.status();
+    let json_type = r
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let body = r.bytes().await.map_err(|e| format!("body: {e:#}"))?;
+    if status != reqwest::StatusCode::OK {
+        return Err(format!(
+            "{status}: {}",
+            String::from_utf8_lossy(&body[..body.len().min(300)])
+        ));
+    }
+    if !json_type {
+        return Err("200 without Content-Type: application/json".into());
+    }
+    let v: Value = serde_json::from_slice(&body).map_err(|e| format!("200, not JSON: {e}"))?;
+    if v["national_id"].as_str() != Some(id) {
+        return Err(format!("200 with another citizen: {v}"));
+    }
+    Ok(())
+}
+
+struct Load {
+    clients: usize,
+    warmup: Duration,
+    duration: Duration,
+}
+
+async fn run_load(
+    t: &Target,
+    ids: &Arc<Vec<String>>,
+    load: &Load,
+    server_pid: u32,
+    nginx: Option<&Nginx>,
+) -> anyhow::Result<RunResult> {
+    let client = plain_client(load.clients)?;
+    let counter = Arc::new(AtomicU64::new(0));
+    let samples = Arc::new(tokio::sync::Mutex::new(Vec::<String>::new()));
+    let auth: Arc<str> = format!("X-Road-ApiKey token={DEMO_API_KEY}").into();
+    let t0 = Instant::now();
+    let measure_from = t0 + load.warmup;
+    let end = measure_from + load.duration;
+    let mut tasks = Vec::with_capacity(load.clients);
+    let target = Arc::new(t.clone());
+    for _ in 0..load.clients {
+        let (client, counter, samples, auth, ids, target) = (
+            client.clone(),
+            counter.clone(),
+            samples.clone(),
+            auth.clone(),
+            ids.clone(),
+            target.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut r = RunResult::default();
+            loop {
+                let start = Instant::now();
+                if start >= end {
+                    break;
+                }
+                let n = counter.fetch_add(1, Ordering::Relaxed);
+                let id = &ids[(n % ids.len() as u64) as usize];
+                let res = one(&client, &target, id, n, &auth).await;
+                let done = Instant::now();
+                match res {
+                    Ok(()) => {
+                        if start >= measure_from && done <= end {
+                            r.ok += 1;
+                            r.latencies.push(done - start);
+                        }
+                    }
+                    Err(e) => {
+                        r.errors += 1;
+                        let mut s = samples.lock().await;
+                        if s.len() < SHOWN_ERRORS {
+                            s.push(e);
+                        }
+                    }
+                }
+            }
+            r
+        }));
+    }
+    tokio::time::sleep_until(measure_from.into()).await;
+    let probe = CpuProbe::start(server_pid);
+    let hz = clk_tck();
+    let nginx_cpu =
+        |n: &Nginx| -> f64 { n.pids().iter().filter_map(|p| cpu_seconds(*p, hz)).sum() };
+    let nginx0 = nginx.map(nginx_cpu);
+    tokio::time::sleep_until(end.into()).await;
+    let cpu = probe.stop();
+    let nginx1 = nginx.map(nginx_cpu);
+    let mut total = RunResult {
+        secs: load.duration.as_secs_f64(),
+        cpu,
+        nginx_cpu: nginx0.zip(nginx1).map(|(a, b)| (b - a).max(0.0)),
+        ..RunResult::default()
+    };
+    for task in tasks {
+        match task.await {
+            Ok(r) => {
+                total.ok += r.ok;
+                total.errors += r.errors;
+                total.latencies.extend(r.latencies);
+            }
+            Err(e) => {
+                total.errors += 1;
+                total.error_samples.push(format!("client task failed: {e}"));
+            }
+        }
+    }
+    total.error_samples.extend(samples.lock().await.drain(..));
+    Ok(total)
+}
+
+// ---------------------------------------------------------------------------
+// Report.
+// ---------------------------------------------------------------------------
+
+fn pass(ok: bool) -> &'static str {
+    if ok { "PASS" } else { "MISS" }
+}
+
+struct Row<'a> {
+    t: &'a Target,
+    r: &'a RunResult,
+    l: Latency,
+}
+
+fn write_table(w: &mut String, rows: &[Row<'_>]) {
+    let _ = writeln!(
+        w,
+        "  {:<28} {:>10} {:>9} {:>9} {:>9} {:>7} {:>14}",
+        "target", "requests/s", "p50 ms", "p99 ms", "max ms", "errors", "motcua CPU/req"
+    );
+    for Row { t, r, l } in rows {
+        let cpu_req = r
+            .cpu
+            .filter(|_| r.ok > 0)
+            .map(|c| format!("{:.3} ms", c.subject * 1000.0 / r.ok as f64))
+            .unwrap_or_else(|| "-".into());
+        let _ = writeln!(
+            w,
+            "  {:<28} {:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>7} {:>14}",
+            t.label,
+            r.per_sec(),
+            l.p50,
+            l.p99,
+            l.max,
+            r.errors,
+            cpu_req
+        );
+    }
+}
+
+fn run_json(t: &Target, r: &RunResult, l: &Latency) -> Value {
+    json!({
+        "target": t.key,
+        "requests": r.ok,
+        "requests_per_sec": round(r.per_sec()),
+        "errors": r.errors,
+        "error_samples": r.error_samples,
+        "latency_ms": latency_json(l),
+        "cpu_seconds": r.cpu.map(|c| json!({
+            "motcua": round(c.subject),
+            "nginx": r.nginx_cpu.map(round),
+            "loadgen": round(c.loadgen),
+            "others": round((c.others - r.nginx_cpu.unwrap_or(0.0)).max(0.0)),
+            "steal": round(c.steal),
+        })),
+    })
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<ExitCode> {
+    let args = Args::parse();
+    if args.clients == 0 || args.duration_secs == 0 || args.rounds == 0 {
+        bail!("--clients, --duration-secs and --rounds must be at least 1");
+    }
+    let Some(nginx_bin) = find_nginx(args.nginx.as_deref()) else {
+        eprintln!(
+            "nginx is not installed (it is the reference proxy of this benchmark).\n\
+             Install the Debian package, then run the benchmark again:\n\
+             \n    sudo apt-get install -y nginx-light\n\
+             \n(or `sudo apt-get install -y nginx`; or pass --nginx PATH)"
+        );
+        return Ok(ExitCode::from(2));
+    };
+    let bench_dir = Path::new(BENCH_DIR);
+    let repo = bench_dir
+        .parent()
+        .context("bench crate has no parent directory")?
+        .to_path_buf();
+    let bin = find_motcua(args.motcua.as_deref(), &repo)?;
+
+    let stamp = Utc::now();
+    let work_root = args.work_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let run_dir = work_root.join(format!(
+        "motcua-exchange-bench-{}-{}",
+        stamp.format("%Y%m%dT%H%M%SZ"),
+        std::process::id()
+    ));
+    let data_dir = run_dir.join("data");
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create {}", data_dir.display()))?;
+    let m = machine(&data_dir);
+    if m.work_fs.starts_with("tmpfs") || m.work_fs.starts_with("ramfs") {
+        eprintln!(
+            "WARNING: {} is on {}: fsync costs nothing there; use --work-dir on a real disk",
+            run_dir.display(),
+            m.work_fs
+        );
+    }
+    eprintln!("motcua binary: {}", bin.display());
+    eprintln!("nginx binary:  {}", nginx_bin.display());
+    eprintln!("data under:    {}", run_dir.display());
+
+    let result = bench(
+        &args, &bin, &nginx_bin, &repo, &run_dir, &data_dir, &m, stamp,
+    )
+    .await;
+    if !args.keep_data {
+        let _ = std::fs::remove_dir_all(&run_dir);
+    }
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn bench(
+    args: &Args,
+    bin: &Path,
+    nginx_bin: &Path,
+    repo: &Path,
+    run_dir: &Path,
+    data_dir: &Path,
+    m: &Machine,
+    stamp: chrono::DateTime<Utc>,
+) -> anyhow::Result<ExitCode> {
+    let load_at_start = load_average();
+    let fsync = fsync_latency(data_dir, args.fsync_samples)?;
+
+    let mut server = start_server(bin, repo, data_dir, &[]).await?;
+    let server_pid = server.pid().context("the server is not running")?;
+    let gateway = gateway_base(&server)?;
+    let provider = provider_addr(&server.base).await?;
+    let ids = Arc::new(national_ids(data_dir).await?);
+    let nginx = start_nginx(
+        nginx_bin,
+        &run_dir.join("nginx"),
+        &args.nginx_workers,
+        provider,
+        &format!("/citizens/{}", ids[0]),
+    )
+    .await?;
+    let nginx_workers = nginx.pids().len().saturating_sub(1);
+    eprintln!("provider:      http://{provider}/citizens");
+    eprintln!("nginx:         http://{}/citizens", nginx.addr);
+    eprintln!("gateway:       {gateway}/r1/{DEMO_SERVICE}");
+    eprintln!("citizens:      {}", ids.len());
+
+    let targets = [
+        Target {
+            kind: Kind::Direct,
+            key: "a_direct",
+            label: "(a) provider directly",
+            base: format!("http://{provider}/citizens"),
+        },
+        Target {
+            kind: Kind::Nginx,
+            key: "b_nginx",
+            label: "(b) nginx -> provider",
+            base: format!("http://{}/citizens", nginx.addr),
+        },
+        Target {
+            kind: Kind::Gateway,
+            key: "c_gateway",
+            label: "(c) gateway -> provider",
+            base: format!("{gateway}/r1/{DEMO_SERVICE}"),
+        },
+    ];
+
+    // One client first: the cost of each hop without queueing.
+    let mut serial = Vec::new();
+    if args.serial_secs > 0 {
+        let load = Load {
+            clients: 1,
+            warmup: Duration::from_millis(500),
+            duration: Duration::from_secs(args.serial_secs),
+        };
+        for t in &targets {
+            eprintln!("1 client, {}: {} s …", t.label, args.serial_secs);
+            let nginx = (t.kind == Kind::Nginx).then_some(&nginx);
+            serial.push(run_load(t, &ids, &load, server_pid, nginx).await?);
+        }
+    }
+    let load = Load {
+        clients: args.clients,
+        warmup: Duration::from_secs(args.warmup_secs),
+        duration: Duration::from_secs(args.duration_secs),
+    };
+    let mut runs: Vec<RunResult> = targets.iter().map(|_| RunResult::default()).collect();
+    for round in 1..=args.rounds {
+        for (t, total) in targets.iter().zip(runs.iter_mut()) {
+            eprintln!(
+                "round {round}/{}: {} clients, {}: {} s warm-up + {} s …",
+                args.rounds, args.clients, t.label, args.warmup_secs, args.duration_secs
+            );
+            let nginx = (t.kind == Kind::Nginx).then_some(&nginx);
+            total.merge(run_load(t, &ids, &load, server_pid, nginx).await?);
+        }
+    }
+    let (records, batches) = log_counts(&data_dir.join("exchange-log"));
+    let nginx_version = nginx_version(nginx_bin);
+    drop(nginx);
+    server.kill()?;
+
+    // ---- figures ----
+    let lat: Vec<Latency> = runs.iter().map(|r| latency(r.latencies.clone())).collect();
+    let serial_lat: Vec<Latency> = serial
+        .iter()
+        .map(|r| latency(r.latencies.clone()))
+        .collect();
+    let (a, b, c) = (&runs[0], &runs[1], &runs[2]);
+    let ratio = |x: f64, y: f64| if y > 0.0 { x / y } else { 0.0 };
+    let c_b = ratio(c.per_sec(), b.per_sec());
+    let c_a = ratio(c.per_sec(), a.per_sec());
+    let b_a = ratio(b.per_sec(), a.per_sec());
+    let added_p50 = lat[2].p50 - lat[0].p50;
+    let nginx_added_p50 = lat[1].p50 - lat[0].p50;
+    let errors: u64 = runs.iter().chain(&serial).map(|r| r.errors).sum();
+
+    let mut out = String::new();
+    let w = &mut out;
+    let _ = writeln!(w, "motcua exchange benchmark");
+    let _ = writeln!(w, "=========================");
+    let _ = writeln!(w, "date:        {}", stamp.format("%Y-%m-%d %H:%M:%S UTC"));
+    let _ = writeln!(
+        w,
+        "machine:     {} CPU(s), {}, {} RAM, Linux {}",
+        m.nproc, m.cpu_model, m.memory, m.kernel
+    );
+    let _ = writeln!(w, "disk:        {}", m.work_fs);
+    let _ = writeln!(
+        w,
+        "fdatasync:   p50 {:.3} ms, p99 {:.3} ms, mean {:.3} ms ({} appends of 255 B in the data directory)",
+        fsync.p50, fsync.p99, fsync.mean, args.fsync_samples
+    );
+    let _ = writeln!(w, "load avg:    {load_at_start} (at start)");
+    let _ = writeln!(
+        w,
+        "nginx:       {nginx_version}, worker_processes {} ({nginx_workers} workers), upstream keepalive 128, HTTP/1.1",
+        args.nginx_workers
+    );
+    let _ = writeln!(
+        w,
+        "load:        {} clients, closed loop, keep-alive, GET a citizen by national ID ({} cycling), \
+         {} s warm-up + {} s per target and round, {} round(s) of a, b, c one after the other",
+        args.clients,
+        ids.len(),
+        args.warmup_secs,
+        args.duration_secs,
+        args.rounds
+    );
+    let _ = writeln!(
+        w,
+        "gateway:     API key + X-Road-Client, access check, message log (hash chain, Ed25519-signed batch, fdatasync) before each answer"
+    );
+    if !serial.is_empty() {
+        let _ = writeln!(
+            w,
+            "\nOne client ({} s each): the cost of a hop without queueing",
+            args.serial_secs
+        );
+        let rows: Vec<Row> = targets
+            .iter()
+            .zip(&serial)
+            .zip(&serial_lat)
+            .map(|((t, r), l)| Row { t, r, l: *l })
+            .collect();
+        write_table(w, &rows);
+        let _ = writeln!(
+            w,
+            "  added p50 over (a): nginx {:+.3} ms, gateway {:+.3} ms",
+            serial_lat[1].p50 - serial_lat[0].p50,
+            serial_lat[2].p50 - serial_lat[0].p50
+        );
+    }
+    let _ = writeln!(
+        w,
+        "\n{} clients ({} s per target)",
+        args.clients,
+        args.duration_secs * u64::from(args.rounds)
+    );
+    let rows: Vec<Row> = targets
+        .iter()
+        .zip(&runs)
+        .zip(&lat)
+        .map(|((t, r), l)| Row { t, r, l: *l })
+        .collect();
+    write_table(w, &rows);
+    let _ = writeln!(w);
+    let _ = writeln!(w, "  b/a (nginx vs direct):      {b_a:.3}");
+    let _ = writeln!(w, "  c/a (gateway vs direct):    {c_a:.3}");
+    let _ = writeln!(
+        w,
+        "  c/b (gateway vs nginx):     {c_b:.3}   target >= {TARGET_RATIO_CB}   {}",
+        pass(c_b >= TARGET_RATIO_CB)
+    );
+    let _ = writeln!(
+        w,
+        "  p50 added by the gateway:   {added_p50:+.3} ms (c - a)   target <= {TARGET_ADDED_P50_MS} ms   {}",
+        pass(added_p50 <= TARGET_ADDED_P50_MS)
+    );
+    let _ = writeln!(
+        w,
+        "  p50 added by nginx:         {nginx_added_p50:+.3} ms (b - a)"
+    );
+    let _ = writeln!(
+        w,
+        "  message log:                {records} records in {batches} fsynced batches ({:.1} per batch, warm-up and 1-client pass included)",
+        ratio(records as f64, batches as f64)
+    );
+
+    let _ = writeln!(
+        w,
+        "\nCPU during the measured runs (share of {} CPU(s) x {} s per target):",
+        m.nproc,
+        args.duration_secs * u64::from(args.rounds)
+    );
+    let mut noisy = false;
+    for (t, r) in targets.iter().zip(&runs) {
+        let capacity = m.nproc as f64 * r.secs;
+        let pct = |s: f64| {
+            if capacity > 0.0 {
+                100.0 * s / capacity
+            } else {
+                0.0
+            }
+        };
+        match r.cpu {
+            Some(cu) => {
+                let ng = r.nginx_cpu.unwrap_or(0.0);
+                let others = (cu.others - ng).max(0.0);
+                noisy |= pct(others) > NOISY_PCT;
+                let _ = writeln!(
+                    w,
+                    "  {:<28} motcua {:>5.1} %  nginx {:>5.1} %  load generator {:>5.1} %  others {:>5.1} %  steal {:>4.1} %{}",
+                    t.label,
+                    pct(cu.subject),
+                    pct(ng),
+                    pct(cu.loadgen),
+                    pct(others),
+                    pct(cu.steal),
+                    if pct(others) > NOISY_PCT {
+                        "  <- NOISY"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            None => {
+                let _ = writeln!(w, "  {:<28} (no CPU figures)", t.label);
+            }
+        }
+    }
+    if noisy {
+        let _ = writeln!(
+            w,
+            "  NOISY: other processes used more than {NOISY_PCT} % of the machine; rerun on a quiet machine"
+        );
+    }
+    for (t, r) in targets.iter().zip(&runs) {
+        for e in &r.error_samples {
+            let _ = writeln!(w, "  error ({}): {e}", t.label);
+        }
+    }
+    for (t, r) in targets.iter().zip(&serial) {
+        for e in &r.error_samples {
+            let _ = writeln!(w, "  error ({}, 1 client): {e}", t.label);
+        }
+    }
+    print!("{out}");
+
+    if !args.no_json {
+        let json_out = json!({
+            "bench": "exchange",
+            "date": stamp.to_rfc3339(),
+            "machine": {
+                "nproc": m.nproc, "cpu": m.cpu_model, "memory": m.memory,
+                "kernel": m.kernel, "filesystem": m.work_fs,
+            },
+            "fdatasync_ms": latency_json(&fsync),
+            "nginx": { "version": nginx_version, "worker_processes": args.nginx_workers, "workers": nginx_workers },
+            "clients": args.clients,
+            "warmup_secs": args.warmup_secs,
+            "duration_secs": args.duration_secs,
+            "rounds": args.rounds,
+            "citizens": ids.len(),
+            "runs": targets.iter().zip(&runs).zip(&lat).map(|((t, r), l)| run_json(t, r, l)).collect::<Vec<_>>(),
+            "serial": targets.iter().zip(&serial).zip(&serial_lat).map(|((t, r), l)| run_json(t, r, l)).collect::<Vec<_>>(),
+            "ratios": { "b_a": round(b_a), "c_a": round(c_a), "c_b": round(c_b) },
+            "added_p50_ms": { "gateway": round(added_p50), "nginx": round(nginx_added_p50) },
+            "message_log": { "records": records, "batches": batches },
+            "targets": {
+                "c_b": { "target": TARGET_RATIO_CB, "pass": c_b >= TARGET_RATIO_CB },
+                "added_p50_ms": { "target": TARGET_ADDED_P50_MS, "pass": added_p50 <= TARGET_ADDED_P50_MS },
+            },
+            "noisy": noisy,
+            "report": out,
+        });
+        let dir = Path::new(BENCH_DIR).join("results");
+        std::fs::create_dir_all(&dir)?;
+        let file = dir.join(format!("exchange-{}.json", stamp.format("%Y%m%dT%H%M%SZ")));
+        std::fs::write(&file, serde_json::to_string_pretty(&json_out)?)?;
+        println!("\nwritten: {}", file.display());
+    }
+
+    if errors > 0 {
+        bail!("{errors} request(s) failed: the figures are not valid");
+    }
+    if runs.iter().any(|r| r.ok == 0) {
+        bail!("a target answered no request in the measured time");
+    }
+    Ok(ExitCode::SUCCESS)
+}
