@@ -547,14 +547,23 @@ fn bind_all(mut query: SqliteQuery<'_>, args: Vec<Arg>) -> SqliteQuery<'_> {
     query
 }
 
-/// Writes every dossier's search terms again: one pass over the table,
-/// the terms sorted in memory and appended in key order (migration 3 and
-/// the end of a bulk load).
+/// Writes every dossier's search terms again in one transaction (migration
+/// 3): see [`collect_terms`] and [`append_terms`].
 async fn rebuild_terms(tx: &mut Transaction<'_, Sqlite>) -> StoreResult<()> {
     sqlx::query("DELETE FROM dossier_terms")
         .execute(&mut **tx)
         .await
         .map_err(db)?;
+    let terms = collect_terms(tx).await?;
+    for chunk in terms.chunks(5000) {
+        append_terms(tx, &chunk).await?;
+    }
+    Ok(())
+}
+
+/// Every dossier's search terms, from one pass over the table, sorted in
+/// memory so that they are appended in key order.
+async fn collect_terms(conn: &mut sqlx::SqliteConnection) -> StoreResult<bulk::SortedTerms> {
     let mut builder = bulk::TermBuilder::default();
     let mut after = 0i64;
     loop {
@@ -562,7 +571,7 @@ async fn rebuild_terms(tx: &mut Transaction<'_, Sqlite>) -> StoreResult<()> {
             "SELECT id, agency_code, applicant_name FROM dossiers WHERE id > ? ORDER BY id LIMIT 50000",
         )
         .bind(after)
-        .fetch_all(&mut **tx)
+        .fetch_all(&mut *conn)
         .await
         .map_err(db)?;
         let Some(last) = batch.last() else { break };
@@ -571,17 +580,23 @@ async fn rebuild_terms(tx: &mut Transaction<'_, Sqlite>) -> StoreResult<()> {
             builder.add(agency, name, *id);
         }
     }
-    for chunk in builder.sorted().chunks(5000) {
-        let sql = format!(
-            "INSERT INTO dossier_terms (agency_code, term, dossier_id) VALUES {}",
-            vec!["(?,?,?)"; chunk.len()].join(",")
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for (a, t, id) in chunk {
-            q = q.bind(a).bind(t).bind(id);
-        }
-        q.execute(&mut **tx).await.map_err(db)?;
+    Ok(builder.sorted())
+}
+
+/// Appends sorted terms (at most a few thousand: one statement).
+async fn append_terms(
+    tx: &mut Transaction<'_, Sqlite>,
+    chunk: &[(&str, &str, i64)],
+) -> StoreResult<()> {
+    let sql = format!(
+        "INSERT INTO dossier_terms (agency_code, term, dossier_id) VALUES {}",
+        vec!["(?,?,?)"; chunk.len()].join(",")
+    );
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for (a, t, id) in chunk {
+        q = q.bind(*a).bind(*t).bind(*id);
     }
+    q.execute(&mut **tx).await.map_err(db)?;
     Ok(())
 }
 
@@ -1559,20 +1574,47 @@ impl Store for SqliteStore {
             .execute(&self.write)
             .await
             .map_err(db)?;
-        let mut tx = self.write.begin().await.map_err(db)?;
+        // Every step is idempotent and the marker goes last, so the work is
+        // committed step by step: one transaction for all of it would grow
+        // the WAL by gigabytes at 10 million dossiers, and every page read
+        // would search it (an interrupted run is redone by `migrate`).
+        let checkpoint = || async {
+            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(&self.write)
+                .await
+                .map_err(db)
+        };
         for (_, sql) in &indexes {
             sqlx::query(sqlx::AssertSqlSafe(bulk::create_if_missing(sql)))
-                .execute(&mut *tx)
+                .execute(&self.write)
                 .await
                 .map_err(db)?;
+            checkpoint().await?;
         }
-        rebuild_terms(&mut tx).await?;
+        let terms = {
+            let mut conn = self.write.acquire().await.map_err(db)?;
+            sqlx::query("DELETE FROM dossier_terms")
+                .execute(&mut *conn)
+                .await
+                .map_err(db)?;
+            collect_terms(&mut conn).await?
+        };
+        let mut tx = self.write.begin().await.map_err(db)?;
+        for (n, chunk) in terms.chunks(5000).enumerate() {
+            append_terms(&mut tx, &chunk).await?;
+            if n % 200 == 199 {
+                tx.commit().await.map_err(db)?;
+                checkpoint().await?;
+                tx = self.write.begin().await.map_err(db)?;
+            }
+        }
         sqlx::query("DELETE FROM meta WHERE key = ?")
             .bind(bulk::DEFERRED_INDEXES)
             .execute(&mut *tx)
             .await
             .map_err(db)?;
         tx.commit().await.map_err(db)?;
+        checkpoint().await?;
         Ok(())
     }
 
