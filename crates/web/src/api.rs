@@ -581,7 +581,7 @@ pub async fn workqueue(
     let now = st.clock.now();
     let cal = st.calendar();
     let soon = cal.add_working_minutes(now, i64::from(cal.hours_per_day()) * 60);
-    let counts = QueueCounts::of(&st.store.queue_counts(&agency, &holders, now, soon).await?);
+    let counts = st.queue_counts(&agency, &holders, now, soon).await?;
     let items: Vec<QueueItem> = match crate::views::queue_query(&agency, &holders, &tab, limit) {
         Some(q) => st
             .store

@@ -78,6 +78,8 @@ pub struct AppState {
     /// The portal's client identity on the exchange, for once-only prefill;
     /// `None`: forms are typed.
     pub portal: Option<Arc<prefill::PortalClient>>,
+    /// Whole-queue counts of the workqueues read recently on this node.
+    queue_counts: Arc<views::QueueCountsCache>,
 }
 
 impl AppState {
@@ -100,7 +102,33 @@ impl AppState {
             catalogue: Arc::new(RwLock::new(None)),
             exchange: None,
             portal: None,
+            queue_counts: Arc::new(views::QueueCountsCache::default()),
         }
+    }
+
+    /// The whole-queue counts of `holders` at `agency`: read again when
+    /// older than [`views::QUEUE_COUNTS_TTL_SECS`] or after this node
+    /// changed a dossier of the agency.
+    pub async fn queue_counts(
+        &self,
+        agency: &motcua_domain::AgencyCode,
+        holders: &[motcua_domain::dossier::Role],
+        now: chrono::DateTime<chrono::Utc>,
+        soon: chrono::DateTime<chrono::Utc>,
+    ) -> Result<views::QueueCounts, ApiError> {
+        if let Some(lines) = self.queue_counts.get(agency.as_str(), holders, now) {
+            return Ok(views::QueueCounts::of(&lines));
+        }
+        let lines = self.store.queue_counts(agency, holders, now, soon).await?;
+        let counts = views::QueueCounts::of(&lines);
+        self.queue_counts.put(agency.as_str(), holders, now, lines);
+        Ok(counts)
+    }
+
+    /// A dossier of `agency` changed on this node: its queues' counts are
+    /// read again.
+    pub fn queue_changed(&self, agency: &motcua_domain::AgencyCode) {
+        self.queue_counts.forget(agency.as_str());
     }
 
     /// Current procedures with their folded names for search. Cached; call

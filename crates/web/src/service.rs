@@ -322,6 +322,7 @@ pub async fn create_dossier(
         })
         .await?;
     st.metrics.dossier_submitted();
+    st.queue_changed(&d.agency_code);
     Ok(d)
 }
 
@@ -405,7 +406,7 @@ pub async fn take_action(
         .last_note
         .clone()
         .filter(|_| cmd.note.is_some());
-    Ok(st
+    let updated = st
         .store
         .update_dossier(DossierUpdate {
             code: d.code.clone(),
@@ -416,7 +417,9 @@ pub async fn take_action(
             event: decision.event.to_string(),
             at: now,
         })
-        .await?)
+        .await?;
+    st.queue_changed(&updated.agency_code);
+    Ok(updated)
 }
 
 /// May `user` see dossier `d`? Applicants see their own; staff see their

@@ -348,6 +348,64 @@ impl QueueItem {
     }
 }
 
+/// How long a node reuses the whole-queue counts of an agency (by the
+/// application clock). Its own writes to the agency's dossiers drop them at
+/// once; another node's writes show within this time.
+pub const QUEUE_COUNTS_TTL_SECS: i64 = 5;
+
+/// The whole-queue counts of the workqueues read recently on this node,
+/// per agency and holders. At a busy agency the counts read every queued
+/// dossier's index entry (tens of milliseconds at a hundred thousand),
+/// while officers reload their queue all day.
+#[derive(Default)]
+pub struct QueueCountsCache {
+    #[allow(clippy::type_complexity)]
+    lines: std::sync::Mutex<
+        std::collections::HashMap<
+            (String, Vec<motcua_domain::dossier::Role>),
+            (DateTime<Utc>, Vec<motcua_store::QueueCount>),
+        >,
+    >,
+}
+
+impl QueueCountsCache {
+    /// The counts of `holders` at `agency` read at most
+    /// [`QUEUE_COUNTS_TTL_SECS`] before `now`, if any.
+    pub fn get(
+        &self,
+        agency: &str,
+        holders: &[motcua_domain::dossier::Role],
+        now: DateTime<Utc>,
+    ) -> Option<Vec<motcua_store::QueueCount>> {
+        let map = self.lines.lock().unwrap_or_else(|e| e.into_inner());
+        let (at, lines) = map.get(&(agency.to_string(), holders.to_vec()))?;
+        let age = now - *at;
+        (age >= chrono::Duration::zero() && age < chrono::Duration::seconds(QUEUE_COUNTS_TTL_SECS))
+            .then(|| lines.clone())
+    }
+
+    pub fn put(
+        &self,
+        agency: &str,
+        holders: &[motcua_domain::dossier::Role],
+        at: DateTime<Utc>,
+        lines: Vec<motcua_store::QueueCount>,
+    ) {
+        let mut map = self.lines.lock().unwrap_or_else(|e| e.into_inner());
+        // Stale entries of every agency go when the map grows.
+        if map.len() > 1000 {
+            map.retain(|_, (t, _)| at - *t < chrono::Duration::seconds(QUEUE_COUNTS_TTL_SECS));
+        }
+        map.insert((agency.to_string(), holders.to_vec()), (at, lines));
+    }
+
+    /// Drops the counts of `agency` (a dossier of it changed on this node).
+    pub fn forget(&self, agency: &str) {
+        let mut map = self.lines.lock().unwrap_or_else(|e| e.into_inner());
+        map.retain(|(a, _), _| a != agency);
+    }
+}
+
 /// How many dossiers a workqueue lists by default (the most urgent); the
 /// counts always cover the whole queue.
 pub const QUEUE_LIMIT: u32 = 100;
@@ -472,4 +530,46 @@ pub struct Workqueue {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DossierList {
     pub items: Vec<QueueItem>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use motcua_domain::dossier::Role;
+    use motcua_store::QueueCount;
+
+    fn line(total: u64) -> Vec<QueueCount> {
+        vec![QueueCount {
+            holder: Role::Officer,
+            status: Status::NewlyRegistered,
+            total,
+            overdue: 0,
+            due_soon: 0,
+        }]
+    }
+
+    #[test]
+    fn queue_counts_are_reused_briefly_and_dropped_on_a_local_change() {
+        let cache = QueueCountsCache::default();
+        let t0 = DateTime::<Utc>::from_timestamp(1_800_000_000, 0).expect("time");
+        let officer = [Role::Officer];
+        cache.put("UB00073", &officer, t0, line(3));
+        let at = |s: i64| t0 + chrono::Duration::seconds(s);
+        assert_eq!(cache.get("UB00073", &officer, at(4)), Some(line(3)));
+        assert_eq!(
+            cache.get("UB00073", &officer, at(QUEUE_COUNTS_TTL_SECS)),
+            None
+        );
+        assert_eq!(
+            cache.get("UB00073", &officer, at(-1)),
+            None,
+            "clock went back"
+        );
+        assert_eq!(cache.get("UB00073", &[Role::Leader], at(1)), None);
+        assert_eq!(cache.get("UB00070", &officer, at(1)), None);
+        cache.put("UB00070", &officer, t0, line(7));
+        cache.forget("UB00073");
+        assert_eq!(cache.get("UB00073", &officer, at(1)), None);
+        assert_eq!(cache.get("UB00070", &officer, at(1)), Some(line(7)));
+    }
 }

@@ -45,6 +45,11 @@ async fn online_dossier_from_submission_to_evaluation() {
     assert_eq!(d["status"], "accepted");
     assert!(d["due_at"].is_string());
     assert_eq!(d["steps"].as_array().map(Vec::len), Some(3));
+    // The counts read a moment ago follow the change at once (this node
+    // drops what it kept of the agency's queue counts).
+    let (_, q) = app.get(Some(&officer), "/api/v1/workqueue").await;
+    assert_eq!(q["counts"]["to_receive"], 0, "{q}");
+    assert_eq!(q["counts"]["to_appraise"], 1, "{q}");
 
     let (s, body) = app
         .act(&specialist, &code, json!({ "action": "forward" }))

@@ -113,7 +113,7 @@ pub async fn workqueue(
     let counts = if searching {
         QueueCounts::default()
     } else {
-        QueueCounts::of(&st.store.queue_counts(&agency, &holders, now, soon).await?)
+        st.queue_counts(&agency, &holders, now, soon).await?
     };
     let out: Vec<Row> = rows
         .iter()
