@@ -1753,7 +1753,7 @@ impl Store for PostgresStore {
         audit_entry: AuditEntry,
     ) -> StoreResult<Subscription> {
         let mut tx = self.pool.begin().await.map_err(db)?;
-        let id: i64 = sqlx::query_scalar("INSERT INTO pubsub_subscriptions (client, event_type, mode, url, created_by, created_at) VALUES ($1,$2,$3,$4,$5,$6) RETURNING id")
+        let row = sqlx::query("INSERT INTO pubsub_subscriptions (client, event_type, mode, url, created_by, created_at) VALUES ($1,$2,$3,$4,$5,$6) RETURNING *")
             .bind(&sub.client)
             .bind(&sub.event_type)
             .bind(sub.mode.as_str())
@@ -1763,13 +1763,8 @@ impl Store for PostgresStore {
             .fetch_one(&mut *tx)
             .await
             .map_err(db)?;
-        Self::append_audit_tx(&mut tx, audit_entry).await?;
-        let row = sqlx::query("SELECT * FROM pubsub_subscriptions WHERE id = $1")
-            .bind(id)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db)?;
         let s = subscription_from_row(&row)?;
+        Self::append_audit_tx(&mut tx, audit_entry).await?;
         tx.commit().await.map_err(db)?;
         Ok(s)
     }
@@ -1781,25 +1776,17 @@ impl Store for PostgresStore {
         audit_entry: AuditEntry,
     ) -> StoreResult<Subscription> {
         let mut tx = self.pool.begin().await.map_err(db)?;
-        let n = sqlx::query(
-            "UPDATE pubsub_subscriptions SET deleted_at = $1 WHERE id = $2 AND deleted_at IS NULL",
+        let row = sqlx::query(
+            "UPDATE pubsub_subscriptions SET deleted_at = $1 WHERE id = $2 AND deleted_at IS NULL RETURNING *",
         )
         .bind(ms(at))
         .bind(id)
-        .execute(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(db)?
-        .rows_affected();
-        if n != 1 {
-            return Err(StoreError::NotFound);
-        }
-        Self::append_audit_tx(&mut tx, audit_entry).await?;
-        let row = sqlx::query("SELECT * FROM pubsub_subscriptions WHERE id = $1")
-            .bind(id)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db)?;
+        .ok_or(StoreError::NotFound)?;
         let s = subscription_from_row(&row)?;
+        Self::append_audit_tx(&mut tx, audit_entry).await?;
         tx.commit().await.map_err(db)?;
         Ok(s)
     }

@@ -281,22 +281,20 @@ fn usable_values(
             Some(serde_json::Value::Number(n)) => n.to_string(),
             _ => continue,
         };
-        if text.is_empty() {
-            continue;
-        }
-        let Some(spec) = p.fields.iter().find(|f| &f.id == field) else {
-            continue;
-        };
-        // Checked alone against the field's rules: a value the form would
-        // refuse is not locked in (the citizen types it).
-        let one = Procedure {
-            fields: vec![spec.clone()],
-            ..p.clone()
-        };
-        let mut values = serde_json::Map::new();
-        values.insert(field.clone(), serde_json::Value::String(text.clone()));
-        if one.validate_fields(&values, today).is_ok() {
+        if !text.is_empty() && p.fields.iter().any(|f| &f.id == field) {
             out.insert(field.clone(), text);
+        }
+    }
+    // Checked against the fields' rules in one pass: a value the form would
+    // refuse is not locked in (the citizen types it). Errors of fields the
+    // registry does not fill (required ones left empty) do not count.
+    let values: serde_json::Map<String, serde_json::Value> = out
+        .iter()
+        .map(|(f, v)| (f.clone(), serde_json::Value::String(v.clone())))
+        .collect();
+    if let Err(errors) = p.validate_fields(&values, today) {
+        for e in errors {
+            out.remove(&e.field);
         }
     }
     out

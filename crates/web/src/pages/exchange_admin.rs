@@ -225,34 +225,16 @@ fn edit_errors(ctx: &Ctx, op: &str, err: ApiError, errors: &mut Errors) -> Resul
     Ok(())
 }
 
-/// A subsystem identifier typed or picked in `field`.
-fn client_field(
+/// An identifier (subsystem or service) typed or picked in `field`.
+fn id_field<T: std::str::FromStr>(
     ctx: &Ctx,
     form: &FormData,
     op: &str,
     field: &str,
     errors: &mut Errors,
-) -> Option<ClientId> {
+) -> Option<T> {
     let raw = form.get(field).unwrap_or_default().trim();
-    match raw.parse::<ClientId>() {
-        Ok(id) => Some(id),
-        Err(_) => {
-            errors.add(field, field_message(ctx, op, field));
-            None
-        }
-    }
-}
-
-/// A service identifier typed or picked in `field`.
-fn service_field(
-    ctx: &Ctx,
-    form: &FormData,
-    op: &str,
-    field: &str,
-    errors: &mut Errors,
-) -> Option<ServiceId> {
-    let raw = form.get(field).unwrap_or_default().trim();
-    match raw.parse::<ServiceId>() {
+    match raw.parse::<T>() {
         Ok(id) => Some(id),
         Err(_) => {
             errors.add(field, field_message(ctx, op, field));
@@ -331,17 +313,17 @@ fn parse_edit(ctx: &Ctx, op: &str, form: &FormData, errors: &mut Errors) -> Opti
             code: val("code"),
         },
         "subsystem-add" => {
-            let id = client_field(ctx, form, op, "id", errors);
+            let id = id_field::<ClientId>(ctx, form, op, "id", errors);
             Edit::AddSubsystem {
                 id: id?,
                 name: val("name"),
             }
         }
         "subsystem-remove" => Edit::RemoveSubsystem {
-            id: client_field(ctx, form, op, "id", errors)?,
+            id: id_field::<ClientId>(ctx, form, op, "id", errors)?,
         },
         "service-add" => {
-            let id = service_field(ctx, form, op, "id", errors);
+            let id = id_field::<ServiceId>(ctx, form, op, "id", errors);
             let upstream = required("upstream", errors);
             if let (false, Err(why)) = (
                 upstream.is_empty(),
@@ -377,11 +359,11 @@ fn parse_edit(ctx: &Ctx, op: &str, form: &FormData, errors: &mut Errors) -> Opti
             Edit::PutService(Box::new(service))
         }
         "service-remove" => Edit::RemoveService {
-            id: service_field(ctx, form, op, "id", errors)?,
+            id: id_field::<ServiceId>(ctx, form, op, "id", errors)?,
         },
         "grant" => {
-            let client = client_field(ctx, form, op, "client", errors);
-            let service = service_field(ctx, form, op, "service", errors);
+            let client = id_field::<ClientId>(ctx, form, op, "client", errors);
+            let service = id_field::<ServiceId>(ctx, form, op, "service", errors);
             let endpoints = match parse_endpoints(form.get("endpoints").unwrap_or_default()) {
                 Ok(e) => e,
                 Err(line) => {
@@ -401,20 +383,20 @@ fn parse_edit(ctx: &Ctx, op: &str, form: &FormData, errors: &mut Errors) -> Opti
             }
         }
         "revoke" => {
-            let client = client_field(ctx, form, op, "client", errors);
-            let service = service_field(ctx, form, op, "service", errors);
+            let client = id_field::<ClientId>(ctx, form, op, "client", errors);
+            let service = id_field::<ServiceId>(ctx, form, op, "service", errors);
             Edit::Revoke {
                 client: client?,
                 service: service?,
             }
         }
         "key-add" => Edit::AddKey {
-            client: client_field(ctx, form, op, "client", errors)?,
+            client: id_field::<ClientId>(ctx, form, op, "client", errors)?,
             label: val("label"),
         },
         "key-revoke" => Edit::RevokeKey { id: val("id") },
         "cert-add" => {
-            let client = client_field(ctx, form, op, "client", errors);
+            let client = id_field::<ClientId>(ctx, form, op, "client", errors);
             let fingerprint = val("fingerprint");
             if motcua_exchange::registry::normalize_fingerprint(&fingerprint).is_none() {
                 errors.add("fingerprint", field_message(ctx, op, "fingerprint"));
