@@ -560,10 +560,10 @@ pub fn redact(url: &str) -> String {
 /// Latency of one small append followed by `fdatasync`, in a scratch file
 /// of `dir` (removed afterwards): the floor under anything that makes a
 /// write durable before it answers. `samples` rounds after 5 unmeasured.
-pub fn fsync_latency(dir: &Path, samples: usize) -> anyhow::Result<Latency> {
-    use std::io::Write as _;
+pub fn fsync_latency(dir: &Path, samples: usize, preallocated: bool) -> anyhow::Result<Latency> {
+    use std::os::unix::fs::FileExt as _;
     let path = dir.join(format!("fsync-probe-{}.tmp", std::process::id()));
-    let mut f = std::fs::OpenOptions::new()
+    let f = std::fs::OpenOptions::new()
         .create(true)
         .truncate(true)
         .write(true)
@@ -572,9 +572,21 @@ pub fn fsync_latency(dir: &Path, samples: usize) -> anyhow::Result<Latency> {
     let line = [b'x'; 255];
     let mut times = Vec::with_capacity(samples);
     let mut result = Ok(());
+    if preallocated {
+        // Zeros written ahead, as the exchange log does: the appends then
+        // leave the file's length alone.
+        let zeros = vec![0u8; (samples + 5) * line.len()];
+        result = f.write_all_at(&zeros, 0).and_then(|_| f.sync_all());
+    }
     for i in 0..samples + 5 {
+        if result.is_err() {
+            break;
+        }
         let t = Instant::now();
-        if let Err(e) = f.write_all(&line).and_then(|_| f.sync_data()) {
+        if let Err(e) = f
+            .write_all_at(&line, (i * line.len()) as u64)
+            .and_then(|_| f.sync_data())
+        {
             result = Err(e);
             break;
         }

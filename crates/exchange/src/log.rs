@@ -33,24 +33,29 @@
 //!
 //! # Durability
 //!
-//! A single writer thread receives records over a channel, takes every
-//! record waiting (up to `max_batch`), writes them and their batch line with
-//! one `write`, calls `fdatasync` once, and only then answers every waiter:
-//! [`MessageLog::append`] returns once its record is on disk (group commit).
-//! After a crash, [`MessageLog::open`] cuts the last segment after its last
-//! complete, valid batch line; records after it were never acknowledged.
+//! [`MessageLog::append`] queues its record and returns once the record is
+//! on disk (group commit). The first record queued while no flush is
+//! pending starts a flush task on the caller's runtime; the task runs after
+//! the tasks already ready there, so every exchange of that turn of the
+//! event loop joins the batch. It takes every record waiting (up to
+//! `max_batch`), writes them and their batch line with one `write`, calls
+//! `fdatasync` once on that thread, and only then answers every waiter —
+//! no hand-off to another thread and back, which on a busy machine costs
+//! more than the write. After a crash, [`MessageLog::open`] cuts the last
+//! segment after its last complete, valid batch line; records after it
+//! were never acknowledged.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, Utc};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 /// The format tag in every header and signed message.
 pub const FORMAT: &str = "motcua-exchange-log/1";
@@ -363,10 +368,14 @@ fn split_record_line(line: &[u8]) -> Option<(&[u8], [u8; 32])> {
 }
 
 /// Reads lines with their byte offsets; the last line may lack `\n`.
+/// Reading stops at a zero byte where a line would start: the live
+/// segment's preallocated, not yet written space (see [`Writer`]).
 struct LineReader<R> {
     r: BufReader<R>,
     pos: u64,
     buf: Vec<u8>,
+    /// Where zero padding was met, if it was.
+    padding_at: Option<u64>,
 }
 
 impl<R: Read> LineReader<R> {
@@ -375,12 +384,22 @@ impl<R: Read> LineReader<R> {
             r: BufReader::with_capacity(1 << 16, r),
             pos: 0,
             buf: Vec::with_capacity(1024),
+            padding_at: None,
         }
     }
 
-    /// `(offset, line without \n, complete)`.
+    /// `(offset, line without \n, complete)`; `None` at the end of the
+    /// data or at zero padding.
     fn next_line(&mut self) -> io::Result<Option<(u64, &[u8], bool)>> {
         self.buf.clear();
+        match self.r.fill_buf()?.first() {
+            None => return Ok(None),
+            Some(0) => {
+                self.padding_at.get_or_insert(self.pos);
+                return Ok(None);
+            }
+            Some(_) => {}
+        }
         let n = self.r.read_until(b'\n', &mut self.buf)?;
         if n == 0 {
             return Ok(None);
@@ -395,6 +414,35 @@ impl<R: Read> LineReader<R> {
         };
         Ok(Some((offset, line, complete)))
     }
+
+    /// Skips zero bytes; true when data follows them.
+    fn skip_padding(&mut self) -> io::Result<bool> {
+        loop {
+            let buf = self.r.fill_buf()?;
+            if buf.is_empty() {
+                return Ok(false);
+            }
+            let (n, more) = match buf.iter().position(|&b| b != 0) {
+                Some(i) => (i, true),
+                None => (buf.len(), false),
+            };
+            self.r.consume(n);
+            self.pos += n as u64;
+            if more {
+                return Ok(true);
+            }
+        }
+    }
+}
+
+/// The error of zero bytes where the file (an export, an archive, a closed
+/// segment) has none.
+fn padding_error(v: &Verifier, at: u64) -> VerifyError {
+    v.err(
+        None,
+        VerifyProblem::Malformed,
+        format!("zero bytes from byte {at} on, where records should be"),
+    )
 }
 
 // ------------------------------------------------------------------ verification
@@ -804,6 +852,9 @@ fn verify_one(path: &Path, key: &VerifyingKey) -> Result<VerifySummary, VerifyEr
         }
         v.line(line)?;
     }
+    if let Some(at) = r.padding_at {
+        return Err(padding_error(&v, at));
+    }
     if let Some((first, _)) = v.pending_first {
         return Err(v.err(
             Some(first),
@@ -874,6 +925,12 @@ pub fn verify_dir(dir: &Path, key: &VerifyingKey) -> Result<VerifySummary, Verif
             }
             v.line(line).map_err(|e| refine_missing(e, &files))?;
         }
+        // Only the live segment has unwritten (zero) space at its end.
+        if let Some(at) = r.padding_at
+            && !last_segment
+        {
+            return Err(padding_error(&v, at));
+        }
         if v.line == 0 {
             return Err(v.err(None, VerifyProblem::BadHeader, "the segment is empty"));
         }
@@ -942,7 +999,7 @@ fn create_segment(
     let header = Header::signed(key, "segment", first_seq, prev, None, None, None).line()?;
     write_atomic(dir, &path, |f| f.write_all(&header))?;
     let file = OpenOptions::new()
-        .append(true)
+        .write(true)
         .open(&path)
         .map_err(io_err(format!("opening {}", path.display())))?;
     Ok((file, header.len() as u64))
@@ -954,6 +1011,9 @@ struct Tail {
     last_hash: [u8; 32],
     good_len: u64,
     header_len: u64,
+    /// Where written data ends: the start of the zero padding when only
+    /// zeros follow it, else the file's length.
+    data_end: Option<u64>,
 }
 
 /// Reads the last segment, checks its chain and signatures, and finds where
@@ -988,12 +1048,23 @@ fn recover_tail(path: &Path, key: &VerifyingKey) -> Result<Tail, LogError> {
         last_hash: v.expect_prev,
         good_len: header_len,
         header_len,
+        data_end: None,
     };
+    let read_err = || io_err(format!("reading {}", path.display()));
     let mut damaged: Option<VerifyError> = None;
-    while let Some((offset, line, complete)) = r
-        .next_line()
-        .map_err(io_err(format!("reading {}", path.display())))?
-    {
+    loop {
+        let Some((offset, line, complete)) = r.next_line().map_err(read_err())? else {
+            let Some(at) = r.padding_at else { break };
+            if r.skip_padding().map_err(read_err())? {
+                // Data after zeros: a torn, never acknowledged write, unless
+                // a signed batch follows.
+                damaged.get_or_insert_with(|| padding_error(&v, at));
+                r.padding_at = None;
+                continue;
+            }
+            tail.data_end = Some(at);
+            break;
+        };
         v.line += 1;
         if let Some(e) = &damaged {
             // Past the damage: is anything acknowledged (a batch line) here?
@@ -1036,8 +1107,6 @@ pub struct LogConfig {
     pub segment_max_bytes: u64,
     /// Most records written (and fsynced) together.
     pub max_batch: usize,
-    /// Records waiting for the writer before `append` waits for room.
-    pub queue: usize,
 }
 
 impl LogConfig {
@@ -1048,15 +1117,19 @@ impl LogConfig {
             key_dir: data_dir.to_path_buf(),
             segment_max_bytes: 64 << 20,
             max_batch: 1024,
-            queue: 16 * 1024,
         }
     }
 }
 
-enum Cmd {
-    Append(String, oneshot::Sender<Result<u64, LogError>>),
-    Rotate(oneshot::Sender<Result<u64, LogError>>),
-    Shutdown(oneshot::Sender<()>),
+type Waiter = oneshot::Sender<Result<u64, LogError>>;
+
+/// Records waiting for the next flush.
+struct Queue {
+    items: Vec<(String, Waiter)>,
+    /// A flush task is scheduled or running.
+    flushing: bool,
+    /// Shut down: appends fail.
+    closed: bool,
 }
 
 struct Writer {
@@ -1069,59 +1142,54 @@ struct Writer {
     next_seq: u64,
     last_hash: [u8; 32],
     segment_max: u64,
-    max_batch: usize,
+    /// Length of the segment file: `seg_len` plus zeros written ahead.
+    allocated: u64,
     failed: Option<String>,
     healthy: Arc<AtomicBool>,
+    buf: Vec<u8>,
     _lock: File,
 }
 
-impl Writer {
-    fn run(mut self, mut rx: mpsc::Receiver<Cmd>) {
-        let mut deferred: Option<Cmd> = None;
-        let mut batch: Vec<(String, oneshot::Sender<Result<u64, LogError>>)> = Vec::new();
-        let mut buf: Vec<u8> = Vec::with_capacity(1 << 16);
-        loop {
-            let cmd = match deferred.take() {
-                Some(c) => c,
-                None => match rx.blocking_recv() {
-                    Some(c) => c,
-                    None => return,
-                },
-            };
-            match cmd {
-                Cmd::Append(body, ack) => {
-                    batch.push((body, ack));
-                    while batch.len() < self.max_batch {
-                        match rx.try_recv() {
-                            Ok(Cmd::Append(b, a)) => batch.push((b, a)),
-                            Ok(other) => {
-                                deferred = Some(other);
-                                break;
-                            }
-                            Err(_) => break,
-                        }
-                    }
-                    self.write_batch(&mut batch, &mut buf);
-                }
-                Cmd::Rotate(ack) => {
-                    let _ = ack.send(self.rotate());
-                }
-                Cmd::Shutdown(ack) => {
-                    self.healthy.store(false, Ordering::Relaxed);
-                    drop(rx);
-                    drop(self);
-                    let _ = ack.send(());
-                    return;
-                }
-            }
+/// The live segment grows by this much zeroed space at a time. Records are
+/// then written over zeros without changing the file's length, so the
+/// `fdatasync` after each batch flushes the data alone, not the inode as
+/// well (about a third less time per batch on the disks measured).
+const PREALLOCATE: u64 = 1 << 20;
+static ZEROS: [u8; 1 << 16] = [0; 1 << 16];
+
+impl Drop for Writer {
+    /// Gives the segment back its exact length (a crash leaves the zeros;
+    /// the next open cuts them).
+    fn drop(&mut self) {
+        if self.allocated > self.seg_len {
+            let _ = self
+                .file
+                .set_len(self.seg_len)
+                .and_then(|_| self.file.sync_all());
         }
     }
+}
 
-    fn write_batch(
-        &mut self,
-        batch: &mut Vec<(String, oneshot::Sender<Result<u64, LogError>>)>,
-        buf: &mut Vec<u8>,
-    ) {
+impl Writer {
+    /// Makes room for `n` more bytes after `seg_len`, writing zeros ahead.
+    fn reserve(&mut self, n: u64) -> io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        let need = self.seg_len + n;
+        if need <= self.allocated {
+            return Ok(());
+        }
+        let target = need.div_ceil(PREALLOCATE) * PREALLOCATE;
+        let mut at = self.allocated.max(self.seg_len);
+        while at < target {
+            let len = (target - at).min(ZEROS.len() as u64) as usize;
+            self.file.write_all_at(&ZEROS[..len], at)?;
+            at += len as u64;
+        }
+        self.allocated = target;
+        Ok(())
+    }
+
+    fn write_batch(&mut self, batch: &mut Vec<(String, Waiter)>) {
         if let Some(f) = &self.failed {
             let e = LogError::Failed(f.clone());
             for (_, ack) in batch.drain(..) {
@@ -1129,6 +1197,12 @@ impl Writer {
             }
             return;
         }
+        let mut buf = std::mem::take(&mut self.buf);
+        self.write_records(batch, &mut buf);
+        self.buf = buf;
+    }
+
+    fn write_records(&mut self, batch: &mut Vec<(String, Waiter)>, buf: &mut Vec<u8>) {
         buf.clear();
         let first_seq = self.next_seq;
         let first_prev = hex::encode(self.last_hash);
@@ -1162,7 +1236,13 @@ impl Writer {
             .as_bytes(),
         );
         buf.push(b'\n');
-        let written = self.file.write_all(buf).and_then(|_| self.file.sync_data());
+        let written = self
+            .reserve(buf.len() as u64)
+            .and_then(|_| {
+                use std::os::unix::fs::FileExt;
+                self.file.write_all_at(buf, self.seg_len)
+            })
+            .and_then(|_| self.file.sync_data());
         match written {
             Ok(()) => {
                 self.seg_len += buf.len() as u64;
@@ -1182,6 +1262,7 @@ impl Writer {
                 tracing::error!(error = %message, "exchange log write failed");
                 // Cut what may have been written so the segment stays valid;
                 // if even that fails, refuse further records.
+                self.allocated = self.seg_len;
                 let cut = self
                     .file
                     .set_len(self.seg_len)
@@ -1208,11 +1289,20 @@ impl Writer {
             return Ok(self.seg_no);
         }
         let no = self.seg_no + 1;
+        // A closed segment has no zeros at its end (verification says so).
+        if self.allocated > self.seg_len {
+            self.file
+                .set_len(self.seg_len)
+                .and_then(|_| self.file.sync_all())
+                .map_err(io_err(format!("closing segment {}", self.seg_no)))?;
+            self.allocated = self.seg_len;
+        }
         let (file, len) = create_segment(&self.dir, no, self.next_seq, &self.last_hash, &self.key)?;
         self.file = file;
         self.seg_no = no;
         self.seg_len = len;
         self.header_len = len;
+        self.allocated = len;
         Ok(no)
     }
 }
@@ -1245,12 +1335,72 @@ pub struct ExportSummary {
 
 /// The live message log (a handle to its writer thread).
 pub struct MessageLog {
-    tx: mpsc::Sender<Cmd>,
+    shared: Arc<Shared>,
     key: Arc<SigningKey>,
     public: VerifyingKey,
     dir: PathBuf,
     healthy: Arc<AtomicBool>,
     maintenance: tokio::sync::Mutex<()>,
+}
+
+/// What appenders and flush tasks share.
+struct Shared {
+    queue: Mutex<Queue>,
+    /// `None` once shut down.
+    writer: Mutex<Option<Writer>>,
+    max_batch: usize,
+}
+
+fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Shared {
+    /// Writes every queued record, a batch at a time, yielding to the
+    /// runtime's other tasks between batches; clears `flushing` once the
+    /// queue is empty.
+    async fn flush_task(self: Arc<Self>) {
+        /// A flush task dropped before it finished (its runtime shut down)
+        /// hands the queue over to the next append.
+        struct Handover(Arc<Shared>, bool);
+        impl Drop for Handover {
+            fn drop(&mut self) {
+                if !self.1 {
+                    locked(&self.0.queue).flushing = false;
+                }
+            }
+        }
+        let mut h = Handover(self, false);
+        loop {
+            if !h.0.flush_once() {
+                h.1 = true;
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// Writes one batch; false (and `flushing` cleared) when nothing waits.
+    fn flush_once(&self) -> bool {
+        let mut batch = {
+            let mut q = locked(&self.queue);
+            if q.items.is_empty() {
+                q.flushing = false;
+                return false;
+            }
+            let n = q.items.len().min(self.max_batch);
+            q.items.drain(..n).collect::<Vec<_>>()
+        };
+        match locked(&self.writer).as_mut() {
+            Some(w) => w.write_batch(&mut batch),
+            None => {
+                for (_, ack) in batch.drain(..) {
+                    let _ = ack.send(Err(LogError::Closed));
+                }
+            }
+        }
+        true
+    }
 }
 
 impl std::fmt::Debug for MessageLog {
@@ -1305,7 +1455,7 @@ impl MessageLog {
             Some((no, path)) => {
                 let tail = recover_tail(path, &public)?;
                 let file = OpenOptions::new()
-                    .append(true)
+                    .write(true)
                     .open(path)
                     .map_err(io_err(format!("opening {}", path.display())))?;
                 let len = file
@@ -1313,11 +1463,14 @@ impl MessageLog {
                     .map_err(io_err(format!("reading {}", path.display())))?
                     .len();
                 if len != tail.good_len {
-                    tracing::warn!(
-                        segment = %path.display(),
-                        cut_bytes = len - tail.good_len,
-                        "exchange log: cutting records that were never acknowledged"
-                    );
+                    let data_end = tail.data_end.unwrap_or(len);
+                    if data_end > tail.good_len {
+                        tracing::warn!(
+                            segment = %path.display(),
+                            cut_bytes = data_end - tail.good_len,
+                            "exchange log: cutting records that were never acknowledged"
+                        );
+                    }
                     file.set_len(tail.good_len)
                         .and_then(|_| file.sync_all())
                         .map_err(io_err(format!("truncating {}", path.display())))?;
@@ -1343,18 +1496,23 @@ impl MessageLog {
             next_seq,
             last_hash,
             segment_max: config.segment_max_bytes.max(4096),
-            max_batch: config.max_batch.max(1),
+            allocated: seg_len,
             failed: None,
             healthy: healthy.clone(),
+            buf: Vec::with_capacity(1 << 16),
             _lock: lock,
         };
-        let (tx, rx) = mpsc::channel(config.queue.max(1));
-        std::thread::Builder::new()
-            .name("exchange-log".into())
-            .spawn(move || writer.run(rx))
-            .map_err(io_err("starting the exchange log writer"))?;
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue {
+                items: Vec::new(),
+                flushing: false,
+                closed: false,
+            }),
+            writer: Mutex::new(Some(writer)),
+            max_batch: config.max_batch.max(1),
+        });
         Ok(MessageLog {
-            tx,
+            shared,
             key,
             public,
             dir: dir.clone(),
@@ -1374,10 +1532,20 @@ impl MessageLog {
             .ok_or_else(|| LogError::Serialize("a record must be a non-empty JSON object".into()))?
             .to_owned();
         let (ack, done) = oneshot::channel();
-        self.tx
-            .send(Cmd::Append(body, ack))
-            .await
-            .map_err(|_| LogError::Closed)?;
+        let start_flush = {
+            let mut q = locked(&self.shared.queue);
+            if q.closed {
+                return Err(LogError::Closed);
+            }
+            q.items.push((body, ack));
+            !std::mem::replace(&mut q.flushing, true)
+        };
+        if start_flush {
+            // A task of its own: it runs after the tasks already ready on
+            // this runtime (their records join the batch), and an exchange
+            // that is dropped meanwhile does not strand the others.
+            tokio::spawn(self.shared.clone().flush_task());
+        }
         done.await.map_err(|_| LogError::Closed)?
     }
 
@@ -1397,16 +1565,22 @@ impl MessageLog {
 
     /// Whether the writer runs and can write (for health checks).
     pub fn is_healthy(&self) -> bool {
-        self.healthy.load(Ordering::Relaxed) && !self.tx.is_closed()
+        self.healthy.load(Ordering::Relaxed) && !locked(&self.shared.queue).closed
     }
 
     /// Stops the writer after the records already queued, and releases the
     /// directory lock. Later appends fail with [`LogError::Closed`].
     pub async fn shutdown(&self) {
-        let (ack, done) = oneshot::channel();
-        if self.tx.send(Cmd::Shutdown(ack)).await.is_ok() {
-            let _ = done.await;
-        }
+        let shared = self.shared.clone();
+        let healthy = self.healthy.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            locked(&shared.queue).closed = true;
+            while shared.flush_once() {}
+            healthy.store(false, Ordering::Relaxed);
+            // Dropping the writer closes the segment and the LOCK file.
+            locked(&shared.writer).take();
+        })
+        .await;
     }
 
     /// Exports the records that started in `range` (whole batches, so every
@@ -1435,12 +1609,13 @@ impl MessageLog {
         out: &Path,
     ) -> Result<ExportSummary, LogError> {
         let _guard = self.maintenance.lock().await;
-        let (ack, done) = oneshot::channel();
-        self.tx
-            .send(Cmd::Rotate(ack))
-            .await
-            .map_err(|_| LogError::Closed)?;
-        let active = done.await.map_err(|_| LogError::Closed)??;
+        let shared = self.shared.clone();
+        let active = tokio::task::spawn_blocking(move || match locked(&shared.writer).as_mut() {
+            Some(w) => w.rotate(),
+            None => Err(LogError::Closed),
+        })
+        .await
+        .map_err(|e| LogError::Failed(e.to_string()))??;
         let dir = self.dir.clone();
         let key = self.key.clone();
         let out = out.to_path_buf();
@@ -1860,5 +2035,71 @@ mod tests {
         );
         let v = verify_file(&out, &log.public_key()).unwrap();
         assert_eq!(v.records, e.records);
+    }
+
+    #[tokio::test]
+    async fn zeros_written_ahead_are_cut_after_a_crash_and_refused_elsewhere() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = LogConfig::new(tmp.path());
+        let log = MessageLog::open(&cfg).unwrap();
+        for i in 1..=3 {
+            log.append(&record(i)).await.unwrap();
+        }
+        let key = log.public_key();
+        let seg = list_segments(&cfg.dir).unwrap().pop().unwrap().1;
+        // The live segment carries zeroed space ahead of its records.
+        let live_len = fs::metadata(&seg).unwrap().len();
+        assert_eq!(live_len, PREALLOCATE);
+        assert_eq!(verify_dir(&cfg.dir, &key).unwrap().records, 3);
+        // A copy taken now is what a crash leaves behind.
+        let crashed = tmp.path().join("crashed");
+        let crashed_log = crashed.join("exchange-log");
+        fs::create_dir_all(&crashed_log).unwrap();
+        for f in [KEY_FILE, PUB_FILE] {
+            fs::copy(tmp.path().join(f), crashed.join(f)).unwrap();
+        }
+        let seg_name = seg.file_name().unwrap();
+        fs::copy(&seg, crashed_log.join(seg_name)).unwrap();
+        log.shutdown().await;
+        // A clean stop gives the segment its exact length back.
+        let closed_len = fs::metadata(&seg).unwrap().len();
+        assert!(closed_len < 4096, "{closed_len}");
+        let text = fs::read(&seg).unwrap();
+        assert!(!text.contains(&0), "no zeros in a closed segment");
+
+        // Reopening the crashed copy cuts the zeros and goes on with the chain.
+        let cfg2 = LogConfig::new(&crashed);
+        let log2 = MessageLog::open(&cfg2).unwrap();
+        assert_eq!(
+            fs::metadata(crashed_log.join(seg_name)).unwrap().len(),
+            closed_len
+        );
+        assert_eq!(log2.append(&record(4)).await.unwrap(), 4);
+        assert_eq!(verify_dir(&cfg2.dir, &key).unwrap().records, 4);
+        log2.shutdown().await;
+
+        // Zeros are not accepted where records belong: in an exported file,
+        let out = tmp.path().join("export.log");
+        let log = MessageLog::open(&cfg).unwrap();
+        log.export(TimeRange::all(), &out).await.unwrap();
+        log.shutdown().await;
+        assert_eq!(verify_file(&out, &key).unwrap().records, 3);
+        let mut f = OpenOptions::new().append(true).open(&out).unwrap();
+        f.write_all(&[0u8; 100]).unwrap();
+        drop(f);
+        let e = verify_file(&out, &key).unwrap_err();
+        assert_eq!(e.problem, VerifyProblem::Malformed, "{e}");
+        // nor over signed records of the live segment (opening refuses).
+        let mut bytes = fs::read(&seg).unwrap();
+        let first = bytes
+            .windows(14)
+            .position(|w| w == b"\"kind\":\"record")
+            .unwrap();
+        let line_end = first + bytes[first..].iter().position(|&b| b == b'\n').unwrap();
+        for b in &mut bytes[first - 1..=line_end] {
+            *b = 0;
+        }
+        fs::write(&seg, &bytes).unwrap();
+        assert!(matches!(MessageLog::open(&cfg), Err(LogError::Corrupt(_))));
     }
 }

@@ -120,6 +120,21 @@ pub struct ExchangeConfig {
     pub portal_client: Option<String>,
     /// The API key of `portal_client` (never printed).
     pub portal_api_key: Option<Secret>,
+    /// Threads of the gateway's plain listener, each with its own event
+    /// loop carrying its connections' exchanges; 0: half the CPUs, at least
+    /// one (the portal and the message log share the node). A node that
+    /// runs only the gateway may use one per CPU.
+    pub threads: usize,
+}
+
+impl ExchangeConfig {
+    /// The gateway's threads: `threads`, or half the CPUs (at least 1).
+    pub fn threads(&self) -> usize {
+        match self.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1)),
+            n => n,
+        }
+    }
 }
 
 /// A configured secret: read like a string, never printed.
@@ -156,6 +171,7 @@ impl Default for ExchangeConfig {
             tls_key: None,
             portal_client: None,
             portal_api_key: None,
+            threads: 0,
         }
     }
 }

@@ -151,6 +151,78 @@ pub async fn serve_with(
     Ok(())
 }
 
+/// Serves the gateway like [`serve_with`], but a plain listener on
+/// `threads` threads of its own, each running a single-threaded runtime
+/// that accepts connections and carries their exchanges (and the upstream
+/// connections they open) from start to end — as nginx runs one event loop
+/// per worker. An exchange then never hops between threads except to the
+/// message log's writer, and the portal's runtime is not disturbed by
+/// gateway traffic. A TLS listener stays on the caller's runtime. Resolves
+/// once every thread has stopped and the message log is shut down.
+pub fn spawn_serve(
+    gateway: Gateway,
+    listener: ExchangeListener,
+    extra: axum::Router,
+    stop: tokio::sync::watch::Receiver<bool>,
+    threads: usize,
+) -> anyhow::Result<tokio::sync::oneshot::Receiver<anyhow::Result<()>>> {
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let tcp = match listener {
+        ExchangeListener::Tls(l) => {
+            let f = serve_with(gateway, ExchangeListener::Tls(l), extra, stopped(stop));
+            tokio::spawn(async move {
+                let _ = done_tx.send(f.await);
+            });
+            return Ok(done_rx);
+        }
+        ExchangeListener::Plain(l) => l.into_std()?,
+    };
+    let router = extra.merge(gateway.router());
+    let mut joins = Vec::new();
+    for i in 0..threads.max(1) {
+        let std_listener = tcp.try_clone()?;
+        let (router, stop) = (router.clone(), stop.clone());
+        let (tx, rx) = tokio::sync::oneshot::channel::<anyhow::Result<()>>();
+        std::thread::Builder::new()
+            .name(format!("exchange-{i}"))
+            .spawn(move || {
+                let served = (|| -> anyhow::Result<()> {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()?;
+                    rt.block_on(async move {
+                        let l = tokio::net::TcpListener::from_std(std_listener)?;
+                        axum::serve(l, router)
+                            .with_graceful_shutdown(stopped(stop))
+                            .await?;
+                        Ok(())
+                    })
+                })();
+                let _ = tx.send(served);
+            })
+            .context("cannot start an exchange gateway thread")?;
+        joins.push(rx);
+    }
+    drop(tcp);
+    tokio::spawn(async move {
+        let mut result = Ok(());
+        for j in joins {
+            let r = j
+                .await
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("an exchange gateway thread died")));
+            if result.is_ok() {
+                result = r;
+            }
+        }
+        gateway.log().shutdown().await;
+        let _ = done_tx.send(result);
+    });
+    Ok(done_rx)
+}
+
 /// Background work of the exchange: the registry is reloaded from the
 /// store every `registry_reload_secs` (changes made on other nodes), and,
 /// when `retention_days` is set, records older than that are archived into

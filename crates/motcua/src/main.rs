@@ -295,12 +295,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         l.scheme()
                     );
                     let pull = motcua_web::pubsub_api::pull_router(inst.store.clone(), gw.clone());
-                    Some(tokio::spawn(motcua::exchange::serve_with(
+                    Some(motcua::exchange::spawn_serve(
                         gw,
                         l,
                         pull,
-                        stopped(stop_rx.clone()),
-                    )))
+                        stop_rx.clone(),
+                        cfg.exchange.threads(),
+                    )?)
                 }
                 None => {
                     println!("Exchange gateway disabled ([exchange] listen is empty).");
@@ -315,7 +316,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 match t.await {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => tracing::warn!(error = %e, "exchange gateway"),
-                    Err(e) => tracing::warn!(error = %e, "exchange gateway task"),
+                    Err(_) => tracing::warn!("exchange gateway stopped without a result"),
                 }
             }
             served?;
