@@ -173,6 +173,7 @@ page-state = On time?
 page-current-step = In progress
 page-timeline = History
 page-agency = Agency
+page-search-shown = Showing the first { $shown } matches (by name: the newest first). Add words of the name, or search by national ID number or dossier code, to narrow the search.
 page-queue-shown = Showing the { $shown } most urgent of { $total }. Pick a tab or search to narrow the list.
 page-tab-all = All
 page-tab-receive = To receive

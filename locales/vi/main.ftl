@@ -164,6 +164,7 @@ page-state = Đúng hạn?
 page-current-step = Đang xử lý
 page-timeline = Quá trình xử lý
 page-agency = Cơ quan
+page-search-shown = Đang hiện { $shown } hồ sơ khớp đầu tiên (tìm theo tên: mới nhất trước). Thêm từ trong họ tên, hoặc tìm theo số định danh hay mã hồ sơ, để thu hẹp kết quả.
 page-queue-shown = Đang hiện { $shown } hồ sơ gấp nhất trong số { $total }. Chọn nhóm hoặc tìm kiếm để thu hẹp.
 page-tab-all = Tất cả
 page-tab-receive = Chờ tiếp nhận

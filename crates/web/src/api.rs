@@ -491,9 +491,13 @@ pub async fn get_document(
 pub struct ListQuery {
     /// `true`: the signed-in citizen's own dossiers.
     pub mine: Option<bool>,
-    /// Staff search: dossier code, national ID number or part of a name.
+    /// Staff search: dossier code, national ID number or part of a name (a
+    /// name search lists the newest matches first).
     pub q: Option<String>,
     pub status: Option<String>,
+    /// How many dossiers to list: for a staff search 50 by default and 200
+    /// at most; otherwise 200.
+    pub limit: Option<u32>,
 }
 
 /// `GET /api/v1/dossiers?mine=true` or, for staff, `?q=` search.
@@ -506,7 +510,7 @@ pub async fn list_dossiers(
 ) -> ApiResult<Json<DossierList>> {
     let user = current_user(&st, &headers).await?;
     let mut query = DossierQuery {
-        limit: 200,
+        limit: crate::views::SEARCH_LIMIT_MAX,
         ..Default::default()
     };
     if let Some(s) = q.status.as_deref() {
@@ -519,6 +523,7 @@ pub async fn list_dossiers(
         query.agency = Some(user.agency_code.clone().ok_or_else(ApiError::forbidden)?);
         query.text = q.q.clone();
         if let Some(t) = q.q.as_deref().filter(|t| !t.trim().is_empty()) {
+            query.limit = crate::views::SEARCH_LIMIT;
             let mut e = audit_entry(
                 &st,
                 &user,
@@ -529,6 +534,9 @@ pub async fn list_dossiers(
             e.note = None;
             st.store.append_audit(e).await?;
         }
+    }
+    if let Some(l) = q.limit {
+        query.limit = l.clamp(1, crate::views::SEARCH_LIMIT_MAX);
     }
     let now = st.clock.now();
     let cal = st.calendar();

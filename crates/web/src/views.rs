@@ -412,6 +412,14 @@ pub const QUEUE_LIMIT: u32 = 100;
 /// The most a workqueue lists.
 pub const QUEUE_LIMIT_MAX: u32 = 500;
 
+/// How many dossiers a staff search lists by default: the newest matches
+/// (a common name matches thousands at a busy agency; more words, the
+/// national ID number or the code narrow it down). Each listed dossier is a
+/// row read from the table, so the page stays fast however many match.
+pub const SEARCH_LIMIT: u32 = 50;
+/// The most a search lists through the API (`?limit=`).
+pub const SEARCH_LIMIT_MAX: u32 = 200;
+
 /// The tabs of the workqueue, in order.
 pub const QUEUE_TABS: [&str; 5] = ["all", "receive", "appraise", "approve", "return"];
 

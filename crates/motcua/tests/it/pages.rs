@@ -910,3 +910,53 @@ async fn once_only_prefill_through_the_exchange_and_typed_when_the_registry_is_d
     );
     app.stop().await;
 }
+
+/// A staff search lists the first 50 matches (by name: the newest first)
+/// and says so; the API takes `?limit=` up to 200.
+#[tokio::test]
+async fn staff_search_lists_the_newest_matches_and_says_when_there_may_be_more() {
+    let app = spawn_app().await;
+    let citizen = app.token("citizen").await;
+    let mut codes = Vec::new();
+    for _ in 0..55 {
+        codes.push(app.submit_birth(&citizen).await);
+    }
+    let officer = app.token("officer").await;
+    let name = "/api/v1/dossiers?q=Nguy%E1%BB%85n%20V%C4%83n%20An";
+    let listed = |v: &serde_json::Value| -> Vec<String> {
+        v["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|i| i["code"].as_str().expect("code").to_string())
+            .collect()
+    };
+    let (status, v) = app.get(Some(&officer), name).await;
+    assert_eq!(status, 200, "{v}");
+    let first = listed(&v);
+    assert_eq!(first.len(), 50);
+    assert_eq!(first[0], codes[54], "the newest first");
+    assert!(!first.contains(&codes[0]), "the oldest beyond the first 50");
+    let (_, v) = app.get(Some(&officer), &format!("{name}&limit=7")).await;
+    assert_eq!(
+        listed(&v),
+        codes[48..].iter().rev().cloned().collect::<Vec<_>>()
+    );
+    let (_, v) = app.get(Some(&officer), &format!("{name}&limit=5000")).await;
+    assert_eq!(listed(&v).len(), 55, "all of them, within the cap of 200");
+
+    let mut page = Browser::new(&app, "vi");
+    page.login("officer").await;
+    let p = page.get("/can-bo?q=Nguy%E1%BB%85n+V%C4%83n+An").await;
+    assert_eq!(p.status, 200);
+    assert!(
+        p.body.contains("Đang hiện 50 hồ sơ khớp đầu tiên"),
+        "{}",
+        p.body
+    );
+    assert!(p.body.contains(&codes[54]) && !p.body.contains(&codes[0]));
+    // A search that fits on the page says nothing of the kind.
+    let one = page.get(&format!("/can-bo?q={}", codes[3])).await;
+    assert!(one.body.contains(&codes[3]));
+    assert!(!one.body.contains("hồ sơ khớp đầu tiên"));
+}

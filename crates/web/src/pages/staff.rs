@@ -12,7 +12,7 @@ use super::citizen::{Attempt, Opt, Row, procedure_names, render_apply, row_of};
 use super::*;
 use crate::AppState;
 use crate::error::ApiError;
-use crate::views::{QUEUE_LIMIT, QUEUE_TABS, QueueCounts, queue_query};
+use crate::views::{QUEUE_LIMIT, QUEUE_TABS, QueueCounts, SEARCH_LIMIT, queue_query};
 
 type PageResult = Result<Response, ApiError>;
 
@@ -92,7 +92,7 @@ pub async fn workqueue(
         Some(DossierQuery {
             agency: Some(agency.clone()),
             text: Some(text.clone()),
-            limit: 200,
+            limit: SEARCH_LIMIT,
             ..Default::default()
         })
     } else {
@@ -121,12 +121,21 @@ pub async fn workqueue(
         .collect();
     // Only the most urgent are listed: say so when there are more.
     let in_tab = counts.tab(&tab);
-    let shown_note = (!searching && out.len() < in_tab).then(|| {
-        let mut args = serde_json::Map::new();
-        args.insert("shown".into(), out.len().into());
-        args.insert("total".into(), in_tab.into());
-        ctx.lang.text_with("page-queue-shown", &args)
-    });
+    let shown_note = if searching {
+        // A full page: older matches may exist beyond it.
+        (out.len() >= SEARCH_LIMIT as usize).then(|| {
+            let mut args = serde_json::Map::new();
+            args.insert("shown".into(), out.len().into());
+            ctx.lang.text_with("page-search-shown", &args)
+        })
+    } else {
+        (out.len() < in_tab).then(|| {
+            let mut args = serde_json::Map::new();
+            args.insert("shown".into(), out.len().into());
+            args.insert("total".into(), in_tab.into());
+            ctx.lang.text_with("page-queue-shown", &args)
+        })
+    };
     let (overdue, due_soon) = (counts.overdue, counts.due_soon);
     let tabs = if searching {
         Vec::new()
