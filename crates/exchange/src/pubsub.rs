@@ -11,21 +11,17 @@
 //!   types use (see its documentation for the keywords);
 //! - [`EventTypes`]: the built-in event types of motcua ([`builtin`]);
 //! - [`Backoff`]: the retry schedule of push deliveries;
-//! - [`PushClient`]: the HTTP client of push deliveries (`http://` only, as
-//!   for the gateway's upstreams);
+//! - [`PushClient`]: the HTTP(S) client of push deliveries (`https://` with
+//!   the system's roots and any CA the operator adds);
 //! - [`envelope`], [`push_record`], [`client_record`]: the body sent to
 //!   subscribers and the message log records.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use axum::body::{Body, Bytes};
-use axum::http::{HeaderValue, Method, Request, Uri, header};
+use axum::body::Bytes;
+use axum::http::{HeaderValue, Uri, header};
 use chrono::{DateTime, Utc};
-use http_body_util::BodyExt;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use regex::Regex;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -662,13 +658,13 @@ impl Backoff {
     }
 }
 
-/// Checks a push URL: absolute `http://host[:port]/path` (the push client,
-/// like the gateway's upstream client, speaks plain HTTP; put a TLS
-/// terminating proxy in front of an `https` receiver).
+/// Checks a push URL: absolute `https://host[:port]/path` (the receiver's
+/// certificate checked against the system's roots and any CA configured),
+/// or `http://` inside a trusted network.
 pub fn check_push_url(url: &str) -> Result<(), String> {
     let uri: Uri = url.parse().map_err(|e| format!("not a valid URL: {e}"))?;
-    if uri.scheme_str() != Some("http") {
-        return Err("the URL must start with http:// (https receivers: use a proxy)".into());
+    if !matches!(uri.scheme_str(), Some("https" | "http")) {
+        return Err("the URL must start with https:// or http://".into());
     }
     if uri.host().is_none_or(str::is_empty) {
         return Err("the URL has no host".into());
@@ -714,27 +710,49 @@ impl PushOutcome {
     }
 }
 
-/// The HTTP client of push deliveries.
+/// The HTTP client of push deliveries: `https://` receivers are checked
+/// against the system's root certificates and the extra roots given (a
+/// province's own CA); no proxy from the environment, no redirects (a 3xx
+/// is a failed attempt).
 #[derive(Debug, Clone)]
 pub struct PushClient {
-    client: Client<HttpConnector, Body>,
+    client: reqwest::Client,
     timeout: Duration,
 }
 
 /// At most this much of a receiver's answer is read (and hashed).
 const PUSH_RESPONSE_LIMIT: usize = 64 << 10;
 
+/// The certificates of a PEM file (one or more), for
+/// [`PushClient::new`]'s extra roots.
+pub fn read_pem_roots(pem: &[u8]) -> Result<Vec<reqwest::Certificate>, String> {
+    let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| e.to_string())?;
+    if certs.is_empty() {
+        return Err("no certificate in the file".into());
+    }
+    Ok(certs)
+}
+
 impl PushClient {
-    pub fn new(connect_timeout: Duration, timeout: Duration) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(connect_timeout));
-        connector.set_nodelay(true);
-        Self {
-            client: Client::builder(TokioExecutor::new())
-                .pool_idle_timeout(Duration::from_secs(60))
-                .build(connector),
-            timeout,
+    pub fn new(
+        connect_timeout: Duration,
+        timeout: Duration,
+        extra_roots: &[reqwest::Certificate],
+    ) -> Result<Self, String> {
+        let mut b = reqwest::Client::builder()
+            .use_rustls_tls()
+            .connect_timeout(connect_timeout)
+            .tcp_nodelay(true)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy();
+        for c in extra_roots {
+            b = b.add_root_certificate(c.clone());
         }
+        let client = b
+            .build()
+            .map_err(|e| format!("cannot build the push client: {}", error_chain(&e)))?;
+        Ok(Self { client, timeout })
     }
 
     /// POSTs `body` (JSON) to `url`; a 2xx answer within the timeout is a
@@ -754,15 +772,10 @@ impl PushClient {
             response_bytes: 0,
             elapsed: started.elapsed(),
         };
-        let uri: Uri = match url.parse() {
-            Ok(u) => u,
-            Err(e) => return failed(format!("bad URL: {e}"), None),
-        };
-        let mut req = Request::new(Body::from(body));
-        *req.method_mut() = Method::POST;
-        *req.uri_mut() = uri;
-        let h = req.headers_mut();
-        h.insert(
+        if let Err(e) = check_push_url(url) {
+            return failed(format!("bad URL: {e}"), None);
+        }
+        let mut req = self.client.post(url).body(body).header(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/cloudevents+json; charset=utf-8"),
         );
@@ -772,27 +785,26 @@ impl PushClient {
             ("ce-type", event_type),
         ] {
             if let Ok(v) = HeaderValue::from_str(value) {
-                h.insert(name, v);
+                req = req.header(name, v);
             }
         }
         let answer = tokio::time::timeout(self.timeout, async {
-            let resp = self
-                .client
-                .request(req)
+            let mut resp = req
+                .send()
                 .await
                 .map_err(|e| format!("cannot reach the receiver: {}", error_chain(&e)))?;
             let status = resp.status().as_u16();
-            let mut body = resp.into_body();
             let mut hasher = Sha256::new();
             let mut n = 0usize;
-            while let Some(frame) = body.frame().await {
-                let frame = frame.map_err(|e| format!("the receiver broke off: {e}"))?;
-                if let Some(data) = frame.data_ref() {
-                    hasher.update(data);
-                    n += data.len();
-                    if n > PUSH_RESPONSE_LIMIT {
-                        break;
-                    }
+            while let Some(data) = resp
+                .chunk()
+                .await
+                .map_err(|e| format!("the receiver broke off: {e}"))?
+            {
+                hasher.update(&data);
+                n += data.len();
+                if n > PUSH_RESPONSE_LIMIT {
+                    break;
                 }
             }
             Ok::<_, String>((status, hex::encode(hasher.finalize()), n as u64))
@@ -1108,7 +1120,8 @@ mod tests {
     #[test]
     fn push_urls() {
         assert!(check_push_url("http://127.0.0.1:9000/hook").is_ok());
-        assert!(check_push_url("https://example.org/hook").is_err());
+        assert!(check_push_url("https://example.org/hook").is_ok());
+        assert!(check_push_url("ftp://example.org/hook").is_err());
         assert!(check_push_url("/hook").is_err());
         assert!(check_push_url("not a url").is_err());
     }
@@ -1128,7 +1141,7 @@ mod tests {
                 s.write_all(resp.as_bytes()).await.unwrap();
             }
         });
-        let c = PushClient::new(Duration::from_secs(1), Duration::from_secs(5));
+        let c = PushClient::new(Duration::from_secs(1), Duration::from_secs(5), &[]).unwrap();
         let url = format!("http://{addr}/hook");
         let first = c
             .push(&url, "id-1", "dossier.accepted", Bytes::from_static(b"{}"))

@@ -270,7 +270,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 inst.store.clone(),
                 gateway.as_ref().map(|(g, _)| g.clone()),
                 &cfg.pubsub,
-            );
+            )?;
             motcua::exchange::spawn_workers(handle, inst.store.clone(), &cfg);
             let listener = tokio::net::TcpListener::bind(&cfg.listen)
                 .await

@@ -8,6 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use axum::body::Bytes;
 use chrono::{DateTime, Utc};
 use motcua_exchange::Gateway;
@@ -34,6 +35,9 @@ pub struct PubSubConfig {
     pub poll_ms: u64,
     /// How often dossiers are checked for lateness, seconds.
     pub late_check_secs: u64,
+    /// PEM file of extra root certificates that `https://` receivers may
+    /// chain to (a province's own CA), beside the system's roots.
+    pub push_ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for PubSubConfig {
@@ -45,6 +49,7 @@ impl Default for PubSubConfig {
             push_timeout_secs: 10,
             poll_ms: 1_000,
             late_check_secs: 60,
+            push_ca_file: None,
         }
     }
 }
@@ -224,16 +229,37 @@ pub async fn push_one(
     Ok(result)
 }
 
+/// The client of push deliveries with the configured extra roots; an
+/// unreadable or empty CA file is an error at start, not at the first push.
+pub fn push_client(cfg: &PubSubConfig) -> anyhow::Result<PushClient> {
+    let roots = match &cfg.push_ca_file {
+        Some(path) => {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("[pubsub] push_ca_file {}", path.display()))?;
+            motcua_exchange::pubsub::read_pem_roots(&pem)
+                .map_err(|e| anyhow::anyhow!("[pubsub] push_ca_file {}: {e}", path.display()))?
+        }
+        None => Vec::new(),
+    };
+    PushClient::new(
+        Duration::from_secs(5),
+        Duration::from_secs(cfg.push_timeout_secs.max(1)),
+        &roots,
+    )
+    .map_err(|e| anyhow::anyhow!(e))
+}
+
 /// The push worker: claims due deliveries (shared with the other nodes
 /// through the store) and attempts them concurrently.
-pub fn spawn_push_worker(store: Arc<dyn Store>, gateway: Gateway, cfg: &PubSubConfig) {
+pub fn spawn_push_worker(
+    store: Arc<dyn Store>,
+    gateway: Gateway,
+    cfg: &PubSubConfig,
+) -> anyhow::Result<()> {
     let cfg = cfg.clone();
+    let client = push_client(&cfg)?;
     tokio::spawn(async move {
         let backoff = cfg.backoff();
-        let client = PushClient::new(
-            Duration::from_secs(5),
-            Duration::from_secs(cfg.push_timeout_secs.max(1)),
-        );
         let poll = Duration::from_millis(cfg.poll_ms.max(10));
         loop {
             match store
@@ -265,18 +291,21 @@ pub fn spawn_push_worker(store: Arc<dyn Store>, gateway: Gateway, cfg: &PubSubCo
             tokio::time::sleep(poll).await;
         }
     });
+    Ok(())
 }
 
 /// Starts the publish/subscribe work of a node: lateness events always,
 /// push deliveries where the gateway runs (they are logged in its log).
-pub fn spawn_workers(store: Arc<dyn Store>, gateway: Option<Gateway>, cfg: &PubSubConfig) {
-    spawn_late_worker(
-        store.clone(),
-        Duration::from_secs(cfg.late_check_secs.max(1)),
-    );
+pub fn spawn_workers(
+    store: Arc<dyn Store>,
+    gateway: Option<Gateway>,
+    cfg: &PubSubConfig,
+) -> anyhow::Result<()> {
     if let Some(gw) = gateway {
-        spawn_push_worker(store, gw, cfg);
+        spawn_push_worker(store.clone(), gw, cfg)?;
     }
+    spawn_late_worker(store, Duration::from_secs(cfg.late_check_secs.max(1)));
+    Ok(())
 }
 
 #[cfg(test)]

@@ -583,6 +583,62 @@ fn openssl_cert(
     ok.then_some((cert, key))
 }
 
+/// A CA and a server certificate for 127.0.0.1 signed by it, made with the
+/// `openssl` tool: (CA certificate, server certificate, server key).
+fn openssl_ca_and_server(dir: &Path) -> Option<(PathBuf, PathBuf, PathBuf)> {
+    let (ca, ca_key) = openssl_cert(dir, "test-ca", "/CN=motcua test CA", None)?;
+    let key = dir.join("server.key");
+    let csr = dir.join("server.csr");
+    let cert = dir.join("server.pem");
+    let ext = dir.join("server.ext");
+    std::fs::write(
+        &ext,
+        "basicConstraints=critical,CA:FALSE\nsubjectAltName=IP:127.0.0.1\n",
+    )
+    .ok()?;
+    let run = |args: &[&std::ffi::OsStr]| {
+        Command::new("openssl")
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .ok()
+            .is_some_and(|s| s.success())
+    };
+    let os = |s: &'static str| std::ffi::OsStr::new(s);
+    let ok = run(&[
+        os("req"),
+        os("-newkey"),
+        os("ec"),
+        os("-pkeyopt"),
+        os("ec_paramgen_curve:P-256"),
+        os("-nodes"),
+        os("-subj"),
+        os("/CN=127.0.0.1"),
+        os("-keyout"),
+        key.as_os_str(),
+        os("-out"),
+        csr.as_os_str(),
+    ]) && run(&[
+        os("x509"),
+        os("-req"),
+        os("-in"),
+        csr.as_os_str(),
+        os("-CA"),
+        ca.as_os_str(),
+        os("-CAkey"),
+        ca_key.as_os_str(),
+        os("-CAcreateserial"),
+        os("-days"),
+        os("2"),
+        os("-extfile"),
+        ext.as_os_str(),
+        os("-out"),
+        cert.as_os_str(),
+    ]);
+    ok.then_some((ca, cert, key))
+}
+
 /// A TLS client that trusts any server certificate (the test's own) and
 /// presents `client` (certificate and key PEM files) when given.
 fn tls_client(client: Option<&(PathBuf, PathBuf)>) -> tokio_rustls::TlsConnector {
@@ -859,9 +915,11 @@ async fn nodes_on_one_postgres_share_the_registry_and_follow_its_changes() {
     }
 }
 
-/// A push receiver on 127.0.0.1: answers 500 to the first POST, then 204;
-/// keeps every body received.
-async fn push_receiver() -> (
+/// A push receiver on 127.0.0.1 (HTTPS with `tls`, a certificate and key):
+/// answers 500 to the first POST, then 204; keeps every body received.
+async fn push_receiver(
+    tls: Option<&(PathBuf, PathBuf)>,
+) -> (
     String,
     std::sync::Arc<std::sync::Mutex<Vec<(Value, String)>>>,
 ) {
@@ -893,10 +951,21 @@ async fn push_receiver() -> (
         .await
         .expect("bind receiver");
     let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    (format!("http://{addr}/hook"), seen)
+    match tls {
+        Some((cert, key)) => {
+            let l = motcua::exchange_tls::TlsListener::new(listener, cert, key).expect("tls");
+            tokio::spawn(async move {
+                let _ = axum::serve(l, app).await;
+            });
+            (format!("https://{addr}/hook"), seen)
+        }
+        None => {
+            tokio::spawn(async move {
+                let _ = axum::serve(listener, app).await;
+            });
+            (format!("http://{addr}/hook"), seen)
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -904,16 +973,29 @@ async fn pubsub_push_with_retry_pull_with_ack_and_a_verified_log() {
     let dir = temp_dir("pubsub");
     let data = dir.join("data");
     let d = demo_ids();
-    let server = Server::start(
-        &data,
-        &[
-            ("MOTCUA_PUBSUB__RETRY_BASE_MS", "300".into()),
-            ("MOTCUA_PUBSUB__RETRY_MAX_MS", "2000".into()),
-            ("MOTCUA_PUBSUB__POLL_MS", "100".into()),
-        ],
-    );
+    // The receiver speaks HTTPS with a certificate of its own CA, which
+    // the node is told to trust (`[pubsub] push_ca_file`).
+    let pki = openssl_ca_and_server(&dir);
+    if pki.is_none() {
+        eprintln!("SKIPPED (HTTPS part): no openssl tool; the receiver speaks plain HTTP");
+    }
+    let mut env = vec![
+        ("MOTCUA_PUBSUB__RETRY_BASE_MS", "300".to_string()),
+        ("MOTCUA_PUBSUB__RETRY_MAX_MS", "2000".into()),
+        ("MOTCUA_PUBSUB__POLL_MS", "100".into()),
+    ];
+    if let Some((ca, _, _)) = &pki {
+        env.push(("MOTCUA_PUBSUB__PUSH_CA_FILE", ca.display().to_string()));
+    }
+    let server = Server::start(&data, &env);
     let http = reqwest::Client::new();
-    let (hook, seen) = push_receiver().await;
+    let receiver_tls = pki.map(|(_, cert, key)| (cert, key));
+    let (hook, seen) = push_receiver(receiver_tls.as_ref()).await;
+    assert_eq!(
+        hook.starts_with("https://"),
+        receiver_tls.is_some(),
+        "{hook}"
+    );
     let admin = token(&http, &server.base, "province.admin").await;
 
     // The built-in event types, with their schemas.
@@ -1019,10 +1101,21 @@ async fn pubsub_push_with_retry_pull_with_ack_and_a_verified_log() {
         if seen.lock().expect("lock").len() >= 2 {
             break;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no retry reached the receiver"
-        );
+        if std::time::Instant::now() >= deadline {
+            let deliveries = http
+                .get(format!(
+                    "{}/api/v1/exchange/pubsub/deliveries?subscription={}",
+                    server.base, push_sub["id"]
+                ))
+                .bearer_auth(&admin)
+                .send()
+                .await
+                .expect("deliveries")
+                .text()
+                .await
+                .expect("text");
+            panic!("no retry reached the receiver: {deliveries}");
+        }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     let received = seen.lock().expect("lock").clone();
@@ -1132,4 +1225,40 @@ async fn pubsub_push_with_retry_pull_with_ack_and_a_verified_log() {
     assert!(log.contains("/pubsub/v1/ack"), "the ack is logged");
     assert!(log.contains(&format!("acknowledged {event_id}")));
     assert!(log.contains("VN/pubsub/dossier.accepted"));
+}
+
+/// A push CA file that cannot be read stops `serve` at start with a message
+/// naming it, not at the first push.
+#[test]
+fn serve_refuses_an_unreadable_push_ca_file() {
+    use std::io::{BufRead, BufReader, Read};
+    let dir = temp_dir("pubsub-ca");
+    let missing = dir.join("missing-ca.pem");
+    let mut child = serve_demo_command(
+        &dir.join("data"),
+        &[("MOTCUA_PUBSUB__PUSH_CA_FILE", missing.display().to_string())],
+    )
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("spawn motcua");
+    let stdout = child.stdout.take().expect("stdout");
+    for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+        if line.contains("motcua is running") {
+            let _ = child.kill();
+            panic!("serve started with an unreadable push_ca_file");
+        }
+    }
+    let status = child.wait().expect("wait");
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut err)
+        .expect("stderr");
+    assert!(!status.success());
+    assert!(
+        err.contains("push_ca_file") && err.contains("missing-ca.pem"),
+        "{err}"
+    );
 }
