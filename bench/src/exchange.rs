@@ -699,19 +699,13 @@ fn pass(ok: bool) -> &'static str {
     if ok { "PASS" } else { "MISS" }
 }
 
-struct Row<'a> {
-    t: &'a Target,
-    r: &'a RunResult,
-    l: Latency,
-}
-
-fn write_table(w: &mut String, rows: &[Row<'_>]) {
+fn write_table(w: &mut String, targets: &[Target], runs: &[RunResult], lats: &[Latency]) {
     let _ = writeln!(
         w,
         "  {:<28} {:>10} {:>9} {:>9} {:>9} {:>7} {:>14}",
         "target", "requests/s", "p50 ms", "p99 ms", "max ms", "errors", "motcua CPU/req"
     );
-    for Row { t, r, l } in rows {
+    for ((t, r), l) in targets.iter().zip(runs).zip(lats) {
         let cpu_req = r
             .cpu
             .filter(|_| r.ok > 0)
@@ -1008,13 +1002,7 @@ async fn bench(
             "\nOne client ({} s each): the cost of a hop without queueing",
             args.serial_secs
         );
-        let rows: Vec<Row> = targets
-            .iter()
-            .zip(&serial)
-            .zip(&serial_lat)
-            .map(|((t, r), l)| Row { t, r, l: *l })
-            .collect();
-        write_table(w, &rows);
+        write_table(w, &targets, &serial, &serial_lat);
         let _ = writeln!(
             w,
             "  added p50 over (a): nginx {:+.3} ms, gateway {:+.3} ms",
@@ -1028,13 +1016,7 @@ async fn bench(
         args.clients,
         args.duration_secs * u64::from(args.rounds)
     );
-    let rows: Vec<Row> = targets
-        .iter()
-        .zip(&runs)
-        .zip(&lat)
-        .map(|((t, r), l)| Row { t, r, l: *l })
-        .collect();
-    write_table(w, &rows);
+    write_table(w, &targets, &runs, &lat);
     let _ = writeln!(w);
     let _ = writeln!(w, "  b/a (nginx vs direct):      {b_a:.3}");
     let _ = writeln!(w, "  c/a (gateway vs direct):    {c_a:.3}");
@@ -1056,13 +1038,7 @@ async fn bench(
             args.clients,
             args.paced_secs * u64::from(args.rounds)
         );
-        let rows: Vec<Row> = targets
-            .iter()
-            .zip(&paced)
-            .zip(&paced_lat)
-            .map(|((t, r), l)| Row { t, r, l: *l })
-            .collect();
-        write_table(w, &rows);
+        write_table(w, &targets, &paced, &paced_lat);
     }
     let _ = writeln!(
         w,

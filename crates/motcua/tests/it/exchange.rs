@@ -968,6 +968,25 @@ async fn push_receiver(
     }
 }
 
+/// The deliveries of a subscription, as the admin API lists them.
+async fn deliveries(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    subscription: &Value,
+) -> Value {
+    http.get(format!(
+        "{base}/api/v1/exchange/pubsub/deliveries?subscription={subscription}"
+    ))
+    .bearer_auth(token)
+    .send()
+    .await
+    .expect("deliveries")
+    .json()
+    .await
+    .expect("json")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pubsub_push_with_retry_pull_with_ack_and_a_verified_log() {
     let dir = temp_dir("pubsub");
@@ -1102,19 +1121,8 @@ async fn pubsub_push_with_retry_pull_with_ack_and_a_verified_log() {
             break;
         }
         if std::time::Instant::now() >= deadline {
-            let deliveries = http
-                .get(format!(
-                    "{}/api/v1/exchange/pubsub/deliveries?subscription={}",
-                    server.base, push_sub["id"]
-                ))
-                .bearer_auth(&admin)
-                .send()
-                .await
-                .expect("deliveries")
-                .text()
-                .await
-                .expect("text");
-            panic!("no retry reached the receiver: {deliveries}");
+            let d = deliveries(&http, &server.base, &admin, &push_sub["id"]).await;
+            panic!("no retry reached the receiver: {d}");
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
@@ -1128,19 +1136,8 @@ async fn pubsub_push_with_retry_pull_with_ack_and_a_verified_log() {
     assert_eq!(event_id.len(), 36, "a UUID: {event_id}");
     assert_eq!(first_header, &event_id, "X-Road-Id is the event id");
     assert_eq!(second["id"], first["id"], "a retry carries the same id");
-    let deliveries: Value = http
-        .get(format!(
-            "{}/api/v1/exchange/pubsub/deliveries?subscription={}",
-            server.base, push_sub["id"]
-        ))
-        .bearer_auth(&admin)
-        .send()
+    let delivered = deliveries(&http, &server.base, &admin, &push_sub["id"])
         .await
-        .expect("deliveries")
-        .json()
-        .await
-        .expect("json");
-    let delivered = deliveries
         .as_array()
         .expect("list")
         .iter()
