@@ -999,6 +999,9 @@ async fn pubsub_push_with_retry_pull_with_ack_and_a_verified_log() {
         eprintln!("SKIPPED (HTTPS part): no openssl tool; the receiver speaks plain HTTP");
     }
     let mut env = vec![
+        // Two gateway threads, each with its own event loop, share the
+        // listener (the default on this kind of machine is one).
+        ("MOTCUA_EXCHANGE__THREADS", "2".to_string()),
         ("MOTCUA_PUBSUB__RETRY_BASE_MS", "300".to_string()),
         ("MOTCUA_PUBSUB__RETRY_MAX_MS", "2000".into()),
         ("MOTCUA_PUBSUB__POLL_MS", "100".into()),
