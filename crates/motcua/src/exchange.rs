@@ -155,10 +155,11 @@ pub async fn serve_with(
 /// `threads` threads of its own, each running a single-threaded runtime
 /// that accepts connections and carries their exchanges (and the upstream
 /// connections they open) from start to end — as nginx runs one event loop
-/// per worker. An exchange then never hops between threads except to the
-/// message log's writer, and the portal's runtime is not disturbed by
-/// gateway traffic. A TLS listener stays on the caller's runtime. Resolves
-/// once every thread has stopped and the message log is shut down.
+/// per worker. An exchange then stays on its thread (the message log
+/// writes there too, and from a blocking thread only while the disk is
+/// slow), and the portal's runtime is not disturbed by gateway traffic. A
+/// TLS listener stays on the caller's runtime. Resolves once every thread
+/// has stopped and the message log is shut down.
 pub fn spawn_serve(
     gateway: Gateway,
     listener: ExchangeListener,
