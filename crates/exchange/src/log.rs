@@ -1164,15 +1164,21 @@ impl Drop for Writer {
     /// the next open cuts them).
     fn drop(&mut self) {
         if self.allocated > self.seg_len {
-            let _ = self
-                .file
-                .set_len(self.seg_len)
-                .and_then(|_| self.file.sync_all());
+            let _ = self.trim();
         }
     }
 }
 
 impl Writer {
+    /// Cuts the segment file to its records (zeros ahead and anything
+    /// written after the last batch go) and syncs it.
+    fn trim(&mut self) -> io::Result<()> {
+        self.file.set_len(self.seg_len)?;
+        self.file.sync_all()?;
+        self.allocated = self.seg_len;
+        Ok(())
+    }
+
     /// Makes room for `n` more bytes after `seg_len`, writing zeros ahead.
     fn reserve(&mut self, n: u64) -> io::Result<()> {
         use std::os::unix::fs::FileExt;
@@ -1264,12 +1270,7 @@ impl Writer {
                 tracing::error!(error = %message, "exchange log write failed");
                 // Cut what may have been written so the segment stays valid;
                 // if even that fails, refuse further records.
-                self.allocated = self.seg_len;
-                let cut = self
-                    .file
-                    .set_len(self.seg_len)
-                    .and_then(|_| self.file.sync_data());
-                if let Err(e2) = cut {
+                if let Err(e2) = self.trim() {
                     self.failed = Some(format!("{message}; then {e2}"));
                     self.healthy.store(false, Ordering::Relaxed);
                 }
@@ -1293,11 +1294,8 @@ impl Writer {
         let no = self.seg_no + 1;
         // A closed segment has no zeros at its end (verification says so).
         if self.allocated > self.seg_len {
-            self.file
-                .set_len(self.seg_len)
-                .and_then(|_| self.file.sync_all())
-                .map_err(io_err(format!("closing segment {}", self.seg_no)))?;
-            self.allocated = self.seg_len;
+            let closing = format!("closing segment {}", self.seg_no);
+            self.trim().map_err(io_err(closing))?;
         }
         let (file, len) = create_segment(&self.dir, no, self.next_seq, &self.last_hash, &self.key)?;
         self.file = file;

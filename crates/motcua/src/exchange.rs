@@ -168,12 +168,14 @@ pub fn spawn_serve(
     threads: usize,
 ) -> anyhow::Result<tokio::sync::oneshot::Receiver<anyhow::Result<()>>> {
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
     let tcp = match listener {
         ExchangeListener::Tls(l) => {
-            let f = serve_with(gateway, ExchangeListener::Tls(l), extra, stopped(stop));
+            let f = serve_with(
+                gateway,
+                ExchangeListener::Tls(l),
+                extra,
+                crate::stopped(stop),
+            );
             tokio::spawn(async move {
                 let _ = done_tx.send(f.await);
             });
@@ -197,7 +199,7 @@ pub fn spawn_serve(
                     rt.block_on(async move {
                         let l = tokio::net::TcpListener::from_std(std_listener)?;
                         axum::serve(l, router)
-                            .with_graceful_shutdown(stopped(stop))
+                            .with_graceful_shutdown(crate::stopped(stop))
                             .await?;
                         Ok(())
                     })

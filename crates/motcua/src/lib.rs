@@ -264,6 +264,11 @@ pub async fn sweep(
     Ok(objects.sweep_orphans(&referenced, grace).await?)
 }
 
+/// Resolves once `rx` says stop: the shutdown future of the listeners.
+pub async fn stopped(mut rx: tokio::sync::watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
 /// Serves on `listener` until `shutdown` resolves.
 pub async fn serve(
     state: AppState,

@@ -283,9 +283,6 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 shutdown_signal().await;
                 let _ = stop_tx.send(true);
             });
-            let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-                let _ = rx.wait_for(|s| *s).await;
-            };
             let exchange_task = match gateway {
                 Some((gw, l)) => {
                     let gw_addr = l.local_addr()?;
@@ -311,7 +308,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if with_demo {
                 print!("{}", demo::logins());
             }
-            let served = motcua::serve(state, listener, stopped(stop_rx)).await;
+            let served = motcua::serve(state, listener, motcua::stopped(stop_rx)).await;
             if let Some(t) = exchange_task {
                 match t.await {
                     Ok(Ok(())) => {}
