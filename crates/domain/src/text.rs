@@ -64,24 +64,32 @@ fn words(input: &str) -> Vec<String> {
         .collect()
 }
 
-/// The search terms stored for a person's name: each folded word and each
-/// pair of adjacent words ("nguyen van an" → nguyen, van, an, "nguyen van",
-/// "van an"), without repeats. Staff search finds a dossier by any run of
-/// whole words of its applicant's name, diacritics ignored.
+/// The longest run of words stored as one search term.
+const RUN: usize = 3;
+
+/// The search terms stored for a person's name: each run of one, two and
+/// three adjacent folded words ("nguyen van an" → nguyen, van, an,
+/// "nguyen van", "van an", "nguyen van an"), without repeats. Staff search
+/// finds a dossier by any run of whole words of its applicant's name,
+/// diacritics ignored, and a full name of three words is one term.
 pub fn name_terms(name: &str) -> Vec<String> {
     let w = words(name);
-    let mut out: Vec<String> = w.clone();
-    out.extend(w.windows(2).map(|p| format!("{} {}", p[0], p[1])));
+    let mut out: Vec<String> = (1..=RUN).flat_map(|n| runs(&w, n)).collect();
     out.sort();
     out.dedup();
     out
 }
 
+/// The runs of `n` adjacent words, each joined by one space.
+fn runs(words: &[String], n: usize) -> Vec<String> {
+    words.windows(n).map(|r| r.join(" ")).collect()
+}
+
 /// How a name query is answered from the stored terms.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NameQuery {
-    /// The term whose postings are walked (the last pair of words: in a
-    /// Vietnamese name the given name is last and the rarest).
+    /// The term whose postings are walked (the last run of up to three
+    /// words: in a Vietnamese name the given name is last and the rarest).
     pub driver: String,
     /// Terms every match must also have.
     pub others: Vec<String>,
@@ -92,11 +100,10 @@ pub struct NameQuery {
 /// The terms to look up for a typed name, or `None` when it has no word.
 pub fn name_query(query: &str) -> Option<NameQuery> {
     let w = words(query);
-    let terms: Vec<String> = if w.len() == 1 {
-        w.clone()
-    } else {
-        w.windows(2).map(|p| format!("{} {}", p[0], p[1])).collect()
-    };
+    if w.is_empty() {
+        return None;
+    }
+    let terms = runs(&w, w.len().min(RUN));
     let (driver, others) = terms.split_last()?;
     let mut others = others.to_vec();
     others.retain(|t| t != driver);
@@ -122,23 +129,46 @@ mod tests {
     use super::*;
 
     #[test]
-    fn name_terms_are_folded_words_and_pairs() {
+    fn name_terms_are_folded_runs_of_up_to_three_words() {
         assert_eq!(
             name_terms("Nguyễn Văn  An"),
-            vec!["an", "nguyen", "nguyen van", "van", "van an"]
+            vec![
+                "an",
+                "nguyen",
+                "nguyen van",
+                "nguyen van an",
+                "van",
+                "van an"
+            ]
         );
         assert_eq!(
             name_terms("Đặng Thị Đào"),
-            vec!["dang", "dang thi", "dao", "thi", "thi dao"]
+            vec!["dang", "dang thi", "dang thi dao", "dao", "thi", "thi dao"]
+        );
+        assert_eq!(
+            name_terms("Lê Thị Thu Hà"),
+            vec![
+                "ha",
+                "le",
+                "le thi",
+                "le thi thu",
+                "thi",
+                "thi thu",
+                "thi thu ha",
+                "thu",
+                "thu ha"
+            ]
         );
         assert!(name_terms("  ").is_empty());
     }
 
     #[test]
-    fn a_name_query_walks_the_last_pair_and_checks_the_run() {
+    fn a_name_query_walks_the_last_run_and_checks_the_whole_run() {
+        // A full name of three words is one stored term: nothing else to
+        // look up.
         let q = name_query("nguyen van AN").expect("query");
-        assert_eq!(q.driver, "van an");
-        assert_eq!(q.others, vec!["nguyen van"]);
+        assert_eq!(q.driver, "nguyen van an");
+        assert!(q.others.is_empty());
         assert!(q.matches("Nguyễn Văn An"));
         assert!(q.matches("Trần Nguyễn Văn An"));
         assert!(!q.matches("Nguyễn Văn Anh"));
@@ -147,12 +177,22 @@ mod tests {
         assert_eq!(one.driver, "binh");
         assert!(one.others.is_empty());
         assert!(one.matches("Trần Thị Bình"));
+        let two = name_query("Văn An").expect("query");
+        assert_eq!((two.driver.as_str(), two.others.len()), ("van an", 0));
+        // Longer than three words: the last run drives, the others are
+        // checked.
+        let four = name_query("Lê Thị Thu Hà").expect("query");
+        assert_eq!(four.driver, "thi thu ha");
+        assert_eq!(four.others, vec!["le thi thu"]);
+        assert!(four.matches("Lê Thị Thu Hà") && !four.matches("Lê Thị Hà"));
         assert!(name_query(" - ").is_none());
         // Every query term of a name is one of its stored terms.
         let stored = name_terms("Lê Thị Thu Hà");
-        let q = name_query("thi thu ha").expect("query");
-        assert!(stored.contains(&q.driver));
-        assert!(q.others.iter().all(|t| stored.contains(t)));
+        for typed in ["thi thu ha", "Lê Thị Thu Hà", "thu ha", "Hà"] {
+            let q = name_query(typed).expect("query");
+            assert!(stored.contains(&q.driver), "{typed}");
+            assert!(q.others.iter().all(|t| stored.contains(t)), "{typed}");
+        }
     }
 
     #[test]

@@ -60,7 +60,12 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("migration_2.sql")),
     (3, include_str!("migration_3.sql")),
     (4, include_str!("migration_4.sql")),
+    (5, include_str!("migration_5.sql")),
 ];
+
+/// The migrations after which every dossier's search terms are written
+/// again (3 brought the terms, 5 the runs of three words).
+const TERMS_REBUILT_BY: [i64; 2] = [3, 5];
 
 /// Advisory lock serialising audit-chain appends ("motcua" + 1).
 pub const AUDIT_LOCK: i64 = 0x6d6f_7463_7561_0001;
@@ -648,7 +653,7 @@ impl Store for PostgresStore {
                 continue;
             }
             sqlx::raw_sql(*sql).execute(&mut *tx).await.map_err(db)?;
-            if *version == 3 {
+            if TERMS_REBUILT_BY.contains(version) {
                 rebuild_terms(&mut tx).await?;
             }
             sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
@@ -1636,6 +1641,26 @@ impl Store for PostgresStore {
                 .map_err(db)?;
             all.push((name.clone(), sql.clone()));
         }
+        // Unique and foreign-key constraints too (not the primary keys,
+        // which grow in order): checked row by row, the code's unique index
+        // takes random inserts and every row runs three foreign-key lookups;
+        // added back, each is one sort or one join over the loaded table,
+        // as `pg_restore` does.
+        let constraints: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT c.conname::text, t.relname::text, format('ALTER TABLE %I ADD CONSTRAINT %I %s', t.relname, c.conname, pg_get_constraintdef(c.oid)) FROM pg_constraint c JOIN pg_class t ON t.oid = c.conrelid WHERE t.relnamespace = current_schema()::regnamespace AND t.relname IN ('dossiers', 'audit') AND c.contype IN ('u', 'f') ORDER BY 1",
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db)?;
+        for (name, table, sql) in &constraints {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "ALTER TABLE \"{table}\" DROP CONSTRAINT \"{name}\""
+            )))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+            all.push((name.clone(), sql.clone()));
+        }
         sqlx::query("INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
             .bind(bulk::DEFERRED_INDEXES)
             .bind(serde_json::to_string(&all).map_err(json_err)?)
@@ -1643,7 +1668,7 @@ impl Store for PostgresStore {
             .await
             .map_err(db)?;
         tx.commit().await.map_err(db)?;
-        Ok(indexes.len())
+        Ok(indexes.len() + constraints.len())
     }
 
     async fn bulk_restore_indexes(&self) -> StoreResult<()> {

@@ -40,7 +40,16 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("migration_2.sql")),
     (3, include_str!("migration_3.sql")),
     (4, include_str!("migration_4.sql")),
+    (5, include_str!("migration_5.sql")),
 ];
+
+/// The migrations after which every dossier's search terms are written
+/// again (3 brought the terms, 5 the runs of three words).
+const TERMS_REBUILT_BY: [i64; 2] = [3, 5];
+
+/// The migrations that rebuild a table (5: the dossier code's uniqueness
+/// as a named index), run with foreign keys off.
+const TABLES_REBUILT_BY: [i64; 1] = [5];
 
 /// How commits reach the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -589,7 +598,7 @@ async fn append_terms(
     chunk: &[(&str, &str, i64)],
 ) -> StoreResult<()> {
     let sql = format!(
-        "INSERT INTO dossier_terms (agency_code, term, dossier_id) VALUES {}",
+        "INSERT OR IGNORE INTO dossier_terms (agency_code, term, dossier_id) VALUES {}",
         vec!["(?,?,?)"; chunk.len()].join(",")
     );
     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -673,7 +682,20 @@ impl Store for SqliteStore {
             .map_err(db)?;
         let mut applied = 0;
         for (version, sql) in MIGRATIONS {
-            let mut tx = self.write.begin().await.map_err(db)?;
+            let rebuilds = TABLES_REBUILT_BY.contains(version);
+            let mut conn = self.write.acquire().await.map_err(db)?;
+            if rebuilds {
+                // SQLite's procedure for changing a table: foreign keys
+                // off (only outside a transaction), rebuild, check, on. The
+                // connection is not given back with them off, whatever
+                // happens.
+                conn.close_on_drop();
+                sqlx::query("PRAGMA foreign_keys = OFF")
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(db)?;
+            }
+            let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(db)?;
             let done: Option<i64> =
                 sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = ?")
                     .bind(version)
@@ -684,8 +706,20 @@ impl Store for SqliteStore {
                 continue;
             }
             sqlx::raw_sql(*sql).execute(&mut *tx).await.map_err(db)?;
-            if *version == 3 {
+            if TERMS_REBUILT_BY.contains(version) {
                 rebuild_terms(&mut tx).await?;
+            }
+            if rebuilds {
+                let broken: Vec<SqliteRow> = sqlx::query("PRAGMA foreign_key_check")
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                if !broken.is_empty() {
+                    return Err(StoreError::Backend(format!(
+                        "migration {version}: {} row(s) refer to missing rows after the rebuild; nothing was changed",
+                        broken.len()
+                    )));
+                }
             }
             sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)")
                 .bind(version)
@@ -1570,42 +1604,65 @@ impl Store for SqliteStore {
             return Ok(());
         };
         let indexes: Vec<(String, String)> = serde_json::from_str(&v).map_err(json_err)?;
-        sqlx::raw_sql("PRAGMA cache_size = -262144; PRAGMA temp_store = MEMORY")
-            .execute(&self.write)
-            .await
-            .map_err(db)?;
+        // Index builds sort with helper threads, one per CPU.
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "PRAGMA cache_size = -262144; PRAGMA temp_store = MEMORY; PRAGMA threads = {threads}"
+        )))
+        .execute(&self.write)
+        .await
+        .map_err(db)?;
         // Every step is idempotent and the marker goes last, so the work is
         // committed step by step: one transaction for all of it would grow
         // the WAL by gigabytes at 10 million dossiers, and every page read
         // would search it (an interrupted run is redone by `migrate`).
-        let checkpoint = || async {
-            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-                .execute(&self.write)
-                .await
-                .map_err(db)
+        sqlx::query("DELETE FROM dossier_terms")
+            .execute(&self.write)
+            .await
+            .map_err(db)?;
+        // The indexes are built on the writer while the terms are read and
+        // folded on a reader (one CPU each). A dossier written meanwhile
+        // by a node writes its own terms too: appending skips those.
+        let build = async {
+            for (_, sql) in &indexes {
+                sqlx::query(sqlx::AssertSqlSafe(bulk::create_if_missing(sql)))
+                    .execute(&self.write)
+                    .await
+                    .map_err(db)?;
+                sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                    .execute(&self.write)
+                    .await
+                    .map_err(db)?;
+            }
+            Ok::<_, StoreError>(())
         };
-        for (_, sql) in &indexes {
-            sqlx::query(sqlx::AssertSqlSafe(bulk::create_if_missing(sql)))
-                .execute(&self.write)
-                .await
-                .map_err(db)?;
-            checkpoint().await?;
-        }
-        let terms = {
-            let mut conn = self.write.acquire().await.map_err(db)?;
-            sqlx::query("DELETE FROM dossier_terms")
-                .execute(&mut *conn)
-                .await
-                .map_err(db)?;
-            collect_terms(&mut conn).await?
+        let collect = async {
+            let mut reader = self.read.acquire().await.map_err(db)?;
+            collect_terms(&mut reader).await
         };
-        let mut tx = self.write.begin().await.map_err(db)?;
+        let (built, terms) = tokio::join!(build, collect);
+        built?;
+        let terms = terms?;
+        // The terms come from dossiers that exist, so their foreign key
+        // cannot fail, and checking it costs a lookup in `dossiers` per
+        // term (half of the build's time). Off on this connection only,
+        // which is closed afterwards rather than given back.
+        let mut conn = self.write.acquire().await.map_err(db)?;
+        conn.close_on_drop();
+        sqlx::query("PRAGMA foreign_keys = OFF")
+            .execute(&mut *conn)
+            .await
+            .map_err(db)?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(db)?;
         for (n, chunk) in terms.chunks(5000).enumerate() {
             append_terms(&mut tx, &chunk).await?;
             if n % 200 == 199 {
                 tx.commit().await.map_err(db)?;
-                checkpoint().await?;
-                tx = self.write.begin().await.map_err(db)?;
+                sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(db)?;
+                tx = sqlx::Connection::begin(&mut *conn).await.map_err(db)?;
             }
         }
         sqlx::query("DELETE FROM meta WHERE key = ?")
@@ -1614,7 +1671,10 @@ impl Store for SqliteStore {
             .await
             .map_err(db)?;
         tx.commit().await.map_err(db)?;
-        checkpoint().await?;
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&mut *conn)
+            .await
+            .map_err(db)?;
         Ok(())
     }
 

@@ -3,10 +3,12 @@
 //!
 //! Staff search text is answered by the index that fits it: a dossier code
 //! by the unique code, a national ID number by its index, and a name by the
-//! `dossier_terms` postings (folded words and pairs of adjacent words of the
-//! applicant's name per agency, written in the same transaction as the
-//! dossier), walked newest first — so "nguyen van an", "Nguyễn Văn An" and
-//! "An" are all answered without reading the agency's other dossiers.
+//! `dossier_terms` postings (folded runs of one, two and three adjacent
+//! words of the applicant's name per agency, written in the same
+//! transaction as the dossier), walked newest first — so "nguyen van an",
+//! "Nguyễn Văn An" and "An" are all answered without reading the agency's
+//! other dossiers, and a full name of three words reads only the dossiers
+//! that bear it.
 
 use motcua_domain::DossierCode;
 use motcua_domain::text::{NameQuery, name_query};
@@ -295,7 +297,9 @@ mod tests {
         assert!(
             matches!(classify("001 090 012 345"), SearchText::NationalId(n) if n == "001090012345")
         );
-        assert!(matches!(classify("Nguyễn Văn An"), SearchText::Name(q) if q.driver == "van an"));
+        assert!(
+            matches!(classify("Nguyễn Văn An"), SearchText::Name(q) if q.driver == "nguyen van an")
+        );
         assert!(matches!(classify("12345"), SearchText::Name(_)));
         assert_eq!(classify(" -- "), SearchText::Nothing);
     }
@@ -304,7 +308,7 @@ mod tests {
     fn placeholders_follow_the_dialect() {
         let q = DossierQuery {
             agency: Some(AgencyCode::parse("UB00073").expect("agency")),
-            text: Some("nguyen van an".into()),
+            text: Some("le thi thu ha".into()),
             limit: 10,
             ..Default::default()
         };
@@ -317,6 +321,6 @@ mod tests {
         assert_eq!(pg.args.len(), 3);
         let lite = find_dossiers(&q, Dialect::Sqlite);
         assert_eq!(lite.sql.matches('?').count(), 3);
-        assert!(lite.keeps("Nguyễn Văn An") && !lite.keeps("Nguyễn Văn Anh"));
+        assert!(lite.keeps("Lê Thị Thu Hà") && !lite.keeps("Lê Thị Thu Hằng"));
     }
 }

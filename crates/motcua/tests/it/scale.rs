@@ -79,6 +79,24 @@ async fn fill(store: &dyn Store) {
         None,
         "nothing left deferred"
     );
+    // The code is unique again once the load is over: a second dossier
+    // with an existing code is refused, and nothing is written.
+    let first = store
+        .bulk_export("dossiers", None, 1)
+        .await
+        .expect("export")
+        .remove(0);
+    let mut twin = first.clone();
+    twin[0] = motcua_store::Cell::Int(i64::MAX / 2);
+    let refused = store
+        .bulk_import(&[motcua_store::TableRows {
+            table: "dossiers",
+            rows: vec![twin],
+        }])
+        .await;
+    assert!(refused.is_err(), "a duplicate code is refused: {refused:?}");
+    let counts_after = store.count_by_status().await.expect("counts");
+    assert_eq!(counts_after, counts, "nothing written");
     tabs_hold_what_they_count(store).await;
     let chain = motcua::verify_audit(store).await.expect("verify");
     assert!(
