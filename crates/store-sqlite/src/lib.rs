@@ -167,9 +167,7 @@ impl SqliteStore {
     /// (the writer closes last: read-only connections cannot checkpoint).
     pub async fn close(&self) {
         self.read.close().await;
-        let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-            .execute(&self.write)
-            .await;
+        let _ = checkpoint(&self.write).await;
         self.write.close().await;
     }
 
@@ -590,6 +588,15 @@ async fn collect_terms(conn: &mut sqlx::SqliteConnection) -> StoreResult<bulk::S
         }
     }
     Ok(builder.sorted())
+}
+
+/// Copies the WAL into the database file and empties it.
+async fn checkpoint<'e, E: sqlx::Executor<'e, Database = Sqlite>>(e: E) -> StoreResult<()> {
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        .execute(e)
+        .await
+        .map_err(db)?;
+    Ok(())
 }
 
 /// Appends sorted terms (at most a few thousand: one statement).
@@ -1629,10 +1636,7 @@ impl Store for SqliteStore {
                     .execute(&self.write)
                     .await
                     .map_err(db)?;
-                sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-                    .execute(&self.write)
-                    .await
-                    .map_err(db)?;
+                checkpoint(&self.write).await?;
             }
             Ok::<_, StoreError>(())
         };
@@ -1658,10 +1662,7 @@ impl Store for SqliteStore {
             append_terms(&mut tx, &chunk).await?;
             if n % 200 == 199 {
                 tx.commit().await.map_err(db)?;
-                sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(db)?;
+                checkpoint(&mut *conn).await?;
                 tx = sqlx::Connection::begin(&mut *conn).await.map_err(db)?;
             }
         }
@@ -1671,10 +1672,7 @@ impl Store for SqliteStore {
             .await
             .map_err(db)?;
         tx.commit().await.map_err(db)?;
-        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-            .execute(&mut *conn)
-            .await
-            .map_err(db)?;
+        checkpoint(&mut *conn).await?;
         Ok(())
     }
 
