@@ -195,6 +195,55 @@ impl PostgresStore {
         Ok(Self { pool })
     }
 
+    /// The rows of a name search: the matching ids first (from the
+    /// postings), then the rows by id in up to [`query::ROW_READERS`]
+    /// chunks read side by side on separate connections, newest first.
+    async fn rows_by_id(&self, ids_sql: &str, args: Vec<Arg>) -> StoreResult<Vec<DossierSummary>> {
+        // Only placeholders and fixed fragments are formatted into the text.
+        let ids: Vec<i64> = bind_all(sqlx::query(sqlx::AssertSqlSafe(ids_sql.to_string())), args)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?
+            .iter()
+            .map(|r| r.try_get::<i64, _>(0).map_err(db))
+            .collect::<StoreResult<_>>()?;
+        let sql = query::rows_by_id(0, Dialect::Postgres);
+        query::read_side_by_side(&ids, |chunk| {
+            let (pool, sql) = (self.pool.clone(), sql.clone());
+            async move {
+                let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(chunk)
+                    .fetch_all(&pool)
+                    .await
+                    .map_err(db)?;
+                rows.iter()
+                    .map(|r| Ok((col::<i64>(r, "id")?, summary_from_row(r)?)))
+                    .collect()
+            }
+        })
+        .await
+    }
+
+    /// `EXPLAIN` of one statement, one line per plan node.
+    async fn explain_one(&self, sql: String, args: Vec<Arg>) -> StoreResult<String> {
+        // Only placeholders and fixed fragments are formatted into the text.
+        let query = bind_all(
+            sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN {sql}"))),
+            args,
+        );
+        plan_text(query.fetch_all(&self.pool).await.map_err(db)?)
+    }
+
+    /// `EXPLAIN` of reading a chunk of rows by id.
+    async fn explain_rows(&self, chunk: Vec<i64>) -> StoreResult<String> {
+        let query = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "EXPLAIN {}",
+            query::rows_by_id(0, Dialect::Postgres)
+        )))
+        .bind(chunk);
+        plan_text(query.fetch_all(&self.pool).await.map_err(db)?)
+    }
+
     /// The connection pool (for operators' tools and tests).
     pub fn pool(&self) -> &PgPool {
         &self.pool
@@ -488,6 +537,16 @@ fn audit_from_row(r: &PgRow) -> StoreResult<AuditRecord> {
 }
 
 type PgQuery<'q> = sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>;
+
+fn plan_text(rows: Vec<PgRow>) -> StoreResult<String> {
+    let mut out = String::new();
+    for r in rows {
+        let line: String = r.try_get(0).map_err(db)?;
+        out.push_str(&line);
+        out.push('\n');
+    }
+    Ok(out)
+}
 
 fn bind_all(mut query: PgQuery<'_>, args: Vec<Arg>) -> PgQuery<'_> {
     for a in args {
@@ -1194,22 +1253,21 @@ impl Store for PostgresStore {
 
     async fn find_dossiers(&self, q: &DossierQuery) -> StoreResult<Vec<DossierSummary>> {
         let f = query::find_dossiers(q, Dialect::Postgres);
-        // Only placeholders and fixed fragments are formatted into the text.
-        let rows = bind_all(
-            sqlx::query(sqlx::AssertSqlSafe(f.sql.clone())),
-            f.args.clone(),
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db)?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let s = summary_from_row(r)?;
-            if f.keeps(&s.applicant_name) {
-                out.push(s);
-            }
-        }
-        Ok(out)
+        let summaries = match &f.ids_sql {
+            Some(ids_sql) => self.rows_by_id(ids_sql, f.args.clone()).await?,
+            // Only placeholders and fixed fragments are formatted into the text.
+            None => bind_all(
+                sqlx::query(sqlx::AssertSqlSafe(f.sql.clone())),
+                f.args.clone(),
+            )
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?
+            .iter()
+            .map(summary_from_row)
+            .collect::<StoreResult<Vec<_>>>()?,
+        };
+        Ok(f.kept(summaries))
     }
 
     async fn queue_counts(
@@ -1717,25 +1775,24 @@ impl Store for PostgresStore {
         let (sql, binds) = match target {
             ExplainTarget::Find(q) => {
                 let f = query::find_dossiers(q, Dialect::Postgres);
-                (f.sql, f.args)
+                match f.ids_sql {
+                    // A name search runs in two statements: both plans, the
+                    // second for one reader's chunk of ids.
+                    Some(ids_sql) => {
+                        let ids = self.explain_one(ids_sql, f.args).await?;
+                        let chunk: Vec<i64> = (1..=13).collect();
+                        let rows = self.explain_rows(chunk).await?;
+                        return Ok(format!("{ids}{rows}"));
+                    }
+                    None => (f.sql, f.args),
+                }
             }
             ExplainTarget::Dossier(code) => (
                 "SELECT * FROM dossiers WHERE code = $1".to_string(),
                 vec![Arg::Text(code.as_str().to_string())],
             ),
         };
-        let query = bind_all(
-            sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN {sql}"))),
-            binds,
-        );
-        let rows = query.fetch_all(&self.pool).await.map_err(db)?;
-        let mut out = String::new();
-        for r in rows {
-            let line: String = r.try_get(0).map_err(db)?;
-            out.push_str(&line);
-            out.push('\n');
-        }
-        Ok(out)
+        self.explain_one(sql, binds).await
     }
 
     async fn publish_event(&self, event: &NewPubEvent) -> StoreResult<Option<PubEvent>> {

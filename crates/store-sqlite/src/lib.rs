@@ -163,6 +163,52 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// The rows of a name search: the matching ids first (from the
+    /// postings), then the rows by id in up to [`query::ROW_READERS`]
+    /// chunks read side by side on the read connections (each reads on a
+    /// thread of its own), newest first.
+    async fn rows_by_id(&self, ids_sql: &str, args: Vec<Arg>) -> StoreResult<Vec<DossierSummary>> {
+        // Only placeholders and fixed fragments are formatted into the text.
+        let ids: Vec<i64> = bind_all(sqlx::query(sqlx::AssertSqlSafe(ids_sql.to_string())), args)
+            .fetch_all(&self.read)
+            .await
+            .map_err(db)?
+            .iter()
+            .map(|r| r.try_get::<i64, _>(0).map_err(db))
+            .collect::<StoreResult<_>>()?;
+        query::read_side_by_side(&ids, |chunk| {
+            let pool = self.read.clone();
+            async move {
+                let sql = query::rows_by_id(chunk.len(), Dialect::Sqlite);
+                let args = chunk.into_iter().map(Arg::Int).collect();
+                let rows = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), args)
+                    .fetch_all(&pool)
+                    .await
+                    .map_err(db)?;
+                rows.iter()
+                    .map(|r| Ok((r.try_get::<i64, _>("id").map_err(db)?, summary_from_row(r)?)))
+                    .collect()
+            }
+        })
+        .await
+    }
+
+    /// `EXPLAIN QUERY PLAN` of one statement, one line per step.
+    async fn explain_one(&self, sql: String, args: Vec<Arg>) -> StoreResult<String> {
+        // Only placeholders and fixed fragments are formatted into the text.
+        let query = bind_all(
+            sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}"))),
+            args,
+        );
+        let mut out = String::new();
+        for r in query.fetch_all(&self.read).await.map_err(db)? {
+            let detail: String = r.try_get("detail").map_err(db)?;
+            out.push_str(&detail);
+            out.push('\n');
+        }
+        Ok(out)
+    }
+
     /// Closes both pools, checkpointing the WAL into the database file
     /// (the writer closes last: read-only connections cannot checkpoint).
     pub async fn close(&self) {
@@ -1196,22 +1242,21 @@ impl Store for SqliteStore {
 
     async fn find_dossiers(&self, q: &DossierQuery) -> StoreResult<Vec<DossierSummary>> {
         let f = query::find_dossiers(q, Dialect::Sqlite);
-        // Only placeholders and fixed fragments are formatted into the text.
-        let rows = bind_all(
-            sqlx::query(sqlx::AssertSqlSafe(f.sql.clone())),
-            f.args.clone(),
-        )
-        .fetch_all(&self.read)
-        .await
-        .map_err(db)?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let s = summary_from_row(r)?;
-            if f.keeps(&s.applicant_name) {
-                out.push(s);
-            }
-        }
-        Ok(out)
+        let summaries = match &f.ids_sql {
+            Some(ids_sql) => self.rows_by_id(ids_sql, f.args.clone()).await?,
+            // Only placeholders and fixed fragments are formatted into the text.
+            None => bind_all(
+                sqlx::query(sqlx::AssertSqlSafe(f.sql.clone())),
+                f.args.clone(),
+            )
+            .fetch_all(&self.read)
+            .await
+            .map_err(db)?
+            .iter()
+            .map(summary_from_row)
+            .collect::<StoreResult<Vec<_>>>()?,
+        };
+        Ok(f.kept(summaries))
     }
 
     async fn queue_counts(
@@ -1680,25 +1725,26 @@ impl Store for SqliteStore {
         let (sql, binds) = match target {
             ExplainTarget::Find(q) => {
                 let f = query::find_dossiers(q, Dialect::Sqlite);
-                (f.sql, f.args)
+                match f.ids_sql {
+                    // A name search runs in two statements: both plans, the
+                    // second for one reader's chunk of ids.
+                    Some(ids_sql) => {
+                        let ids = self.explain_one(ids_sql, f.args).await?;
+                        let chunk = (1..=13).map(Arg::Int).collect();
+                        let rows = self
+                            .explain_one(query::rows_by_id(13, Dialect::Sqlite), chunk)
+                            .await?;
+                        return Ok(format!("{ids}{rows}"));
+                    }
+                    None => (f.sql, f.args),
+                }
             }
             ExplainTarget::Dossier(code) => (
                 "SELECT * FROM dossiers WHERE code = ?".to_string(),
                 vec![Arg::Text(code.as_str().to_string())],
             ),
         };
-        let query = bind_all(
-            sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}"))),
-            binds,
-        );
-        let rows = query.fetch_all(&self.read).await.map_err(db)?;
-        let mut out = String::new();
-        for r in rows {
-            let detail: String = r.try_get("detail").map_err(db)?;
-            out.push_str(&detail);
-            out.push('\n');
-        }
-        Ok(out)
+        self.explain_one(sql, binds).await
     }
 
     async fn publish_event(&self, event: &NewPubEvent) -> StoreResult<Option<PubEvent>> {

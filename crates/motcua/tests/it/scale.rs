@@ -71,6 +71,55 @@ async fn fill(store: &dyn Store) {
             d.applicant_name
         );
     }
+    // A name search lists newest first however the rows are read: a short
+    // page is the head of a longer one, and a status filter keeps the same
+    // order. "van" (Văn, a common middle name) matches many dossiers of
+    // the provincial police, the busiest agency.
+    let given = "van".to_string();
+    let search = |limit: u32, statuses: Vec<motcua_domain::dossier::Status>| DossierQuery {
+        agency: Some(AgencyCode::parse("CA01").expect("agency")),
+        text: Some(given.clone()),
+        statuses,
+        limit,
+        ..Default::default()
+    };
+    let codes = |rows: &[motcua_store::DossierSummary]| -> Vec<String> {
+        rows.iter().map(|r| r.code.as_str().to_string()).collect()
+    };
+    let long = store
+        .find_dossiers(&search(500, vec![]))
+        .await
+        .expect("long");
+    let short = store
+        .find_dossiers(&search(37, vec![]))
+        .await
+        .expect("short");
+    eprintln!("search \"{given}\" at CA01: {} dossiers", long.len());
+    assert!(long.len() > 37, "{given}: {} dossiers", long.len());
+    assert_eq!(codes(&short), codes(&long[..37]), "{given}");
+    let status = long[0].status;
+    let filtered = store
+        .find_dossiers(&search(500, vec![status]))
+        .await
+        .expect("filtered");
+    if long.len() < 500 {
+        let expected: Vec<_> = long
+            .iter()
+            .filter(|r| r.status == status)
+            .cloned()
+            .collect();
+        assert_eq!(codes(&filtered), codes(&expected), "{given} {status:?}");
+    }
+    assert!(filtered.iter().all(|r| r.status == status));
+    assert_eq!(
+        codes(&filtered[..filtered.len().min(20)]),
+        codes(
+            &store
+                .find_dossiers(&search(20, vec![status]))
+                .await
+                .expect("filtered page")
+        )
+    );
     assert_eq!(
         store
             .meta(motcua_store::bulk::DEFERRED_INDEXES)
