@@ -198,7 +198,11 @@ impl PostgresStore {
     /// The rows of a name search: the matching ids first (from the
     /// postings), then the rows by id in up to [`query::ROW_READERS`]
     /// chunks read side by side on separate connections, newest first.
-    async fn rows_by_id(&self, ids_sql: &str, args: Vec<Arg>) -> StoreResult<Vec<DossierSummary>> {
+    async fn name_search_rows(
+        &self,
+        ids_sql: &str,
+        args: Vec<Arg>,
+    ) -> StoreResult<Vec<DossierSummary>> {
         // Only placeholders and fixed fragments are formatted into the text.
         let ids: Vec<i64> = bind_all(sqlx::query(sqlx::AssertSqlSafe(ids_sql.to_string())), args)
             .fetch_all(&self.pool)
@@ -1253,10 +1257,11 @@ impl Store for PostgresStore {
 
     async fn find_dossiers(&self, q: &DossierQuery) -> StoreResult<Vec<DossierSummary>> {
         let f = query::find_dossiers(q, Dialect::Postgres);
-        let summaries = match &f.ids_sql {
-            Some(ids_sql) => self.rows_by_id(ids_sql, f.args.clone()).await?,
+        let summaries = if f.ids_first {
+            self.name_search_rows(&f.sql, f.args.clone()).await?
+        } else {
             // Only placeholders and fixed fragments are formatted into the text.
-            None => bind_all(
+            bind_all(
                 sqlx::query(sqlx::AssertSqlSafe(f.sql.clone())),
                 f.args.clone(),
             )
@@ -1265,7 +1270,7 @@ impl Store for PostgresStore {
             .map_err(db)?
             .iter()
             .map(summary_from_row)
-            .collect::<StoreResult<Vec<_>>>()?,
+            .collect::<StoreResult<Vec<_>>>()?
         };
         Ok(f.kept(summaries))
     }
@@ -1775,17 +1780,15 @@ impl Store for PostgresStore {
         let (sql, binds) = match target {
             ExplainTarget::Find(q) => {
                 let f = query::find_dossiers(q, Dialect::Postgres);
-                match f.ids_sql {
-                    // A name search runs in two statements: both plans, the
-                    // second for one reader's chunk of ids.
-                    Some(ids_sql) => {
-                        let ids = self.explain_one(ids_sql, f.args).await?;
-                        let chunk: Vec<i64> = (1..=13).collect();
-                        let rows = self.explain_rows(chunk).await?;
-                        return Ok(format!("{ids}{rows}"));
-                    }
-                    None => (f.sql, f.args),
+                // A name search runs in two statements: both plans, the
+                // second for one reader's chunk of ids.
+                if f.ids_first {
+                    let ids = self.explain_one(f.sql, f.args).await?;
+                    let chunk: Vec<i64> = (1..=13).collect();
+                    let rows = self.explain_rows(chunk).await?;
+                    return Ok(format!("{ids}{rows}"));
                 }
+                (f.sql, f.args)
             }
             ExplainTarget::Dossier(code) => (
                 "SELECT * FROM dossiers WHERE code = $1".to_string(),

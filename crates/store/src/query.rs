@@ -44,6 +44,12 @@ pub const SUMMARY_COLUMNS: [&str; 10] = [
     "appointment_at",
 ];
 
+/// [`SUMMARY_COLUMNS`] of the dossier `d`, for a select list.
+fn summary_cols() -> String {
+    let cols: Vec<String> = SUMMARY_COLUMNS.iter().map(|c| format!("d.{c}")).collect();
+    cols.join(", ")
+}
+
 /// What staff typed in the search box.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SearchText {
@@ -75,21 +81,20 @@ pub fn classify(text: &str) -> SearchText {
 /// A list query ready to run.
 #[derive(Debug, Clone)]
 pub struct FindSql {
-    /// The whole list in one statement (for a name search the backends run
-    /// [`FindSql::ids_sql`] and then read the rows instead).
+    /// The whole list in one statement, or for a name search
+    /// ([`FindSql::ids_first`]) the matching dossier ids only.
     pub sql: String,
     pub args: Vec<Arg>,
     /// Rows must also pass this check of the applicant's name (a name
     /// search: the postings find candidates, the check keeps whole runs of
     /// words only).
     pub name: Option<NameQuery>,
-    /// For a name search: the same search selecting only the matching
-    /// dossier ids, newest first, with the same arguments — answered from
-    /// the postings alone when no other filter reads the dossier's row.
-    /// Backends run it first and then read the rows by id
+    /// A name search: `sql` selects only the matching dossier ids, newest
+    /// first — answered from the postings alone when no other filter reads
+    /// the dossier's row. Backends then read the rows by id
     /// ([`rows_by_id`]) in up to [`ROW_READERS`] chunks side by side
     /// ([`read_side_by_side`]).
-    pub ids_sql: Option<String>,
+    pub ids_first: bool,
 }
 
 /// How many connections read the rows of one name search side by side. A
@@ -98,6 +103,10 @@ pub struct FindSql {
 /// million dossiers, nearly all of it waiting for the disk one page at a
 /// time (bench/README.md).
 pub const ROW_READERS: usize = 4;
+
+/// The fewest ids a reader takes: a few rows are read at once by one
+/// statement, where more connections would only add round trips.
+const MIN_CHUNK: usize = 8;
 
 /// Reads the rows of a name search's `ids` with `read` (one chunk of ids
 /// → its `(id, row)` pairs), up to [`ROW_READERS`] chunks side by side, and
@@ -113,7 +122,7 @@ where
         + 'static,
 {
     let mut readers = tokio::task::JoinSet::new();
-    for chunk in ids.chunks(ids.len().div_ceil(ROW_READERS).max(1)) {
+    for chunk in ids.chunks(ids.len().div_ceil(ROW_READERS).max(MIN_CHUNK)) {
         readers.spawn(read(chunk.to_vec()));
     }
     let mut found = Vec::with_capacity(ids.len());
@@ -128,14 +137,13 @@ where
 /// The summary rows, with `id` first, of a chunk of `n` dossier ids:
 /// PostgreSQL binds the chunk as one array, SQLite one id per placeholder.
 pub fn rows_by_id(n: usize, dialect: Dialect) -> String {
-    let cols: Vec<String> = SUMMARY_COLUMNS.iter().map(|c| format!("d.{c}")).collect();
     let ids = match dialect {
         Dialect::Postgres => "= ANY($1)".to_string(),
         Dialect::Sqlite => format!("IN ({})", vec!["?"; n.max(1)].join(", ")),
     };
     format!(
         "SELECT d.id, {} FROM dossiers d WHERE d.id {ids}",
-        cols.join(", ")
+        summary_cols()
     )
 }
 
@@ -189,7 +197,6 @@ pub fn find_dossiers(q: &DossierQuery, dialect: Dialect) -> FindSql {
     ) {
         return workqueue(&mut b, q, agency.as_str());
     }
-    let cols: Vec<String> = SUMMARY_COLUMNS.iter().map(|c| format!("d.{c}")).collect();
     let search = q
         .text
         .as_deref()
@@ -253,19 +260,15 @@ pub fn find_dossiers(q: &DossierQuery, dialect: Dialect) -> FindSql {
         Some(SearchText::Name(_)) | None => {}
     }
     let limit = q.limit.clamp(1, 500);
-    let (sql, ids_sql) = if name.is_some() {
+    let sql = if name.is_some() {
         // Newest first: the postings are in dossier order.
-        let tail = format!("WHERE {cond} ORDER BY t.dossier_id DESC LIMIT {limit}");
-        let join = "JOIN dossiers d ON d.id = t.dossier_id";
-        let ids_join = if needs_row { join } else { "" };
-        (
-            format!(
-                "SELECT {} FROM dossier_terms t {join} {tail}",
-                cols.join(", ")
-            ),
-            Some(format!(
-                "SELECT t.dossier_id FROM dossier_terms t {ids_join} {tail}"
-            )),
+        let join = if needs_row {
+            "JOIN dossiers d ON d.id = t.dossier_id"
+        } else {
+            ""
+        };
+        format!(
+            "SELECT t.dossier_id FROM dossier_terms t {join} WHERE {cond} ORDER BY t.dossier_id DESC LIMIT {limit}"
         )
     } else {
         let order = if q.applicant_user_id.is_some() {
@@ -273,19 +276,16 @@ pub fn find_dossiers(q: &DossierQuery, dialect: Dialect) -> FindSql {
         } else {
             "d.due_at IS NULL, d.due_at, d.submitted_at, d.id"
         };
-        (
-            format!(
-                "SELECT {} FROM dossiers d WHERE {cond} ORDER BY {order} LIMIT {limit}",
-                cols.join(", ")
-            ),
-            None,
+        format!(
+            "SELECT {} FROM dossiers d WHERE {cond} ORDER BY {order} LIMIT {limit}",
+            summary_cols()
         )
     };
     FindSql {
         sql,
         args: b.args,
+        ids_first: name.is_some(),
         name,
-        ids_sql,
     }
 }
 
@@ -297,7 +297,6 @@ pub fn find_dossiers(q: &DossierQuery, dialect: Dialect) -> FindSql {
 /// `limit` index entries. Ties on the due time go by id, i.e. by arrival.
 fn workqueue(b: &mut Builder, q: &DossierQuery, agency: &str) -> FindSql {
     let limit = q.limit.clamp(1, 500);
-    let cols: Vec<String> = SUMMARY_COLUMNS.iter().map(|c| format!("d.{c}")).collect();
     let mut parts = Vec::new();
     for (i, holder) in q.holders.iter().enumerate() {
         for (j, (cond, order)) in [
@@ -323,12 +322,12 @@ fn workqueue(b: &mut Builder, q: &DossierQuery, agency: &str) -> FindSql {
     FindSql {
         sql: format!(
             "SELECT {} FROM (SELECT id, due_at FROM ({}) AS u ORDER BY due_at IS NULL, due_at, id LIMIT {limit}) AS k JOIN dossiers d ON d.id = k.id ORDER BY k.due_at IS NULL, k.due_at, k.id",
-            cols.join(", "),
+            summary_cols(),
             parts.join(" UNION ALL ")
         ),
         args: std::mem::take(&mut b.args),
         name: None,
-        ids_sql: None,
+        ids_first: false,
     }
 }
 
@@ -420,7 +419,8 @@ mod tests {
             ..Default::default()
         };
         let f = find_dossiers(&q, Dialect::Postgres);
-        let ids = f.ids_sql.expect("ids first");
+        assert!(f.ids_first);
+        let ids = f.sql;
         assert!(
             ids.starts_with("SELECT t.dossier_id FROM dossier_terms t")
                 && !ids.contains("dossiers d")
@@ -430,7 +430,8 @@ mod tests {
         // A filter on the dossier's own columns needs its row.
         q.statuses = vec![motcua_domain::dossier::Status::Processing];
         let f = find_dossiers(&q, Dialect::Postgres);
-        let ids = f.ids_sql.expect("ids first");
+        assert!(f.ids_first);
+        let ids = f.sql;
         assert!(
             ids.contains("JOIN dossiers d") && ids.contains("d.status IN ($3)"),
             "{ids}"
@@ -438,8 +439,8 @@ mod tests {
         assert_eq!(f.args.len(), 3);
         // Codes, numbers and lists without text read the rows at once.
         q.text = Some("001090012345".into());
-        assert!(find_dossiers(&q, Dialect::Postgres).ids_sql.is_none());
+        assert!(!find_dossiers(&q, Dialect::Postgres).ids_first);
         q.text = None;
-        assert!(find_dossiers(&q, Dialect::Postgres).ids_sql.is_none());
+        assert!(!find_dossiers(&q, Dialect::Postgres).ids_first);
     }
 }
