@@ -514,12 +514,10 @@ impl AnyStore {
         durability: motcua_store_sqlite::Durability,
     ) -> anyhow::Result<Self> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Ok(Self::Postgres(
-                motcua_store_postgres::PostgresStore::connect(url).await?,
-            ))
+            Ok(Self::Postgres(motcua_store_postgres::connect(url).await?))
         } else {
             Ok(Self::Sqlite(
-                motcua_store_sqlite::SqliteStore::open(url, durability).await?,
+                motcua_store_sqlite::open(url, durability).await?,
             ))
         }
     }

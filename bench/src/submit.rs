@@ -573,7 +573,7 @@ COMMIT;\n",
         lifecycle = lit(&lifecycle),
         doc = lit(DOCUMENT_ID),
         size = PDF_BYTES,
-        lock = motcua_store_postgres::AUDIT_LOCK,
+        lock = motcua_store::sql::AUDIT_LOCK,
         actor = lit(&ctx.username),
     );
     let file = dir.join("pgbench-submission.sql");

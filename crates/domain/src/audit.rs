@@ -184,6 +184,97 @@ pub fn verify_chain<'a>(
     Ok(v.count())
 }
 
+/// The signed head of the chain: "the chain had `seq` records, the last
+/// with hash `hash`, at `at`". Written with every append (in its
+/// transaction) and copied outside the database, so that deleting the
+/// newest records, or restoring an older copy of the database, is seen by
+/// [`Checkpoint::check_against`] even though the remaining chain links up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub seq: i64,
+    pub hash: String,
+    pub at: DateTime<Utc>,
+    /// The signer's public key (Ed25519, hex).
+    pub key: String,
+    /// Ed25519 signature (hex) over [`Checkpoint::message`].
+    pub signature: String,
+}
+
+impl Checkpoint {
+    /// The signed bytes.
+    pub fn message(seq: i64, hash: &str, at: DateTime<Utc>) -> Vec<u8> {
+        format!(
+            "motcua audit checkpoint\n{seq}\n{hash}\n{}",
+            at.timestamp_micros()
+        )
+        .into_bytes()
+    }
+
+    pub fn sign(key: &ed25519_dalek::SigningKey, seq: i64, hash: &str, at: DateTime<Utc>) -> Self {
+        use ed25519_dalek::Signer;
+        let sig = key.sign(&Self::message(seq, hash, at));
+        Self {
+            seq,
+            hash: hash.to_string(),
+            at,
+            key: hex::encode(key.verifying_key().to_bytes()),
+            signature: hex::encode(sig.to_bytes()),
+        }
+    }
+
+    /// Whether the signature is `trusted`'s over this checkpoint.
+    pub fn verify(&self, trusted: &ed25519_dalek::VerifyingKey) -> Result<(), String> {
+        if self.key != hex::encode(trusted.to_bytes()) {
+            return Err(format!(
+                "it is signed with key {}…, not with this installation's key {}…",
+                self.key.get(..16).unwrap_or(&self.key),
+                hex::encode(&trusted.to_bytes()[..8])
+            ));
+        }
+        let sig = hex::decode(&self.signature)
+            .ok()
+            .and_then(|b| <[u8; 64]>::try_from(b).ok())
+            .map(|b| ed25519_dalek::Signature::from_bytes(&b))
+            .ok_or("its signature is not a signature")?;
+        trusted
+            .verify_strict(&Self::message(self.seq, &self.hash, self.at), &sig)
+            .map_err(|_| "its signature does not match (altered)".to_string())
+    }
+
+    /// Compares a verified checkpoint with the chain as found: `head` is the
+    /// last record's (seq, hash), `hash_at` the hash of the record at the
+    /// checkpoint's seq, if it exists.
+    pub fn check_against(
+        &self,
+        head: Option<(i64, &str)>,
+        hash_at: Option<&str>,
+    ) -> Result<(), ChainBroken> {
+        let last = head.map_or(0, |(s, _)| s);
+        if last < self.seq {
+            return Err(ChainBroken {
+                seq: last + 1,
+                reason: format!(
+                    "records {} to {} are missing: the checkpoint of {} says the chain had {} records (newest records deleted, or an older copy of the database restored)",
+                    last + 1,
+                    self.seq,
+                    self.at.to_rfc3339(),
+                    self.seq
+                ),
+            });
+        }
+        if hash_at != Some(self.hash.as_str()) {
+            return Err(ChainBroken {
+                seq: self.seq,
+                reason: format!(
+                    "it is not the record the checkpoint of {} signed (the chain was rewritten)",
+                    self.at.to_rfc3339()
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,5 +329,38 @@ mod tests {
         c[1].entry.actor = "mallory".into();
         c[1].hash = record_hash(c[1].seq, &c[1].prev_hash, &c[1].entry);
         assert_eq!(verify_chain(&c).map_err(|e| e.seq), Err(3));
+    }
+
+    #[test]
+    fn a_checkpoint_names_truncation_and_rewriting() {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
+        let c = chain(10);
+        let at = DateTime::from_timestamp(1_700_000_100, 0).unwrap_or_default();
+        let cp = Checkpoint::sign(&key, 10, &c[9].hash, at);
+        assert_eq!(cp.verify(&key.verifying_key()), Ok(()));
+        assert_eq!(
+            cp.check_against(Some((10, &c[9].hash)), Some(&c[9].hash)),
+            Ok(())
+        );
+        // Three newest records deleted: the first missing one is named.
+        let e = cp
+            .check_against(Some((7, &c[6].hash)), None)
+            .expect_err("truncated");
+        assert_eq!(e.seq, 8);
+        assert!(e.reason.contains("8 to 10"), "{}", e.reason);
+        // Everything deleted.
+        assert_eq!(cp.check_against(None, None).map_err(|e| e.seq), Err(1));
+        // A rewritten record at the checkpoint's place.
+        assert_eq!(
+            cp.check_against(Some((12, "x")), Some("other"))
+                .map_err(|e| e.seq),
+            Err(10)
+        );
+        // A forged or altered checkpoint.
+        let mut forged = cp.clone();
+        forged.seq = 7;
+        assert!(forged.verify(&key.verifying_key()).is_err());
+        let other = ed25519_dalek::SigningKey::from_bytes(&[8u8; 32]);
+        assert!(cp.verify(&other.verifying_key()).is_err());
     }
 }

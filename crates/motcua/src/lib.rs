@@ -54,7 +54,7 @@ pub async fn open(cfg: &Config) -> anyhow::Result<Installation> {
     };
     let units_audit = |n: usize| system_audit("units.load", &serde_json::json!({ "count": n }));
     let (store, sqlite, postgres): (Arc<dyn Store>, _, _) = if url.starts_with("sqlite:") {
-        let sqlite = SqliteStore::open(&url, durability)
+        let sqlite = motcua_store_sqlite::open(&url, durability)
             .await
             .with_context(|| format!("cannot open {url}"))?;
         sqlite.migrate().await?;
@@ -67,7 +67,7 @@ pub async fn open(cfg: &Config) -> anyhow::Result<Installation> {
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         // Durability is the server's (synchronous_commit); `durability`
         // applies to SQLite only.
-        let pg = PostgresStore::connect(&url)
+        let pg = motcua_store_postgres::connect(&url)
             .await
             .with_context(|| format!("cannot connect to {}", redact_url(&url)))?;
         // Safe when several nodes start at once: migrations and the first

@@ -453,7 +453,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let sqlite = inst.sqlite.context(
                 "motcua backup copies the embedded SQLite database; back up PostgreSQL with pg_dump",
             )?;
-            sqlite.backup(&out.display().to_string()).await?;
+            sqlite.backend().backup(&out.display().to_string()).await?;
             println!("Backup written to {}.", out.display());
             Ok(ExitCode::SUCCESS)
         }

@@ -34,13 +34,13 @@ impl Bare {
     /// without loading the built-in units (unlike [`crate::open`]).
     pub async fn open(url: &str) -> anyhow::Result<Self> {
         if url.starts_with("sqlite:") {
-            let s = SqliteStore::open(url, Durability::Full)
+            let s = motcua_store_sqlite::open(url, Durability::Full)
                 .await
                 .with_context(|| format!("cannot open {url}"))?;
             s.migrate().await?;
             Ok(Self::Sqlite(s))
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let p = PostgresStore::connect(url)
+            let p = motcua_store_postgres::connect(url)
                 .await
                 .with_context(|| format!("cannot connect to {}", redact_url(url)))?;
             p.migrate().await?;

@@ -320,7 +320,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("motcua-pubsub-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("dir");
-        let s = SqliteStore::open(
+        let s = motcua_store_sqlite::open(
             &format!("sqlite://{}/t.db", dir.display()),
             Durability::Normal,
         )

@@ -11,6 +11,7 @@ pub mod conformance;
 pub mod objects;
 mod objects_s3;
 pub mod query;
+pub mod sql;
 
 use std::collections::BTreeMap;
 
@@ -40,6 +41,16 @@ pub enum StoreError {
     Invalid(String),
     #[error("storage error: {0}")]
     Backend(String),
+    /// The database or its driver failed; its error is the source.
+    #[error("database error: {0}")]
+    Database(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl StoreError {
+    /// A failure of the database, keeping the driver's error as the source.
+    pub fn backend(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        StoreError::Database(Box::new(e))
+    }
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -243,6 +254,13 @@ pub trait Store: Send + Sync + 'static {
 
     // Reference data.
     async fn load_units(&self, units: &[AdminUnit], audit: AuditEntry) -> StoreResult<usize>;
+    /// Loads `units` if the database has no province yet; nodes starting
+    /// together load them once. Returns whether it loaded them.
+    async fn load_units_if_empty(
+        &self,
+        units: &[AdminUnit],
+        audit: AuditEntry,
+    ) -> StoreResult<bool>;
     async fn unit(&self, code: &UnitCode) -> StoreResult<Option<AdminUnit>>;
     async fn count_units(&self) -> StoreResult<(u64, u64)>;
     async fn put_agency(&self, agency: &Agency, audit: AuditEntry) -> StoreResult<()>;

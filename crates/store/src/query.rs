@@ -20,6 +20,12 @@ use crate::DossierQuery;
 pub enum Arg {
     Int(i64),
     Text(String),
+    /// `INTEGER` 0/1 on SQLite, `BOOLEAN` on PostgreSQL.
+    Bool(bool),
+    /// A null where a number goes (PostgreSQL types its parameters).
+    NullInt,
+    /// A null where a text goes.
+    NullText,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

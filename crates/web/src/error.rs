@@ -101,6 +101,7 @@ impl From<StoreError> for ApiError {
                 Self::new(StatusCode::UNPROCESSABLE_ENTITY, "validation").detail(d)
             }
             StoreError::Backend(d) => Self::internal(d),
+            e @ StoreError::Database(_) => Self::internal(e),
         }
     }
 }

@@ -332,7 +332,7 @@ async fn postgres_reads_use_indexes_on_generated_data() {
     fill(inst.store.as_ref()).await;
     // Statistics as autovacuum would have them on a live database.
     sqlx::query("ANALYZE")
-        .execute(pg.pool())
+        .execute(pg.backend().pool())
         .await
         .expect("analyze");
     for (name, plan) in plans(inst.store.as_ref()).await {

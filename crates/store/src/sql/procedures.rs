@@ -1,0 +1,134 @@
+//! Procedure definitions and their versions.
+
+use chrono::{DateTime, Utc};
+use motcua_domain::procedure::Procedure;
+
+use super::{Conn, Dialect, args, rows};
+use crate::{ImportOutcome, StoreError, StoreResult, StoredProcedure};
+
+/// Class of the two-key advisory locks taken per procedure code on import
+/// (PostgreSQL).
+pub const PROCEDURE_LOCK_CLASS: i32 = 0x6d63_0001;
+
+/// Adds version `p.version` of a procedure unless that exact version is
+/// there already; refuses a different text under an existing version and
+/// a version older than the newest.
+pub(super) async fn put(
+    c: &mut dyn Conn,
+    p: &Procedure,
+    at: DateTime<Utc>,
+) -> StoreResult<ImportOutcome> {
+    let def = serde_json::to_string(p)
+        .map_err(|e| StoreError::Invalid(format!("procedure {}: {e}", p.code)))?;
+    if c.dialect() == Dialect::Postgres {
+        // Nodes importing the same procedure at once take turns, so the
+        // second one sees the first one's row (Unchanged), as on SQLite.
+        c.exec(
+            "SELECT pg_advisory_xact_lock(CAST($1 AS INTEGER), hashtext($2))",
+            vec![
+                super::Arg::Int(i64::from(PROCEDURE_LOCK_CLASS)),
+                p.code.as_str().into(),
+            ],
+        )
+        .await?;
+    }
+    let existing = c
+        .text(
+            "SELECT definition FROM procedures WHERE code = $1 AND version = $2",
+            args![&p.code, i64::from(p.version)],
+        )
+        .await?;
+    if let Some(existing) = existing {
+        let same = serde_json::from_str::<Procedure>(&existing)
+            .map_err(|e| StoreError::Backend(format!("stored procedure {}: {e}", p.code)))?
+            == *p;
+        return if same {
+            Ok(ImportOutcome::Unchanged)
+        } else {
+            Err(StoreError::Duplicate(format!(
+                "procedure {} version {} already exists with different content; raise the version",
+                p.code, p.version
+            )))
+        };
+    }
+    let newest = c
+        .int(
+            "SELECT MAX(version) FROM procedures WHERE code = $1",
+            args![&p.code],
+        )
+        .await?;
+    if newest.is_some_and(|v| v > i64::from(p.version)) {
+        return Err(StoreError::Invalid(format!(
+            "procedure {} already has a newer version than {}",
+            p.code, p.version
+        )));
+    }
+    c.exec(
+        "INSERT INTO procedures (code, version, definition, enabled, imported_at) VALUES ($1,$2,$3,TRUE,$4)",
+        args![&p.code, i64::from(p.version), def, at],
+    )
+    .await?;
+    Ok(ImportOutcome::Added)
+}
+
+pub(super) async fn version(
+    c: &mut dyn Conn,
+    code: &str,
+    version: u32,
+) -> StoreResult<Option<StoredProcedure>> {
+    let row = c
+        .first(
+            "SELECT * FROM procedures WHERE code = $1 AND version = $2",
+            args![code, i64::from(version)],
+        )
+        .await?;
+    rows::first(row, rows::procedure)
+}
+
+pub(super) async fn current(c: &mut dyn Conn, code: &str) -> StoreResult<Option<StoredProcedure>> {
+    let row = c
+        .first(
+            "SELECT * FROM procedures WHERE code = $1 AND enabled = TRUE ORDER BY version DESC LIMIT 1",
+            args![code],
+        )
+        .await?;
+    rows::first(row, rows::procedure)
+}
+
+pub(super) async fn all_current(c: &mut dyn Conn) -> StoreResult<Vec<StoredProcedure>> {
+    let rows = c
+        .fetch(
+            "SELECT p.* FROM procedures p WHERE p.enabled = TRUE AND p.version = (SELECT MAX(q.version) FROM procedures q WHERE q.code = p.code AND q.enabled = TRUE) ORDER BY p.code",
+            vec![],
+        )
+        .await?;
+    rows::all(rows, rows::procedure)
+}
+
+pub(super) async fn versions(c: &mut dyn Conn, code: &str) -> StoreResult<Vec<StoredProcedure>> {
+    let rows = c
+        .fetch(
+            "SELECT * FROM procedures WHERE code = $1 ORDER BY version",
+            args![code],
+        )
+        .await?;
+    rows::all(rows, rows::procedure)
+}
+
+pub(super) async fn set_enabled(
+    c: &mut dyn Conn,
+    code: &str,
+    version: u32,
+    enabled: bool,
+) -> StoreResult<()> {
+    let n = c
+        .exec(
+            "UPDATE procedures SET enabled = $1 WHERE code = $2 AND version = $3",
+            args![enabled, code, i64::from(version)],
+        )
+        .await?;
+    if n == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}
