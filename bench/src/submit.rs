@@ -758,6 +758,7 @@ impl CeilingCtx {
                 lifecycle: Lifecycle::new(),
                 audit,
                 event: "dossier.submitted".into(),
+                access_code: motcua_store::new_access_code()?,
             })
             .await?;
         Ok((in_put, t_create.elapsed()))

@@ -712,6 +712,7 @@ impl Gen {
                 Cell::Text(lifecycle_json),
                 Cell::Int(s.version),
                 Cell::Int(ms(s.updated_at)),
+                Cell::Text(format!("{:010}", self.rng.below(10_000_000_000))),
             ]);
             let mut entry = AuditEntry::new(
                 s.updated_at,
@@ -725,6 +726,9 @@ impl Gen {
             entry.to_status = Some(s.lifecycle.status.as_str().to_string());
             let rec: AuditRecord = link(self.prev.as_ref().map(|(s, h)| (*s, h.as_str())), entry);
             self.prev = Some((rec.seq, rec.hash.clone()));
+            if let Some(row) = dossier_rows.last_mut() {
+                row.push(Cell::Int(rec.seq));
+            }
             let e = &rec.entry;
             audit_rows.push(vec![
                 Cell::Int(rec.seq),

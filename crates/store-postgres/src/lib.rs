@@ -55,6 +55,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("migration_3.sql")),
     (4, include_str!("migration_4.sql")),
     (5, include_str!("migration_5.sql")),
+    (6, include_str!("migration_6.sql")),
 ];
 
 /// The migrations after which every dossier's search terms are written
@@ -257,7 +258,7 @@ impl Backend for PostgresBackend {
         Ok(dossier)
     }
 
-    async fn bulk_import(&self, parts: &[TableRows], _signer: AuditSigner) -> StoreResult<u64> {
+    async fn bulk_import(&self, parts: &[TableRows], signer: AuditSigner) -> StoreResult<u64> {
         let mut tx = self.pool.begin().await.map_err(db)?;
         let deferred: Option<String> = sqlx::query_scalar("SELECT value FROM meta WHERE key = $1")
             .bind(bulk::DEFERRED_INDEXES)
@@ -354,6 +355,12 @@ impl Backend for PostgresBackend {
                 .map_err(db)?;
             }
         }
+        if parts
+            .iter()
+            .any(|p| p.table == "audit" && !p.rows.is_empty())
+        {
+            sql::checkpoint_head(&mut tx, &signer).await?;
+        }
         tx.commit().await.map_err(db)?;
         Ok(written)
     }
@@ -361,6 +368,7 @@ impl Backend for PostgresBackend {
     async fn bulk_clear(&self) -> StoreResult<()> {
         let mut names: Vec<&str> = TABLES.iter().map(|t| t.name).collect();
         names.push("dossier_terms");
+        names.push("audit_head");
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "TRUNCATE {} RESTART IDENTITY",
             names.join(", ")
@@ -548,7 +556,10 @@ mod tests {
         }
 
         async fn store_on(&self, db: &PgConnectOptions) -> PostgresStore {
-            connect_with(db.clone(), 8).await.expect("connect")
+            connect_with(db.clone(), 8)
+                .await
+                .expect("connect")
+                .with_audit_key(conformance::test_key())
         }
 
         /// A fresh, migrated store on its own database.

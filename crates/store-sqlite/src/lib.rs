@@ -33,6 +33,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("migration_3.sql")),
     (4, include_str!("migration_4.sql")),
     (5, include_str!("migration_5.sql")),
+    (6, include_str!("migration_6.sql")),
 ];
 
 /// The migrations after which every dossier's search terms are written
@@ -338,7 +339,7 @@ impl Backend for SqliteBackend {
         answered.await.map_err(|_| stopped())?
     }
 
-    async fn bulk_import(&self, parts: &[TableRows], _signer: AuditSigner) -> StoreResult<u64> {
+    async fn bulk_import(&self, parts: &[TableRows], signer: AuditSigner) -> StoreResult<u64> {
         // Bulk loads insert into every index at random places: a page cache
         // of 256 MiB (instead of 2 MiB) keeps the indexes' upper levels in
         // memory. Set on the writer connection of the process doing the
@@ -400,13 +401,19 @@ impl Backend for SqliteBackend {
                 sql::insert_terms(&mut tx, &bulk::dossier_term_sources(&part.rows)?).await?;
             }
         }
+        if parts
+            .iter()
+            .any(|p| p.table == "audit" && !p.rows.is_empty())
+        {
+            sql::checkpoint_head(&mut tx, &signer).await?;
+        }
         tx.commit().await.map_err(db)?;
         Ok(written)
     }
 
     async fn bulk_clear(&self) -> StoreResult<()> {
         let mut tx = self.write.begin().await.map_err(db)?;
-        sqlx::query("DELETE FROM dossier_terms")
+        sqlx::raw_sql("DELETE FROM dossier_terms; DELETE FROM audit_head")
             .execute(&mut *tx)
             .await
             .map_err(db)?;
@@ -559,7 +566,8 @@ mod tests {
             Durability::Full,
         )
         .await
-        .expect("open");
+        .expect("open")
+        .with_audit_key(motcua_store::conformance::test_key());
         assert_eq!(s.migrate().await.expect("migrate"), MIGRATIONS.len());
         assert_eq!(
             s.migrate().await.expect("migrate again"),

@@ -69,7 +69,9 @@ impl TableDef {
 use ColKind::{Bool, Int, Text};
 
 /// Every table, in an order that satisfies the foreign keys when copied
-/// front to back (and cleared back to front).
+/// front to back (and cleared back to front). The signed head of the audit
+/// chain (`audit_head`) is not copied: the target signs the head of the
+/// records it imports with its own key.
 pub const TABLES: &[TableDef] = &[
     TableDef {
         name: "units",
@@ -110,6 +112,9 @@ pub const TABLES: &[TableDef] = &[
             ("agency_code", Text),
             ("disabled", Bool),
             ("created_at", Int),
+            ("national_id_verified_at", Int),
+            ("national_id_verified_by", Text),
+            ("national_id_verification", Text),
         ],
         key: 1,
         identity: true,
@@ -134,6 +139,7 @@ pub const TABLES: &[TableDef] = &[
             ("definition", Text),
             ("enabled", Bool),
             ("imported_at", Int),
+            ("home_province", Text),
         ],
         key: 2,
         identity: false,
@@ -168,6 +174,8 @@ pub const TABLES: &[TableDef] = &[
             ("lifecycle", Text),
             ("version", Int),
             ("updated_at", Int),
+            ("access_code", Text),
+            ("audit_seq", Int),
         ],
         key: 1,
         identity: true,
@@ -267,6 +275,43 @@ pub const TABLES: &[TableDef] = &[
         ],
         key: 1,
         identity: true,
+    },
+    TableDef {
+        name: "link_reviews",
+        columns: &[
+            ("id", Int),
+            ("dossier_id", Int),
+            ("user_id", Int),
+            ("created_at", Int),
+            ("resolved_at", Int),
+            ("resolved_by", Text),
+            ("resolution", Text),
+        ],
+        key: 1,
+        identity: true,
+    },
+    TableDef {
+        name: "procedure_availability",
+        columns: &[
+            ("unit_code", Text),
+            ("procedure_code", Text),
+            ("available", Bool),
+            ("changed_at", Int),
+            ("changed_by", Text),
+        ],
+        key: 2,
+        identity: false,
+    },
+    TableDef {
+        name: "throttle",
+        columns: &[
+            ("key", Text),
+            ("failures", Int),
+            ("window_start", Int),
+            ("last_at", Int),
+        ],
+        key: 1,
+        identity: false,
     },
     TableDef {
         name: "meta",

@@ -174,6 +174,7 @@ pub fn new_dossier(
         lifecycle: Lifecycle::new(),
         audit: entry("dossier.submit", at),
         event: "dossier.submitted".into(),
+        access_code: format!("{:010}", name.len() * 7919),
     })
 }
 
@@ -1052,6 +1053,428 @@ where
     meta_compare_and_set(&make().await).await?;
     bulk_copy(&make().await, &make().await).await?;
     pubsub(&make().await).await?;
+    national_id_verification(&make().await).await?;
+    throttle_counters(&make().await).await?;
+    procedure_availability(&make().await).await?;
+    audit_checkpoint_and_state(&make().await).await?;
+    Ok(())
+}
+
+/// The key the backends' test stores sign the audit chain's head with.
+pub fn test_key() -> ed25519_dalek::SigningKey {
+    ed25519_dalek::SigningKey::from_bytes(&[42u8; 32])
+}
+
+fn citizen(username: &str, national_id: &str) -> NewUser {
+    NewUser {
+        username: username.into(),
+        password_hash: "x".into(),
+        full_name: "Trần Thị Bình".into(),
+        national_id: Some(national_id.into()),
+        phone: None,
+        email: None,
+        roles: vec![Role::Citizen],
+        agency_code: None,
+    }
+}
+
+/// A typed national ID number grants nothing until verified; only verified
+/// numbers are unique; verification links the applicant's dossiers that
+/// have no account, and settles their reviews.
+pub async fn national_id_verification(store: &dyn Store) -> Result<(), String> {
+    use crate::{Verification, VerificationMethod};
+    seed(store).await?;
+    let now = Utc::now();
+    let nid = "001195054321";
+    let real = e(
+        store
+            .create_user(&citizen("binh", nid), entry("user.register", now))
+            .await,
+        "register",
+    )?;
+    let impostor = e(
+        store
+            .create_user(&citizen("mallory", nid), entry("user.register", now))
+            .await,
+        "an unverified number may be typed twice",
+    )?;
+    check(
+        real.verified_national_id().is_none() && real.national_id_verified.is_none(),
+        "a registered number is not verified",
+    )?;
+    check(
+        e(store.user_by_verified_national_id(nid).await, "by verified")?.is_none(),
+        "no verified holder yet",
+    )?;
+    // A counter dossier of that applicant, without an account.
+    let mut d = new_dossier("UB00073", "00073", None, "Trần Thị Bình", now)?;
+    d.channel = Channel::InPerson;
+    d.applicant.national_id = nid.into();
+    let counter = e(store.create_dossier(d).await, "counter dossier")?;
+    // A second one, once linked to the impostor by an older release.
+    let mut d = new_dossier("UB00073", "00073", None, "Trần Thị Bình", now)?;
+    d.channel = Channel::InPerson;
+    d.applicant.national_id = nid.into();
+    let reviewed = e(store.create_dossier(d).await, "counter dossier")?;
+    e(
+        store
+            .bulk_import(&[TableRows {
+                table: "link_reviews",
+                rows: vec![vec![
+                    Cell::Int(1),
+                    Cell::Int(reviewed.id),
+                    Cell::Int(impostor.id),
+                    Cell::Int(now.timestamp_millis()),
+                    Cell::Null,
+                    Cell::Null,
+                    Cell::Null,
+                ]],
+            }])
+            .await,
+        "a review row",
+    )?;
+    let open = e(store.link_reviews(true).await, "reviews")?;
+    check(
+        open.len() == 1 && open[0].username == "mallory" && open[0].dossier_code == reviewed.code,
+        "the review lists dossier and account",
+    )?;
+    // Keeping the impostor's link is refused: the number is not verified.
+    let kept = store
+        .resolve_link_review(open[0].id, true, "admin", now, entry("link.keep", now))
+        .await;
+    check(
+        matches!(kept, Err(StoreError::Invalid(_))),
+        "a link to an unverified account cannot be kept",
+    )?;
+    let v = Verification {
+        at: now,
+        by: "officer".into(),
+        method: VerificationMethod::Counter,
+    };
+    let linked = e(
+        store
+            .verify_national_id(real.id, nid, &v, entry("user.verify_national_id", now))
+            .await,
+        "verify",
+    )?;
+    check(
+        linked.contains(&counter.code) && linked.contains(&reviewed.code),
+        "verification links the applicant's dossiers",
+    )?;
+    let real = e(store.user(real.id).await, "user")?.ok_or("user gone")?;
+    check(
+        real.verified_national_id() == Some(nid)
+            && real
+                .national_id_verified
+                .as_ref()
+                .is_some_and(|x| x.by == "officer" && x.method == VerificationMethod::Counter),
+        "verification recorded",
+    )?;
+    check(
+        e(store.user_by_verified_national_id(nid).await, "by verified")?
+            .is_some_and(|u| u.id == real.id),
+        "the verified holder is found",
+    )?;
+    let twice = store
+        .verify_national_id(impostor.id, nid, &v, entry("user.verify_national_id", now))
+        .await;
+    check(
+        matches!(twice, Err(StoreError::Duplicate(_))),
+        "a number verified for one account is refused for another",
+    )?;
+    let mine = e(
+        store
+            .find_dossiers(&DossierQuery {
+                applicant_user_id: Some(real.id),
+                limit: 10,
+                ..Default::default()
+            })
+            .await,
+        "mine",
+    )?;
+    check(mine.len() == 2, "both dossiers under the verified account")?;
+    let theirs = e(
+        store
+            .find_dossiers(&DossierQuery {
+                applicant_user_id: Some(impostor.id),
+                limit: 10,
+                ..Default::default()
+            })
+            .await,
+        "theirs",
+    )?;
+    check(theirs.is_empty(), "nothing under the impostor")?;
+    let all = e(store.link_reviews(false).await, "reviews")?;
+    check(
+        all.len() == 1 && all[0].resolution.as_deref() == Some("removed"),
+        "the impostor's old link is settled as removed",
+    )?;
+    check(
+        e(store.link_reviews(true).await, "open")?.is_empty(),
+        "no review left open",
+    )?;
+    Ok(())
+}
+
+/// Failure counters per key, in a window; cleared on demand and when idle.
+pub async fn throttle_counters(store: &dyn Store) -> Result<(), String> {
+    let t0 = Utc::now();
+    let keys = vec!["login:a|1.2.3.4".to_string(), "ip:1.2.3.4".to_string()];
+    for i in 0..3 {
+        e(
+            store
+                .throttle_hit(&keys, t0 + Duration::seconds(i), Duration::minutes(15))
+                .await,
+            "hit",
+        )?;
+    }
+    let got = e(store.throttle_read(&keys).await, "read")?;
+    check(
+        got.len() == 2 && got.iter().all(|s| s.failures == 3),
+        "three failures counted under each key",
+    )?;
+    check(
+        got.iter()
+            .all(|s| s.last_at.timestamp() == (t0 + Duration::seconds(2)).timestamp()),
+        "the last failure's time is kept",
+    )?;
+    // After the window, the count starts again.
+    e(
+        store
+            .throttle_hit(
+                &keys[..1],
+                t0 + Duration::minutes(20),
+                Duration::minutes(15),
+            )
+            .await,
+        "hit later",
+    )?;
+    let got = e(store.throttle_read(&keys[..1]).await, "read")?;
+    check(got[0].failures == 1, "a new window starts at one")?;
+    e(
+        store
+            .throttle_clear(&keys[..1], t0 - Duration::days(1))
+            .await,
+        "clear",
+    )?;
+    let got = e(store.throttle_read(&keys).await, "read")?;
+    check(
+        got.len() == 1 && got[0].key == keys[1],
+        "the cleared key is gone, the other kept",
+    )?;
+    e(
+        store.throttle_clear(&[], t0 + Duration::days(1)).await,
+        "clear idle",
+    )?;
+    check(
+        e(store.throttle_read(&keys).await, "read")?.is_empty(),
+        "idle counters are removed",
+    )?;
+    Ok(())
+}
+
+/// A province's own procedures and the availability of any procedure are
+/// the province's; the national catalogue is not.
+pub async fn procedure_availability(store: &dyn Store) -> Result<(), String> {
+    seed(store).await?;
+    let now = Utc::now();
+    let hanoi = UnitCode::parse("01").map_err(|x| x.to_string())?;
+    let cao_bang = UnitCode::parse("04").map_err(|x| x.to_string())?;
+    let national = procedure()?;
+    let refused = store
+        .put_province_procedure(&national, &hanoi, entry("procedure.import", now))
+        .await;
+    check(
+        matches!(refused, Err(StoreError::Invalid(_))),
+        "a province cannot import a version of a national procedure",
+    )?;
+    let mut local = procedure()?;
+    local.code = "9.000001".into();
+    check(
+        e(
+            store
+                .put_province_procedure(&local, &hanoi, entry("procedure.import", now))
+                .await,
+            "local import",
+        )? == ImportOutcome::Added,
+        "a province imports a procedure of its own",
+    )?;
+    let stored = e(store.current_procedure("9.000001").await, "current")?.ok_or("missing")?;
+    check(
+        stored.home_province.as_ref() == Some(&hanoi),
+        "the procedure belongs to the province",
+    )?;
+    check(
+        e(store.current_procedure("1.000001").await, "current")?
+            .is_some_and(|p| p.home_province.is_none()),
+        "the national procedure belongs to no province",
+    )?;
+    local.version = 2;
+    for (attempt, what) in [
+        (
+            store
+                .put_province_procedure(&local, &cao_bang, entry("procedure.import", now))
+                .await,
+            "another province cannot add a version",
+        ),
+        (
+            store
+                .put_procedure(&local, entry("procedure.import", now))
+                .await,
+            "the national import cannot take a province's code",
+        ),
+    ] {
+        check(matches!(attempt, Err(StoreError::Invalid(_))), what)?;
+    }
+    let commune = UnitCode::parse("00073").map_err(|x| x.to_string())?;
+    e(
+        store
+            .set_availability(
+                &hanoi,
+                "1.000001",
+                Some(false),
+                "province.admin",
+                now,
+                entry("procedure.unavailable", now),
+            )
+            .await,
+        "set",
+    )?;
+    e(
+        store
+            .set_availability(
+                &commune,
+                "1.000001",
+                Some(true),
+                "province.admin",
+                now,
+                entry("procedure.available", now),
+            )
+            .await,
+        "set commune",
+    )?;
+    let got = e(
+        store
+            .availability("1.000001", &[commune.clone(), hanoi.clone()])
+            .await,
+        "read",
+    )?;
+    check(
+        got.len() == 2
+            && got
+                .iter()
+                .any(|a| a.unit_code == hanoi && !a.available && a.changed_by == "province.admin")
+            && got.iter().any(|a| a.unit_code == commune && a.available),
+        "decisions per unit are kept",
+    )?;
+    check(
+        e(
+            store.availability("1.000001", std::slice::from_ref(&cao_bang)).await,
+            "other",
+        )?
+        .is_empty(),
+        "another province has no decision",
+    )?;
+    check(
+        e(store.availability_in(std::slice::from_ref(&hanoi)).await, "in")?.len() == 1,
+        "the decisions of a unit",
+    )?;
+    e(
+        store
+            .set_availability(
+                &commune,
+                "1.000001",
+                None,
+                "province.admin",
+                now,
+                entry("procedure.availability_reset", now),
+            )
+            .await,
+        "reset",
+    )?;
+    check(
+        e(store.availability("1.000001", &[]).await, "all")?.len() == 1,
+        "a removed decision is gone",
+    )?;
+    Ok(())
+}
+
+/// Every append signs the chain's head in its own transaction, and each
+/// dossier names the record that set its current status: a status changed
+/// outside the application is named.
+pub async fn audit_checkpoint_and_state(store: &dyn Store) -> Result<(), String> {
+    seed(store).await?;
+    let now = Utc::now();
+    let d = e(
+        store
+            .create_dossier(new_dossier("UB00073", "00073", None, "An", now)?)
+            .await,
+        "create",
+    )?;
+    let mut l = d.lifecycle.clone();
+    l.status = Status::Accepted;
+    let mut a = entry("dossier.accept", now);
+    a.dossier_code = Some(d.code.to_string());
+    a.from_status = Some("newly_registered".into());
+    a.to_status = Some("accepted".into());
+    e(
+        store
+            .update_dossier(DossierUpdate {
+                code: d.code.clone(),
+                expected_version: 1,
+                lifecycle: l,
+                new_documents: vec![],
+                audit: a,
+                event: "dossier.accepted".into(),
+                at: now,
+            })
+            .await,
+        "accept",
+    )?;
+    e(
+        store
+            .append_audit(entry("dossier.view_personal_data", now))
+            .await,
+        "view",
+    )?;
+    let (seq, hash) = e(store.audit_head().await, "head")?.ok_or("no head")?;
+    let cp = e(store.audit_checkpoint().await, "checkpoint")?.ok_or("no checkpoint")?;
+    check(
+        cp.seq == seq && cp.hash == hash,
+        "the checkpoint is the chain's head",
+    )?;
+    check(
+        cp.verify(&test_key().verifying_key()).is_ok(),
+        "the checkpoint is signed with the store's key",
+    )?;
+    let rec = e(store.audit_record(seq).await, "record")?.ok_or("no record")?;
+    check(rec.hash == hash, "a record is read by its number")?;
+    check(
+        e(store.dossier_state_problems(10).await, "state")?.is_empty(),
+        "every dossier's status is its records'",
+    )?;
+    // A row whose status its records never set (as if changed in the
+    // database): the imported copy of a dossier names the accept record.
+    let mut row = e(store.bulk_export("dossiers", None, 1).await, "export")?.remove(0);
+    let t = crate::bulk::table("dossiers").map_err(|x| x.to_string())?;
+    let col = |name: &str| t.columns.iter().position(|(n, _)| *n == name).unwrap_or(0);
+    row[col("id")] = Cell::Int(999);
+    row[col("code")] = Cell::Text("UB00073-000101-0001".into());
+    row[col("status")] = Cell::Text("completed".into());
+    e(
+        store
+            .bulk_import(&[TableRows {
+                table: "dossiers",
+                rows: vec![row],
+            }])
+            .await,
+        "import a tampered row",
+    )?;
+    let problems = e(store.dossier_state_problems(10).await, "state")?;
+    check(
+        problems.len() == 1 && problems[0].code.as_str() == "UB00073-000101-0001",
+        "the tampered dossier is named, and only it",
+    )?;
     Ok(())
 }
 

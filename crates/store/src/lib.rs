@@ -68,6 +68,112 @@ pub struct User {
     pub agency_code: Option<AgencyCode>,
     pub disabled: bool,
     pub created_at: DateTime<Utc>,
+    /// How `national_id` was checked; `None`: typed by the user, unchecked.
+    pub national_id_verified: Option<Verification>,
+}
+
+impl User {
+    /// The national ID number if, and only if, it has been verified: the
+    /// one rule that decides whether a number may grant anything (counter
+    /// dossiers under "my dossiers", data read from national registries).
+    pub fn verified_national_id(&self) -> Option<&str> {
+        self.national_id_verified
+            .as_ref()
+            .and(self.national_id.as_deref())
+    }
+}
+
+/// How a national ID number was verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VerificationMethod {
+    /// At the counter, by an officer who saw the identity card.
+    Counter,
+    /// By a trusted identity provider (sign-in with the national identity).
+    IdentityProvider,
+    /// Seeded as verified by `serve --demo`, without any check.
+    Demo,
+}
+
+impl VerificationMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VerificationMethod::Counter => "counter",
+            VerificationMethod::IdentityProvider => "identity_provider",
+            VerificationMethod::Demo => "demo",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            VerificationMethod::Counter,
+            VerificationMethod::IdentityProvider,
+            VerificationMethod::Demo,
+        ]
+        .into_iter()
+        .find(|m| m.as_str() == s)
+    }
+}
+
+/// Who verified a national ID number, how and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verification {
+    pub at: DateTime<Utc>,
+    /// The officer's user name, the identity provider, or `demo`.
+    pub by: String,
+    pub method: VerificationMethod,
+}
+
+/// A counter dossier that was linked to an account by an unverified
+/// national ID number before verification existed: unlinked by the
+/// upgrade and waiting for staff to keep or remove the link.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LinkReview {
+    pub id: i64,
+    pub dossier_code: DossierCode,
+    pub agency_code: AgencyCode,
+    pub applicant_name: String,
+    pub applicant_national_id: String,
+    pub user_id: i64,
+    pub username: String,
+    /// The account's national ID number if it is verified now.
+    pub user_verified_national_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub resolved_at: Option<DateTime<Utc>>,
+    pub resolved_by: Option<String>,
+    /// `kept` or `removed`.
+    pub resolution: Option<String>,
+}
+
+/// Failures counted under one key in the current window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThrottleState {
+    pub key: String,
+    pub failures: u32,
+    pub window_start: DateTime<Utc>,
+    pub last_at: DateTime<Utc>,
+}
+
+/// Whether a procedure may be filed in a unit (a province or a commune),
+/// as decided by the province; absent: the default (national procedures
+/// everywhere, a province's own procedures in that province).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Availability {
+    pub unit_code: UnitCode,
+    pub procedure_code: String,
+    pub available: bool,
+    pub changed_at: DateTime<Utc>,
+    pub changed_by: String,
+}
+
+/// A dossier whose stored status is not what its audit records say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateProblem {
+    pub code: DossierCode,
+    pub status: String,
+    /// The sequence number the row names as its latest record.
+    pub audit_seq: Option<i64>,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,6 +193,8 @@ pub struct StoredProcedure {
     pub definition: Procedure,
     pub enabled: bool,
     pub imported_at: DateTime<Utc>,
+    /// The province that imported it; `None`: the national catalogue.
+    pub home_province: Option<UnitCode>,
 }
 
 /// What happened to a procedure on import.
@@ -134,6 +242,8 @@ pub struct NewDossier {
     /// Audit entry of the submission; the store fills in the dossier code.
     pub audit: AuditEntry,
     pub event: String,
+    /// The secret printed on the receipt (see [`Dossier::access_code`]).
+    pub access_code: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -153,6 +263,9 @@ pub struct Dossier {
     /// Optimistic-concurrency version, bumped by every update.
     pub version: i64,
     pub updated_at: DateTime<Utc>,
+    /// The secret printed on the receipt (Form 01): with the code, it
+    /// shows the dossier to whoever holds the paper.
+    pub access_code: String,
 }
 
 /// A change decided by the domain, to be written in one transaction.
@@ -275,6 +388,44 @@ pub trait Store: Send + Sync + 'static {
     async fn user(&self, id: i64) -> StoreResult<Option<User>>;
     async fn user_by_national_id(&self, national_id: &str) -> StoreResult<Option<User>>;
     async fn users(&self) -> StoreResult<Vec<User>>;
+    /// The account whose *verified* national ID number is `national_id`.
+    async fn user_by_verified_national_id(&self, national_id: &str) -> StoreResult<Option<User>>;
+    /// Records that `user_id` holds `national_id` (checked as `v` says),
+    /// and links to the account, in the same transaction, every dossier of
+    /// that applicant number that has no account. `Duplicate` when another
+    /// account holds the number verified. Returns the dossiers linked.
+    async fn verify_national_id(
+        &self,
+        user_id: i64,
+        national_id: &str,
+        v: &Verification,
+        audit: AuditEntry,
+    ) -> StoreResult<Vec<DossierCode>>;
+    /// Links waiting for review (`open_only`) or all of them, oldest first.
+    async fn link_reviews(&self, open_only: bool) -> StoreResult<Vec<LinkReview>>;
+    /// Keeps (links the dossier to the account again) or removes an open
+    /// review's link; `Conflict` when it was resolved already.
+    async fn resolve_link_review(
+        &self,
+        id: i64,
+        keep: bool,
+        by: &str,
+        at: DateTime<Utc>,
+        audit: AuditEntry,
+    ) -> StoreResult<()>;
+    /// The counters of `keys` (absent keys are left out).
+    async fn throttle_read(&self, keys: &[String]) -> StoreResult<Vec<ThrottleState>>;
+    /// Counts one failure under each key; a counter whose window (of
+    /// `window`) has passed starts again at one.
+    async fn throttle_hit(
+        &self,
+        keys: &[String],
+        now: DateTime<Utc>,
+        window: chrono::Duration,
+    ) -> StoreResult<()>;
+    /// Forgets the counters of `keys`, and every counter idle since before
+    /// `idle_before`.
+    async fn throttle_clear(&self, keys: &[String], idle_before: DateTime<Utc>) -> StoreResult<()>;
     async fn set_user_disabled(
         &self,
         id: i64,
@@ -300,6 +451,36 @@ pub trait Store: Send + Sync + 'static {
 
     // Procedures.
     async fn put_procedure(&self, p: &Procedure, audit: AuditEntry) -> StoreResult<ImportOutcome>;
+    /// Imports a procedure of a province's own (available there only);
+    /// `Invalid` when the code belongs to the national catalogue or to
+    /// another province.
+    async fn put_province_procedure(
+        &self,
+        p: &Procedure,
+        province: &UnitCode,
+        audit: AuditEntry,
+    ) -> StoreResult<ImportOutcome>;
+    /// Sets (`Some`) or removes (`None`) the availability of a procedure in
+    /// a unit, with its audit record.
+    async fn set_availability(
+        &self,
+        unit: &UnitCode,
+        procedure_code: &str,
+        available: Option<bool>,
+        by: &str,
+        at: DateTime<Utc>,
+        audit: AuditEntry,
+    ) -> StoreResult<()>;
+    /// The availability decisions for `procedure_code` in any of `units`
+    /// (a commune and its province, say), or in every unit if `units` is
+    /// empty.
+    async fn availability(
+        &self,
+        procedure_code: &str,
+        units: &[UnitCode],
+    ) -> StoreResult<Vec<Availability>>;
+    /// Every availability decision in any of `units`.
+    async fn availability_in(&self, units: &[UnitCode]) -> StoreResult<Vec<Availability>>;
     async fn procedure(&self, code: &str, version: u32) -> StoreResult<Option<StoredProcedure>>;
     /// The newest enabled version of a procedure.
     async fn current_procedure(&self, code: &str) -> StoreResult<Option<StoredProcedure>>;
@@ -339,6 +520,16 @@ pub trait Store: Send + Sync + 'static {
     /// Records with `seq > after`, in order, at most `limit`.
     async fn audit_records(&self, after: i64, limit: u32) -> StoreResult<Vec<AuditRecord>>;
     async fn dossier_audit(&self, code: &DossierCode) -> StoreResult<Vec<AuditRecord>>;
+    /// The record `seq`.
+    async fn audit_record(&self, seq: i64) -> StoreResult<Option<AuditRecord>>;
+    /// The last record's (seq, hash).
+    async fn audit_head(&self) -> StoreResult<Option<(i64, String)>>;
+    /// The signed head of the chain written by the last append.
+    async fn audit_checkpoint(&self) -> StoreResult<Option<motcua_domain::audit::Checkpoint>>;
+    /// Dossiers whose status is not the one set by the newest of their
+    /// audit records (changed outside the application, or a record lost),
+    /// at most `limit`.
+    async fn dossier_state_problems(&self, limit: u32) -> StoreResult<Vec<StateProblem>>;
 
     // Outbox.
     async fn claim_events(&self, limit: u32) -> StoreResult<Vec<OutboxEvent>>;
@@ -656,3 +847,11 @@ pub fn late_source_key(code: &DossierCode) -> String {
 
 /// The statuses in which a dossier's clock runs (lateness is reported).
 pub const LATE_STATUSES: [Status; 2] = [Status::Accepted, Status::Processing];
+
+/// A new secret for a receipt: ten random digits (the citizen types them on
+/// a phone's number pad; guessing is throttled per address and dossier).
+pub fn new_access_code() -> StoreResult<String> {
+    let mut raw = [0u8; 8];
+    getrandom::fill(&mut raw).map_err(|e| StoreError::Backend(format!("no randomness: {e}")))?;
+    Ok(format!("{:010}", u64::from_le_bytes(raw) % 10_000_000_000))
+}

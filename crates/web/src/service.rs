@@ -319,6 +319,7 @@ pub async fn create_dossier(
             lifecycle,
             audit: entry,
             event,
+            access_code: motcua_store::new_access_code()?,
         })
         .await?;
     st.metrics.dossier_submitted();

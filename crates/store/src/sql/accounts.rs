@@ -1,9 +1,10 @@
 //! Accounts and their tokens.
 
 use chrono::{DateTime, Utc};
+use motcua_domain::{AgencyCode, DossierCode};
 
 use super::{Conn, args, rows};
-use crate::{NewUser, StoreError, StoreResult, User};
+use crate::{LinkReview, NewUser, StoreError, StoreResult, ThrottleState, User, Verification};
 
 pub(super) async fn insert_user(
     c: &mut dyn Conn,
@@ -114,4 +115,185 @@ pub(super) async fn revoke_token(c: &mut dyn Conn, token_hash: &str) -> StoreRes
     )
     .await?
         > 0)
+}
+
+pub(super) async fn user_by_verified_national_id(
+    c: &mut dyn Conn,
+    national_id: &str,
+) -> StoreResult<Option<User>> {
+    let row = c
+        .first(
+            "SELECT * FROM users WHERE national_id = $1 AND national_id_verified_at IS NOT NULL",
+            args![national_id],
+        )
+        .await?;
+    rows::first(row, rows::user)
+}
+
+/// Marks `national_id` verified for `user_id` and links the dossiers of
+/// that applicant number that have no account; see
+/// [`crate::Store::verify_national_id`].
+pub(super) async fn verify_national_id(
+    c: &mut dyn Conn,
+    user_id: i64,
+    national_id: &str,
+    v: &Verification,
+) -> StoreResult<Vec<DossierCode>> {
+    let other = c
+        .int(
+            "SELECT id FROM users WHERE national_id = $1 AND national_id_verified_at IS NOT NULL AND id <> $2",
+            args![national_id, user_id],
+        )
+        .await?;
+    if other.is_some() {
+        return Err(StoreError::Duplicate(
+            "this national ID number is verified for another account".into(),
+        ));
+    }
+    let n = c
+        .exec(
+            "UPDATE users SET national_id = $1, national_id_verified_at = $2, national_id_verified_by = $3, national_id_verification = $4 WHERE id = $5",
+            args![national_id, v.at, &v.by, v.method.as_str(), user_id],
+        )
+        .await?;
+    if n == 0 {
+        return Err(StoreError::NotFound);
+    }
+    let linked = c
+        .fetch(
+            "UPDATE dossiers SET applicant_user_id = $1 WHERE applicant_national_id = $2 AND applicant_user_id IS NULL RETURNING code",
+            args![user_id, national_id],
+        )
+        .await?
+        .iter()
+        .map(|r| r.parsed("code", DossierCode::parse))
+        .collect::<StoreResult<Vec<_>>>()?;
+    // Reviews of those dossiers are settled by the verification: the link
+    // kept if it was to this account, removed otherwise.
+    c.exec(
+        "UPDATE link_reviews SET resolved_at = $1, resolved_by = $2, resolution = CASE WHEN user_id = $3 THEN 'kept' ELSE 'removed' END WHERE resolved_at IS NULL AND dossier_id IN (SELECT id FROM dossiers WHERE applicant_national_id = $4)",
+        args![v.at, &v.by, user_id, national_id],
+    )
+    .await?;
+    Ok(linked)
+}
+
+const LINK_REVIEW_SELECT: &str = "SELECT r.id, d.code, d.agency_code, d.applicant_name, d.applicant_national_id, r.user_id, u.username, CASE WHEN u.national_id_verified_at IS NOT NULL THEN u.national_id END AS verified_nid, r.created_at, r.resolved_at, r.resolved_by, r.resolution FROM link_reviews r JOIN dossiers d ON d.id = r.dossier_id JOIN users u ON u.id = r.user_id";
+
+fn link_review(r: &super::Row) -> StoreResult<LinkReview> {
+    Ok(LinkReview {
+        id: r.int("id")?,
+        dossier_code: r.parsed("code", DossierCode::parse)?,
+        agency_code: r.parsed("agency_code", AgencyCode::parse)?,
+        applicant_name: r.text("applicant_name")?,
+        applicant_national_id: r.text("applicant_national_id")?,
+        user_id: r.int("user_id")?,
+        username: r.text("username")?,
+        user_verified_national_id: r.opt_text("verified_nid")?,
+        created_at: r.time("created_at")?,
+        resolved_at: r.opt_time("resolved_at")?,
+        resolved_by: r.opt_text("resolved_by")?,
+        resolution: r.opt_text("resolution")?,
+    })
+}
+
+pub(super) async fn link_reviews(
+    c: &mut dyn Conn,
+    open_only: bool,
+) -> StoreResult<Vec<LinkReview>> {
+    let sql = if open_only {
+        format!("{LINK_REVIEW_SELECT} WHERE r.resolved_at IS NULL ORDER BY r.id")
+    } else {
+        format!("{LINK_REVIEW_SELECT} ORDER BY r.id")
+    };
+    let rows = c.fetch(&sql, vec![]).await?;
+    rows::all(rows, link_review)
+}
+
+pub(super) async fn resolve_link_review(
+    c: &mut dyn Conn,
+    id: i64,
+    keep: bool,
+    by: &str,
+    at: DateTime<Utc>,
+) -> StoreResult<()> {
+    let sql = format!("{LINK_REVIEW_SELECT} WHERE r.id = $1");
+    let Some(review) = rows::first(c.first(&sql, args![id]).await?, link_review)? else {
+        return Err(StoreError::NotFound);
+    };
+    if review.resolved_at.is_some() {
+        return Err(StoreError::Conflict);
+    }
+    if keep {
+        if review.user_verified_national_id.as_deref() != Some(&review.applicant_national_id) {
+            return Err(StoreError::Invalid(
+                "the account's national ID number is not verified as the applicant's".into(),
+            ));
+        }
+        c.exec(
+            "UPDATE dossiers SET applicant_user_id = $1 WHERE code = $2",
+            args![review.user_id, review.dossier_code.as_str()],
+        )
+        .await?;
+    }
+    let n = c
+        .exec(
+            "UPDATE link_reviews SET resolved_at = $1, resolved_by = $2, resolution = $3 WHERE id = $4 AND resolved_at IS NULL",
+            args![at, by, if keep { "kept" } else { "removed" }, id],
+        )
+        .await?;
+    if n == 0 {
+        return Err(StoreError::Conflict);
+    }
+    Ok(())
+}
+
+pub(super) async fn throttle_read(
+    c: &mut dyn Conn,
+    keys: &[String],
+) -> StoreResult<Vec<ThrottleState>> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT key, failures, window_start, last_at FROM throttle WHERE key IN ({})",
+        super::marks(1, keys.len())
+    );
+    let rows = c
+        .fetch(&sql, keys.iter().map(super::Arg::from).collect())
+        .await?;
+    rows::all(rows, rows::throttle)
+}
+
+pub(super) async fn throttle_hit(
+    c: &mut dyn Conn,
+    key: &str,
+    now: DateTime<Utc>,
+    window: chrono::Duration,
+) -> StoreResult<()> {
+    c.exec(
+        "INSERT INTO throttle (key, failures, window_start, last_at) VALUES ($1, 1, $2, $2) ON CONFLICT (key) DO UPDATE SET failures = CASE WHEN throttle.window_start < $3 THEN 1 ELSE throttle.failures + 1 END, window_start = CASE WHEN throttle.window_start < $3 THEN $2 ELSE throttle.window_start END, last_at = $2",
+        args![key, now, now - window],
+    )
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn throttle_clear(
+    c: &mut dyn Conn,
+    keys: &[String],
+    idle_before: DateTime<Utc>,
+) -> StoreResult<()> {
+    let sql = format!(
+        "DELETE FROM throttle WHERE last_at < $1{}",
+        if keys.is_empty() {
+            String::new()
+        } else {
+            format!(" OR key IN ({})", super::marks(2, keys.len()))
+        }
+    );
+    let mut a = args![idle_before];
+    a.extend(keys.iter().map(super::Arg::from));
+    c.exec(&sql, a).await?;
+    Ok(())
 }

@@ -119,3 +119,42 @@ pub async fn of_dossier(c: &mut dyn Conn, code: &DossierCode) -> StoreResult<Vec
         .await?;
     rows::all(rows, rows::audit)
 }
+
+pub async fn record(c: &mut dyn Conn, seq: i64) -> StoreResult<Option<AuditRecord>> {
+    let row = c
+        .first("SELECT * FROM audit WHERE seq = $1", args![seq])
+        .await?;
+    rows::first(row, rows::audit)
+}
+
+pub async fn checkpoint(c: &mut dyn Conn) -> StoreResult<Option<Checkpoint>> {
+    let Some(r) = c
+        .first(
+            "SELECT seq, hash, at, signer, signature FROM audit_head WHERE id = 1",
+            vec![],
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    Ok(Some(Checkpoint {
+        seq: r.int("seq")?,
+        hash: r.text("hash")?,
+        at: r.micros("at")?,
+        key: r.text("signer")?,
+        signature: r.text("signature")?,
+    }))
+}
+
+/// After a bulk load of audit rows: the signed checkpoint of the new head.
+pub async fn checkpoint_head(c: &mut dyn Conn, signer: &AuditSigner) -> StoreResult<()> {
+    let Some((seq, _)) = head(c).await? else {
+        return Ok(());
+    };
+    if let Some(rec) = record(c, seq).await?
+        && let Some(cp) = signer.checkpoint(&rec)
+    {
+        write_checkpoint(c, &cp).await?;
+    }
+    Ok(())
+}

@@ -132,7 +132,7 @@ pub async fn insert_dossier(
     );
     let id = c
         .int(
-            "INSERT INTO dossiers (code, procedure_code, procedure_version, agency_code, unit_code, channel, applicant_user_id, applicant_name, applicant_national_id, applicant_phone, applicant_email, fields, submitted_at, status, holder, due_at, appointment_at, lifecycle, version, updated_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,1,$19) RETURNING id",
+            "INSERT INTO dossiers (code, procedure_code, procedure_version, agency_code, unit_code, channel, applicant_user_id, applicant_name, applicant_national_id, applicant_phone, applicant_email, fields, submitted_at, status, holder, due_at, appointment_at, lifecycle, version, updated_at, access_code) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,1,$19,$20) RETURNING id",
             args![
                 code.as_str(),
                 &d.procedure_code,
@@ -153,6 +153,7 @@ pub async fn insert_dossier(
                 d.lifecycle.appointment_at,
                 json_text(&d.lifecycle)?,
                 d.submitted_at,
+                &d.access_code,
             ],
         )
         .await?
@@ -169,7 +170,8 @@ pub async fn insert_dossier(
     .await?;
     let mut entry = d.audit;
     entry.dossier_code = Some(code.as_str().to_string());
-    append_audit(c, signer, entry).await?;
+    let rec = append_audit(c, signer, entry).await?;
+    set_audit_seq(c, id, rec.seq).await?;
     let payload = event_payload(&code, &d.agency_code, None, &d.lifecycle, d.submitted_at);
     outbox(c, &d.event, &payload, d.submitted_at).await?;
     Ok(Dossier {
@@ -187,7 +189,18 @@ pub async fn insert_dossier(
         lifecycle: d.lifecycle,
         version: 1,
         updated_at: d.submitted_at,
+        access_code: d.access_code,
     })
+}
+
+/// Names the audit record that set the dossier's current status.
+async fn set_audit_seq(c: &mut dyn Conn, id: i64, seq: i64) -> StoreResult<()> {
+    c.exec(
+        "UPDATE dossiers SET audit_seq = $1 WHERE id = $2",
+        args![seq, id],
+    )
+    .await?;
+    Ok(())
 }
 
 async fn documents(c: &mut dyn Conn, dossier_id: i64) -> StoreResult<Vec<StoredDocument>> {
@@ -264,7 +277,8 @@ pub(super) async fn update(
         insert_documents(c, id, next, &u.new_documents).await?;
     }
     let from = u.audit.from_status.as_deref().and_then(Status::parse);
-    append_audit(c, signer, u.audit).await?;
+    let rec = append_audit(c, signer, u.audit).await?;
+    set_audit_seq(c, id, rec.seq).await?;
     let payload = event_payload(&u.code, &agency, from, &u.lifecycle, u.at);
     outbox(c, &u.event, &payload, u.at).await?;
     by_code(c, &u.code).await?.ok_or(StoreError::NotFound)
@@ -387,4 +401,44 @@ pub(super) async fn late(
         })
     })
     .collect()
+}
+
+/// Dossiers whose status is not the one their newest audit record set.
+pub(super) async fn state_problems(
+    c: &mut dyn Conn,
+    limit: u32,
+) -> StoreResult<Vec<crate::StateProblem>> {
+    let rows = c
+        .fetch(
+            "SELECT code, status, audit_seq, a_seq, a_code, a_status, newest FROM (SELECT d.code, d.status, d.audit_seq, a.seq AS a_seq, a.dossier_code AS a_code, a.to_status AS a_status, (SELECT MAX(b.seq) FROM audit b WHERE b.dossier_code = d.code AND b.to_status IS NOT NULL) AS newest FROM dossiers d LEFT JOIN audit a ON a.seq = d.audit_seq) x WHERE a_seq IS NULL OR a_code IS DISTINCT FROM code OR a_status IS DISTINCT FROM status OR newest IS DISTINCT FROM audit_seq ORDER BY code LIMIT $1",
+            args![i64::from(limit)],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| {
+            let status = r.text("status")?;
+            let audit_seq = r.opt_int("audit_seq")?;
+            let reason = match (audit_seq, r.opt_int("a_seq")?) {
+                (None, _) => "it names no audit record".to_string(),
+                (Some(s), None) => format!("its audit record {s} is missing"),
+                (Some(s), Some(_)) if r.opt_text("a_code")?.as_deref() != Some(&r.text("code")?) => {
+                    format!("its audit record {s} is about another dossier")
+                }
+                (Some(s), Some(_)) if r.opt_text("a_status")?.as_deref() != Some(&status) => format!(
+                    "its status {status} is not the {} set by its audit record {s} (changed outside the application)",
+                    r.opt_text("a_status")?.unwrap_or_default()
+                ),
+                (Some(s), Some(_)) => format!(
+                    "its audit record {s} is not its newest ({})",
+                    r.opt_int("newest")?.unwrap_or_default()
+                ),
+            };
+            Ok(crate::StateProblem {
+                code: r.parsed("code", DossierCode::parse)?,
+                status,
+                audit_seq,
+                reason,
+            })
+        })
+        .collect()
 }

@@ -33,7 +33,7 @@ pub use crate::bulk::Cell;
 pub use crate::query::{Arg, Dialect};
 use crate::{Dossier, NewDossier, StoreError, StoreResult, TableRows};
 
-pub use audit::{AUDIT_LOCK, AuditSigner, append_audit};
+pub use audit::{AUDIT_LOCK, AuditSigner, append_audit, checkpoint_head};
 pub use dossiers::{append_terms, insert_dossier, insert_terms};
 pub use drivers::db_error;
 pub use reference::SETUP_LOCK;

@@ -1,10 +1,11 @@
 //! Procedure definitions and their versions.
 
 use chrono::{DateTime, Utc};
+use motcua_domain::UnitCode;
 use motcua_domain::procedure::Procedure;
 
-use super::{Conn, Dialect, args, rows};
-use crate::{ImportOutcome, StoreError, StoreResult, StoredProcedure};
+use super::{Arg, Conn, Dialect, args, marks, rows};
+use crate::{Availability, ImportOutcome, StoreError, StoreResult, StoredProcedure};
 
 /// Class of the two-key advisory locks taken per procedure code on import
 /// (PostgreSQL).
@@ -16,6 +17,7 @@ pub const PROCEDURE_LOCK_CLASS: i32 = 0x6d63_0001;
 pub(super) async fn put(
     c: &mut dyn Conn,
     p: &Procedure,
+    home: Option<&UnitCode>,
     at: DateTime<Utc>,
 ) -> StoreResult<ImportOutcome> {
     let def = serde_json::to_string(p)
@@ -31,6 +33,26 @@ pub(super) async fn put(
             ],
         )
         .await?;
+    }
+    // A code belongs to the national catalogue or to one province, for
+    // every version.
+    if let Some(r) = c
+        .first(
+            "SELECT home_province FROM procedures WHERE code = $1 LIMIT 1",
+            args![&p.code],
+        )
+        .await?
+    {
+        let owner = r.opt_text("home_province")?;
+        if owner.as_deref() != home.map(|h| h.as_str()) {
+            return Err(StoreError::Invalid(match owner {
+                None => format!(
+                    "procedure {} belongs to the national catalogue, which only the operator imports",
+                    p.code
+                ),
+                Some(o) => format!("procedure {} belongs to province {o}", p.code),
+            }));
+        }
     }
     let existing = c
         .text(
@@ -64,8 +86,14 @@ pub(super) async fn put(
         )));
     }
     c.exec(
-        "INSERT INTO procedures (code, version, definition, enabled, imported_at) VALUES ($1,$2,$3,TRUE,$4)",
-        args![&p.code, i64::from(p.version), def, at],
+        "INSERT INTO procedures (code, version, definition, enabled, imported_at, home_province) VALUES ($1,$2,$3,TRUE,$4,$5)",
+        args![
+            &p.code,
+            i64::from(p.version),
+            def,
+            at,
+            home.map(|h| h.as_str())
+        ],
     )
     .await?;
     Ok(ImportOutcome::Added)
@@ -131,4 +159,56 @@ pub(super) async fn set_enabled(
         return Err(StoreError::NotFound);
     }
     Ok(())
+}
+
+pub(super) async fn set_availability(
+    c: &mut dyn Conn,
+    unit: &UnitCode,
+    code: &str,
+    available: Option<bool>,
+    by: &str,
+    at: DateTime<Utc>,
+) -> StoreResult<()> {
+    match available {
+        Some(a) => {
+            c.exec(
+                "INSERT INTO procedure_availability (unit_code, procedure_code, available, changed_at, changed_by) VALUES ($1,$2,$3,$4,$5) ON CONFLICT (unit_code, procedure_code) DO UPDATE SET available = excluded.available, changed_at = excluded.changed_at, changed_by = excluded.changed_by",
+                args![unit.as_str(), code, a, at, by],
+            )
+            .await?;
+        }
+        None => {
+            c.exec(
+                "DELETE FROM procedure_availability WHERE unit_code = $1 AND procedure_code = $2",
+                args![unit.as_str(), code],
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Availability decisions, for one procedure (`Some`) or all, in `units`
+/// (every unit when empty).
+pub(super) async fn availability(
+    c: &mut dyn Conn,
+    code: Option<&str>,
+    units: &[UnitCode],
+) -> StoreResult<Vec<Availability>> {
+    let mut sql = "SELECT * FROM procedure_availability WHERE 1 = 1".to_string();
+    let mut a: Vec<Arg> = Vec::new();
+    if let Some(code) = code {
+        a.push(code.into());
+        sql.push_str(&format!(" AND procedure_code = ${}", a.len()));
+    }
+    if !units.is_empty() {
+        sql.push_str(&format!(
+            " AND unit_code IN ({})",
+            marks(a.len() + 1, units.len())
+        ));
+        a.extend(units.iter().map(|u| Arg::from(u.as_str())));
+    }
+    sql.push_str(" ORDER BY procedure_code, unit_code");
+    let rows = c.fetch(&sql, a).await?;
+    rows::all(rows, rows::availability)
 }

@@ -7,8 +7,9 @@ use motcua_domain::{AgencyCode, DossierCode, UnitCode};
 
 use super::Row;
 use crate::{
-    Applicant, Delivery, DeliveryMode, DeliveryState, Dossier, DossierSummary, OutboxEvent,
-    PubEvent, StoreError, StoreResult, StoredDocument, StoredProcedure, Subscription, User,
+    Applicant, Availability, Delivery, DeliveryMode, DeliveryState, Dossier, DossierSummary,
+    OutboxEvent, PubEvent, StoreError, StoreResult, StoredDocument, StoredProcedure, Subscription,
+    ThrottleState, User, Verification, VerificationMethod,
 };
 
 fn unknown(what: &str, v: &str) -> StoreError {
@@ -47,6 +48,17 @@ pub fn user(r: &Row) -> StoreResult<User> {
         agency_code: r.opt_parsed("agency_code", AgencyCode::parse)?,
         disabled: r.bool("disabled")?,
         created_at: r.time("created_at")?,
+        national_id_verified: match r.opt_time("national_id_verified_at")? {
+            Some(at) => {
+                let method = r.text("national_id_verification")?;
+                Some(Verification {
+                    at,
+                    by: r.text("national_id_verified_by")?,
+                    method: known("verification", &method, VerificationMethod::parse(&method))?,
+                })
+            }
+            None => None,
+        },
     })
 }
 
@@ -78,6 +90,7 @@ pub fn procedure(r: &Row) -> StoreResult<StoredProcedure> {
         definition: r.json("definition")?,
         enabled: r.bool("enabled")?,
         imported_at: r.time("imported_at")?,
+        home_province: r.opt_parsed("home_province", UnitCode::parse)?,
     })
 }
 
@@ -112,6 +125,7 @@ pub fn dossier(r: &Row) -> StoreResult<Dossier> {
         lifecycle: r.json("lifecycle")?,
         version: r.int("version")?,
         updated_at: r.time("updated_at")?,
+        access_code: r.opt_text("access_code")?.unwrap_or_default(),
     })
 }
 
@@ -216,6 +230,25 @@ pub fn delivery(r: &Row) -> StoreResult<Delivery> {
         last_error: r.opt_text("last_error")?,
         updated_at: r.time("updated_at")?,
         done_at: r.opt_time("done_at")?,
+    })
+}
+
+pub fn throttle(r: &Row) -> StoreResult<ThrottleState> {
+    Ok(ThrottleState {
+        key: r.text("key")?,
+        failures: u32::try_from(r.int("failures")?).unwrap_or(u32::MAX),
+        window_start: r.time("window_start")?,
+        last_at: r.time("last_at")?,
+    })
+}
+
+pub fn availability(r: &Row) -> StoreResult<Availability> {
+    Ok(Availability {
+        unit_code: r.parsed("unit_code", UnitCode::parse)?,
+        procedure_code: r.text("procedure_code")?,
+        available: r.bool("available")?,
+        changed_at: r.time("changed_at")?,
+        changed_by: r.text("changed_by")?,
     })
 }
 

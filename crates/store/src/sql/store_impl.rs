@@ -18,9 +18,10 @@ use super::{
 use crate::bulk::{Cell, ExplainTarget, TableRows};
 use crate::query::{self, FindSql};
 use crate::{
-    AttemptResult, Delivery, DeliveryQuery, Dossier, DossierQuery, DossierSummary, DossierUpdate,
-    ImportOutcome, LateDossier, NewDossier, NewPubEvent, NewSubscription, NewUser, OutboxEvent,
-    PubEvent, QueueCount, Store, StoreError, StoreResult, StoredProcedure, Subscription, User,
+    AttemptResult, Availability, Delivery, DeliveryQuery, Dossier, DossierQuery, DossierSummary,
+    DossierUpdate, ImportOutcome, LateDossier, LinkReview, NewDossier, NewPubEvent,
+    NewSubscription, NewUser, OutboxEvent, PubEvent, QueueCount, StateProblem, Store, StoreError,
+    StoreResult, StoredProcedure, Subscription, ThrottleState, User, Verification,
 };
 
 impl<B: Backend> SqlStore<B> {
@@ -155,6 +156,61 @@ impl<B: Backend> Store for SqlStore<B> {
         accounts::users(self.read().await?.as_mut()).await
     }
 
+    async fn user_by_verified_national_id(&self, national_id: &str) -> StoreResult<Option<User>> {
+        accounts::user_by_verified_national_id(self.read().await?.as_mut(), national_id).await
+    }
+
+    async fn verify_national_id(
+        &self,
+        user_id: i64,
+        national_id: &str,
+        v: &Verification,
+        entry: AuditEntry,
+    ) -> StoreResult<Vec<DossierCode>> {
+        let mut tx = self.begin().await?;
+        let linked = accounts::verify_national_id(tx.conn(), user_id, national_id, v).await?;
+        self.finish(tx, entry).await?;
+        Ok(linked)
+    }
+
+    async fn link_reviews(&self, open_only: bool) -> StoreResult<Vec<LinkReview>> {
+        accounts::link_reviews(self.read().await?.as_mut(), open_only).await
+    }
+
+    async fn resolve_link_review(
+        &self,
+        id: i64,
+        keep: bool,
+        by: &str,
+        at: DateTime<Utc>,
+        entry: AuditEntry,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        accounts::resolve_link_review(tx.conn(), id, keep, by, at).await?;
+        self.finish(tx, entry).await
+    }
+
+    async fn throttle_read(&self, keys: &[String]) -> StoreResult<Vec<ThrottleState>> {
+        accounts::throttle_read(self.read().await?.as_mut(), keys).await
+    }
+
+    async fn throttle_hit(
+        &self,
+        keys: &[String],
+        now: DateTime<Utc>,
+        window: chrono::Duration,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        for k in keys {
+            accounts::throttle_hit(tx.conn(), k, now, window).await?;
+        }
+        tx.commit().await
+    }
+
+    async fn throttle_clear(&self, keys: &[String], idle_before: DateTime<Utc>) -> StoreResult<()> {
+        accounts::throttle_clear(self.write().await?.as_mut(), keys, idle_before).await
+    }
+
     async fn set_user_disabled(
         &self,
         id: i64,
@@ -211,13 +267,55 @@ impl<B: Backend> Store for SqlStore<B> {
 
     async fn put_procedure(&self, p: &Procedure, entry: AuditEntry) -> StoreResult<ImportOutcome> {
         let mut tx = self.begin().await?;
-        let outcome = procedures::put(tx.conn(), p, entry.at).await?;
+        let outcome = procedures::put(tx.conn(), p, None, entry.at).await?;
         if outcome == ImportOutcome::Unchanged {
             tx.rollback().await?;
             return Ok(outcome);
         }
         self.finish(tx, entry).await?;
         Ok(outcome)
+    }
+
+    async fn put_province_procedure(
+        &self,
+        p: &Procedure,
+        province: &UnitCode,
+        entry: AuditEntry,
+    ) -> StoreResult<ImportOutcome> {
+        let mut tx = self.begin().await?;
+        let outcome = procedures::put(tx.conn(), p, Some(province), entry.at).await?;
+        if outcome == ImportOutcome::Unchanged {
+            tx.rollback().await?;
+            return Ok(outcome);
+        }
+        self.finish(tx, entry).await?;
+        Ok(outcome)
+    }
+
+    async fn set_availability(
+        &self,
+        unit: &UnitCode,
+        procedure_code: &str,
+        available: Option<bool>,
+        by: &str,
+        at: DateTime<Utc>,
+        entry: AuditEntry,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        procedures::set_availability(tx.conn(), unit, procedure_code, available, by, at).await?;
+        self.finish(tx, entry).await
+    }
+
+    async fn availability(
+        &self,
+        procedure_code: &str,
+        units: &[UnitCode],
+    ) -> StoreResult<Vec<Availability>> {
+        procedures::availability(self.read().await?.as_mut(), Some(procedure_code), units).await
+    }
+
+    async fn availability_in(&self, units: &[UnitCode]) -> StoreResult<Vec<Availability>> {
+        procedures::availability(self.read().await?.as_mut(), None, units).await
     }
 
     async fn procedure(&self, code: &str, version: u32) -> StoreResult<Option<StoredProcedure>> {
@@ -304,6 +402,22 @@ impl<B: Backend> Store for SqlStore<B> {
 
     async fn dossier_audit(&self, code: &DossierCode) -> StoreResult<Vec<AuditRecord>> {
         audit::of_dossier(self.read().await?.as_mut(), code).await
+    }
+
+    async fn audit_record(&self, seq: i64) -> StoreResult<Option<AuditRecord>> {
+        audit::record(self.read().await?.as_mut(), seq).await
+    }
+
+    async fn audit_head(&self) -> StoreResult<Option<(i64, String)>> {
+        audit::head(self.read().await?.as_mut()).await
+    }
+
+    async fn audit_checkpoint(&self) -> StoreResult<Option<motcua_domain::audit::Checkpoint>> {
+        audit::checkpoint(self.read().await?.as_mut()).await
+    }
+
+    async fn dossier_state_problems(&self, limit: u32) -> StoreResult<Vec<StateProblem>> {
+        dossiers::state_problems(self.read().await?.as_mut(), limit).await
     }
 
     async fn claim_events(&self, limit: u32) -> StoreResult<Vec<OutboxEvent>> {
