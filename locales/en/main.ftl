@@ -594,3 +594,6 @@ xadm-by-service = By service
 xadm-by-client = By client
 xadm-latency-help = Latencies in milliseconds, estimated from the histogram buckets (the same as /metrics). Unregistered services and unauthenticated clients count under "-".
 xadm-no-traffic = No requests yet.
+
+## Security: verified national ID numbers
+prefill-needs-verification = To fill in your details from the national population database, your personal identification number must be verified first: bring your citizen identity card to the one-stop counter (once only). You can still file by typing your details below.

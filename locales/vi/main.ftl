@@ -585,3 +585,6 @@ xadm-by-service = Theo dịch vụ
 xadm-by-client = Theo phân hệ gọi
 xadm-latency-help = Độ trễ tính bằng mili giây, ước lượng từ các khoảng của biểu đồ tần suất (như /metrics). Dịch vụ chưa đăng ký và bên gọi chưa xác thực được tính vào "-".
 xadm-no-traffic = Chưa có yêu cầu nào.
+
+## Security: verified national ID numbers
+prefill-needs-verification = Để điền sẵn thông tin từ Cơ sở dữ liệu quốc gia về dân cư, số định danh cá nhân của bạn cần được xác thực trước: mang căn cước công dân đến Bộ phận Một cửa (chỉ một lần). Bạn vẫn nộp được hồ sơ bằng cách tự nhập thông tin dưới đây.

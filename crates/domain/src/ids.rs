@@ -294,10 +294,91 @@ pub fn parse_email(raw: &str) -> Result<String, ParseError> {
     }
 }
 
+/// The longest file name kept (characters).
+pub const FILE_NAME_MAX: usize = 150;
+
+/// Characters that reorder or hide text around them (bidirectional
+/// overrides and isolates, marks, zero-width characters, byte-order mark):
+/// a name holding one can show as another (`hóa-đơn\u{202E}fdp.exe`).
+fn is_deceptive(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061C}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2069}'
+            | '\u{FEFF}'
+    )
+}
+
+/// A file's name as sent by a browser or a client: without any folder,
+/// NFC, 1 to [`FILE_NAME_MAX`] characters, no control character, no
+/// character that reorders or hides text, not `.` or `..`.
+pub fn parse_file_name(raw: &str) -> Result<String, ParseError> {
+    let base = raw.rsplit(['/', '\\']).next().unwrap_or(raw);
+    let name: String = crate::text::nfc(base.trim());
+    let invalid = |why: &str| Err(ParseError::new("document-filename", why));
+    if name.is_empty() || name == "." || name == ".." {
+        return invalid("no file name");
+    }
+    if name.chars().count() > FILE_NAME_MAX {
+        return invalid("too long");
+    }
+    if name.chars().any(|c| c.is_control() || is_deceptive(c)) {
+        return invalid("control or direction character");
+    }
+    Ok(name)
+}
+
+/// A name that is safe to show and to send back for a stored file, even
+/// if it was stored before names were checked: bad characters become `_`.
+pub fn safe_file_name(stored: &str) -> String {
+    let cleaned: String = stored
+        .chars()
+        .map(|c| {
+            if c.is_control() || is_deceptive(c) || c == '/' || c == '\\' {
+                '_'
+            } else {
+                c
+            }
+        })
+        .take(FILE_NAME_MAX)
+        .collect();
+    if cleaned.trim().is_empty() {
+        "tai-lieu".into()
+    } else {
+        cleaned
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn file_names_without_folders_controls_or_direction_marks() {
+        assert_eq!(
+            parse_file_name("C:\\Users\\An\\giấy chứng sinh.pdf").as_deref(),
+            Ok("giấy chứng sinh.pdf")
+        );
+        assert_eq!(parse_file_name("../../etc/passwd").as_deref(), Ok("passwd"));
+        for bad in [
+            "",
+            "..",
+            "ten\u{1}tep.pdf",
+            "a\r\nb.pdf",
+            "hoa-don\u{202E}fdp.exe",
+            "x\u{200B}.pdf",
+            "dir/",
+        ] {
+            assert!(parse_file_name(bad).is_err(), "{bad:?}");
+        }
+        assert!(parse_file_name(&"a".repeat(151)).is_err());
+        assert_eq!(safe_file_name("ten\u{1}tep.pdf"), "ten_tep.pdf");
+        assert_eq!(safe_file_name("\u{202E}"), "_");
+        assert_eq!(safe_file_name(""), "tai-lieu");
+    }
 
     #[test]
     fn national_id_accepts_valid_and_rejects_invalid() {

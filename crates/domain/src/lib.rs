@@ -10,6 +10,7 @@ pub mod dossier;
 pub mod ids;
 pub mod procedure;
 pub mod text;
+pub mod throttle;
 pub mod units;
 
 pub use ids::{AgencyCode, DossierCode, NationalId, UnitCode, Vnd};

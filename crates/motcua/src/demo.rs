@@ -3,7 +3,7 @@
 use motcua_domain::dossier::Role;
 use motcua_domain::units::{Agency, AgencyKind};
 use motcua_domain::{AgencyCode, UnitCode};
-use motcua_store::{NewUser, Store, StoreError};
+use motcua_store::{NewUser, Store, StoreError, Verification, VerificationMethod};
 
 use crate::{Config, import_procedures, read_procedures, system_audit};
 
@@ -198,6 +198,8 @@ const USERS: &[DemoUser] = &[
 /// whether anything was seeded.
 pub async fn seed(store: &dyn Store, cfg: &Config) -> anyhow::Result<bool> {
     if store.meta("demo_seeded").await?.is_some() {
+        // Seeded by an earlier release, before numbers were verified.
+        verify_demo_citizens(store).await?;
         return Ok(false);
     }
     // Every step is idempotent, so that several nodes starting at once on
@@ -257,6 +259,7 @@ pub async fn seed(store: &dyn Store, cfg: &Config) -> anyhow::Result<bool> {
             Err(e) => return Err(e.into()),
         }
     }
+    verify_demo_citizens(store).await?;
     if cfg.procedures_dir.is_dir() {
         let (procs, issues) = read_procedures(&cfg.procedures_dir)?;
         if !issues.is_empty() {
@@ -275,6 +278,36 @@ pub async fn seed(store: &dyn Store, cfg: &Config) -> anyhow::Result<bool> {
     Ok(true)
 }
 
+/// The demo citizens' national ID numbers count as verified, without any
+/// check (method `demo`, shown as such on their pages): demo mode only, so
+/// that counter dossiers and prefill can be tried at once.
+async fn verify_demo_citizens(store: &dyn Store) -> anyhow::Result<()> {
+    for (username, _, nid, _, _) in USERS {
+        let Some(nid) = nid else { continue };
+        let Some(u) = store.user_by_name(username).await? else {
+            continue;
+        };
+        if u.national_id_verified.is_some() {
+            continue;
+        }
+        let v = Verification {
+            at: chrono::Utc::now(),
+            by: "demo".into(),
+            method: VerificationMethod::Demo,
+        };
+        let entry = system_audit(
+            "user.verify_national_id",
+            &serde_json::json!({ "username": username, "method": "demo" }),
+        );
+        match store.verify_national_id(u.id, nid, &v, entry).await {
+            // Another node verified it first.
+            Ok(_) | Err(StoreError::Duplicate(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
 pub fn logins() -> String {
     let mut s = format!("Demo logins (password: {DEMO_PASSWORD}):\n");
     for (username, name, _, roles, agency) in USERS {
@@ -285,5 +318,8 @@ pub fn logins() -> String {
             agency.map(|a| format!(" ({a})")).unwrap_or_default()
         ));
     }
+    s.push_str(
+        "  (citizen and citizen2: national ID numbers verified by the demo, without any check)\n",
+    );
     s
 }

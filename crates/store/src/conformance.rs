@@ -1369,14 +1369,21 @@ pub async fn procedure_availability(store: &dyn Store) -> Result<(), String> {
     )?;
     check(
         e(
-            store.availability("1.000001", std::slice::from_ref(&cao_bang)).await,
+            store
+                .availability("1.000001", std::slice::from_ref(&cao_bang))
+                .await,
             "other",
         )?
         .is_empty(),
         "another province has no decision",
     )?;
     check(
-        e(store.availability_in(std::slice::from_ref(&hanoi)).await, "in")?.len() == 1,
+        e(
+            store.availability_in(std::slice::from_ref(&hanoi)).await,
+            "in",
+        )?
+        .len()
+            == 1,
         "the decisions of a unit",
     )?;
     e(

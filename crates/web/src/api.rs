@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, FromRequest, Multipart, Path, Query, Request, State};
+use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use motcua_domain::dossier::{Action, Channel, Command, Role, SatisfactionLevel, Status};
@@ -14,11 +14,11 @@ use motcua_domain::{DossierCode, UnitCode};
 use motcua_store::{Applicant, Dossier, DossierQuery, StoredDocument, User};
 use serde::Deserialize;
 
-use crate::auth::{self, current_user, is_staff};
+use crate::AppState;
+use crate::auth::{self, ApiUser, is_staff};
 use crate::error::{ApiError, FieldProblem};
 use crate::service::{self, FormData, Upload, audit_entry};
 use crate::views::*;
-use crate::{AppState, ClientAddr};
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -33,33 +33,12 @@ fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
     responses((status = 200, body = TokenResponse), (status = 401, description = "Wrong user name or password"), (status = 429, description = "Too many failed attempts")))]
 pub async fn issue_token(
     State(st): State<AppState>,
-    ConnectInfo(client): ConnectInfo<ClientAddr>,
+    client: crate::throttle::Client,
     body: Bytes,
 ) -> ApiResult<Json<TokenResponse>> {
     let req: TokenRequest = json_body(&body)?;
-    let client = client.0;
-    if let Err(wait) = st.limiter.check(&req.username, &client) {
-        let mut e = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate-limited");
-        e.retry_after = Some(wait);
-        return Err(e);
-    }
-    let user = st.store.user_by_name(&req.username).await?;
-    let hash = user
-        .as_ref()
-        .map(|u| u.password_hash.clone())
-        .unwrap_or_else(|| auth::dummy_hash().to_string());
-    let password = req.password.clone();
-    let ok = tokio::task::spawn_blocking(move || auth::verify_password(&password, &hash))
-        .await
-        .map_err(ApiError::internal)?;
-    let user = match user {
-        Some(u) if ok && !u.disabled => u,
-        _ => {
-            st.limiter.fail(&req.username, &client);
-            return Err(ApiError::new(StatusCode::UNAUTHORIZED, "bad-credentials"));
-        }
-    };
-    st.limiter.succeed(&req.username);
+    let user =
+        crate::throttle::password_login(&st, &req.username, &req.password, &client, None).await?;
     let (token, hash) = auth::new_token().map_err(ApiError::internal)?;
     let expires_at = st.clock.now() + st.config.token_ttl;
     st.store.create_token(&hash, user.id, expires_at).await?;
@@ -84,6 +63,7 @@ pub async fn revoke_token(State(st): State<AppState>, headers: HeaderMap) -> Api
     responses((status = 201, body = UserView), (status = 422, description = "Validation errors per field")))]
 pub async fn register(
     State(st): State<AppState>,
+    client: crate::throttle::Client,
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<UserView>)> {
     let req: RegisterRequest = json_body(&body)?;
@@ -97,6 +77,7 @@ pub async fn register(
             phone: req.phone.as_deref(),
             email: req.email.as_deref(),
         },
+        &client,
     )
     .await?;
     Ok((StatusCode::CREATED, Json(user_view(&user))))
@@ -114,8 +95,7 @@ pub fn user_view(u: &User) -> UserView {
 
 /// `GET /api/v1/me`
 #[utoipa::path(get, path = "/api/v1/me", tag = "auth", responses((status = 200, body = UserView), (status = 401)))]
-pub async fn me(State(st): State<AppState>, headers: HeaderMap) -> ApiResult<Json<UserView>> {
-    let u = current_user(&st, &headers).await?;
+pub async fn me(ApiUser(u): ApiUser) -> ApiResult<Json<UserView>> {
     Ok(Json(user_view(&u)))
 }
 
@@ -177,7 +157,10 @@ async fn read_api_form(
     let mut docs = Vec::new();
     for up in form.files {
         if up.name == json_part {
-            json = Some(String::from_utf8_lossy(&up.bytes).into_owned());
+            json = Some(
+                String::from_utf8(up.bytes)
+                    .map_err(|_| ApiError::field(json_part, "invalid-utf8"))?,
+            );
         } else if let Some(id) = up.name.strip_prefix("document:") {
             docs.push((id.to_string(), up));
         } else {
@@ -252,10 +235,9 @@ async fn store_uploads(
     responses((status = 201, body = SubmitResponse), (status = 401), (status = 403), (status = 422, description = "Validation errors per field")))]
 pub async fn submit(
     State(st): State<AppState>,
-    headers: HeaderMap,
+    ApiUser(user): ApiUser,
     mp: Multipart,
 ) -> ApiResult<(StatusCode, Json<SubmitResponse>)> {
-    let user = current_user(&st, &headers).await?;
     let (json, uploads) = read_api_form(&st, mp, "application").await?;
     let json = json.ok_or_else(|| ApiError::field("application", "missing-application"))?;
     let app: Application = json_body(json.as_bytes())?;
@@ -336,11 +318,12 @@ pub async fn submit(
                     .map_err(|_| errs.push(FieldProblem::new("applicant.phone", "invalid-phone")))
                     .ok()
             });
-        // An applicant who has an account sees the dossier under "my dossiers".
+        // An applicant whose account holds this number *verified* sees the
+        // dossier under "my dossiers"; a typed number links nothing.
         let owner = match &nid {
             Ok(n) => st
                 .store
-                .user_by_national_id(n.as_str())
+                .user_by_verified_national_id(n.as_str())
                 .await?
                 .map(|u| u.id),
             Err(_) => None,
@@ -447,10 +430,10 @@ async fn dossier_view(
     responses((status = 200, body = DossierView), (status = 401), (status = 404)))]
 pub async fn get_dossier(
     State(st): State<AppState>,
+    ApiUser(user): ApiUser,
     headers: HeaderMap,
     Path(code): Path<String>,
 ) -> ApiResult<Json<DossierView>> {
-    let user = current_user(&st, &headers).await?;
     let d = service::load_dossier(&st, &user, &code).await?;
     service::audit_view(&st, &user, &d, "dossier.view_personal_data").await?;
     Ok(Json(
@@ -460,31 +443,15 @@ pub async fn get_dossier(
 
 /// `GET /api/v1/dossiers/{code}/documents/{index}`: the file itself.
 #[utoipa::path(get, path = "/api/v1/dossiers/{code}/documents/{index}", tag = "dossiers",
-    params(("code" = String, Path), ("index" = usize, Path)),
+    params(("code" = String, Path), ("index" = String, Path, description = "Position of the document in the dossier: 0, 1, …")),
     responses((status = 200, description = "The file"), (status = 404)))]
 pub async fn get_document(
     State(st): State<AppState>,
-    headers: HeaderMap,
-    Path((code, index)): Path<(String, usize)>,
+    ApiUser(user): ApiUser,
+    Path((code, index)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let user = current_user(&st, &headers).await?;
     let d = service::load_dossier(&st, &user, &code).await?;
-    let doc = d.documents.get(index).ok_or_else(ApiError::not_found)?;
-    service::audit_view(&st, &user, &d, "dossier.download_document").await?;
-    let bytes = st.objects.get(&doc.sha256).await?;
-    let disposition = format!(
-        "inline; filename=\"{}\"",
-        doc.filename.replace(['"', '\\', '\r', '\n'], "_")
-    );
-    Ok((
-        [
-            (header::CONTENT_TYPE, doc.content_type.clone()),
-            (header::CONTENT_DISPOSITION, disposition),
-            (header::CACHE_CONTROL, "private, no-store".to_string()),
-        ],
-        bytes,
-    )
-        .into_response())
+    service::document_response(&st, &user, &d, &index).await
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -505,10 +472,9 @@ pub struct ListQuery {
     responses((status = 200, body = DossierList), (status = 401)))]
 pub async fn list_dossiers(
     State(st): State<AppState>,
-    headers: HeaderMap,
+    ApiUser(user): ApiUser,
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<DossierList>> {
-    let user = current_user(&st, &headers).await?;
     let mut query = DossierQuery {
         limit: crate::views::SEARCH_LIMIT_MAX,
         ..Default::default()
@@ -567,10 +533,9 @@ pub struct WorkqueueParams {
     responses((status = 200, body = Workqueue), (status = 401), (status = 403), (status = 422, description = "Unknown tab")))]
 pub async fn workqueue(
     State(st): State<AppState>,
-    headers: HeaderMap,
+    ApiUser(user): ApiUser,
     Query(params): Query<WorkqueueParams>,
 ) -> ApiResult<Json<Workqueue>> {
-    let user = current_user(&st, &headers).await?;
     let agency = user.agency_code.clone().ok_or_else(ApiError::forbidden)?;
     let holders: Vec<Role> = user
         .roles
@@ -612,12 +577,12 @@ pub async fn workqueue(
     responses((status = 200, body = DossierView), (status = 403, description = "Role or unit may not act"), (status = 404), (status = 409, description = "Not allowed in the current status"), (status = 422)))]
 pub async fn act(
     State(st): State<AppState>,
+    ApiUser(user): ApiUser,
     Path(code): Path<String>,
     req: Request,
 ) -> ApiResult<Json<DossierView>> {
     let headers = req.headers().clone();
     let lang = crate::i18n::Lang::from_headers(&headers);
-    let user = current_user(&st, &headers).await?;
     let is_multipart = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

@@ -1,8 +1,4 @@
-//! Passwords (argon2), bearer tokens and login rate limiting.
-
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+//! Passwords (argon2), bearer tokens, and the API caller extractor.
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -91,71 +87,39 @@ pub fn has(u: &User, r: Role) -> bool {
     u.roles.contains(&r)
 }
 
-/// Sliding-window limit on failed logins, per user name and per client.
-#[derive(Debug)]
-pub struct LoginLimiter {
-    window: Duration,
-    per_user: usize,
-    per_client: usize,
-    failures: Mutex<HashMap<String, Vec<Instant>>>,
+/// A caller of the API with a live bearer token; any other request is
+/// refused with 401 before its body is read.
+#[derive(Debug, Clone)]
+pub struct ApiUser(pub User);
+
+impl axum::extract::FromRequestParts<crate::AppState> for ApiUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        st: &crate::AppState,
+    ) -> Result<Self, ApiError> {
+        current_user(st, &parts.headers).await.map(ApiUser)
+    }
 }
 
-impl LoginLimiter {
-    pub fn new(window: Duration, per_user: usize, per_client: usize) -> Self {
-        Self {
-            window,
-            per_user,
-            per_client,
-            failures: Mutex::new(HashMap::new()),
-        }
-    }
+/// A province administrator calling the API (401 without a live token,
+/// 403 for any other role), checked before the body is read.
+#[derive(Debug, Clone)]
+pub struct ProvinceAdminApi(pub User);
 
-    fn keys(username: &str, client: &str) -> [(String, bool); 2] {
-        [
-            (format!("u:{}", username.to_lowercase()), true),
-            (format!("c:{client}"), false),
-        ]
-    }
+impl axum::extract::FromRequestParts<crate::AppState> for ProvinceAdminApi {
+    type Rejection = ApiError;
 
-    /// `Err(seconds)` when the caller must wait before trying again.
-    pub fn check(&self, username: &str, client: &str) -> Result<(), u64> {
-        let now = Instant::now();
-        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        for (key, is_user) in Self::keys(username, client) {
-            let limit = if is_user {
-                self.per_user
-            } else {
-                self.per_client
-            };
-            if let Some(v) = map.get_mut(&key) {
-                v.retain(|t| now.duration_since(*t) < self.window);
-                if v.len() >= limit {
-                    let oldest = v.first().copied().unwrap_or(now);
-                    let wait = self.window.saturating_sub(now.duration_since(oldest));
-                    return Err(wait.as_secs().max(1));
-                }
-            }
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        st: &crate::AppState,
+    ) -> Result<Self, ApiError> {
+        let user = current_user(st, &parts.headers).await?;
+        if !has(&user, Role::ProvinceAdmin) {
+            return Err(ApiError::forbidden());
         }
-        Ok(())
-    }
-
-    pub fn fail(&self, username: &str, client: &str) {
-        let now = Instant::now();
-        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() > 100_000 {
-            map.retain(|_, v| {
-                v.last()
-                    .is_some_and(|t| now.duration_since(*t) < self.window)
-            });
-        }
-        for (key, _) in Self::keys(username, client) {
-            map.entry(key).or_default().push(now);
-        }
-    }
-
-    pub fn succeed(&self, username: &str) {
-        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        map.remove(&format!("u:{}", username.to_lowercase()));
+        Ok(ProvinceAdminApi(user))
     }
 }
 
@@ -164,16 +128,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn passwords_and_limits() {
+    fn passwords() {
         let h = hash_password("motcua-demo").expect("hash");
         assert!(verify_password("motcua-demo", &h));
         assert!(!verify_password("wrong", &h));
-        let l = LoginLimiter::new(Duration::from_secs(60), 3, 10);
-        for _ in 0..3 {
-            assert!(l.check("a", "ip").is_ok());
-            l.fail("a", "ip");
-        }
-        assert!(l.check("a", "ip").is_err());
-        assert!(l.check("b", "ip").is_ok());
     }
 }

@@ -185,37 +185,83 @@ pub fn problem_body(e: &ApiError, lang: Lang) -> serde_json::Value {
     serde_json::to_value(body).unwrap_or_default()
 }
 
-/// Middleware: turns an [`ApiError`] into a problem+json body in the
-/// language the request asked for.
-pub async fn problem_language(req: Request, next: Next) -> Response {
-    let lang = Lang::from_headers(req.headers());
-    let mut res = next.run(req).await;
-    if let Some(err) = res.extensions_mut().remove::<ApiError>() {
-        let body = problem_body(&err, lang).to_string();
-        let mut out = (err.status, body).into_response();
-        out.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
-        out.headers_mut().insert(
-            header::CONTENT_LANGUAGE,
-            HeaderValue::from_static(lang.code()),
-        );
-        for (k, v) in res.headers() {
-            if k == header::RETRY_AFTER {
-                out.headers_mut().insert(k.clone(), v.clone());
+/// The stable `type` of an error status that no handler described (a
+/// request the framework refused before any handler ran).
+fn kind_of_status(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::BAD_REQUEST => "bad-request",
+        StatusCode::UNAUTHORIZED => "unauthorized",
+        StatusCode::FORBIDDEN => "forbidden",
+        StatusCode::NOT_FOUND => "not-found",
+        StatusCode::METHOD_NOT_ALLOWED => "method-not-allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload-too-large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported-media-type",
+        StatusCode::UNPROCESSABLE_ENTITY => "validation",
+        StatusCode::TOO_MANY_REQUESTS => "rate-limited",
+        s if s.is_server_error() => "internal",
+        _ => "bad-request",
+    }
+}
+
+fn problem_response(err: &ApiError, lang: Lang, extra: Option<&axum::http::HeaderMap>) -> Response {
+    let body = problem_body(err, lang).to_string();
+    let mut out = (err.status, body).into_response();
+    out.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    out.headers_mut().insert(
+        header::CONTENT_LANGUAGE,
+        HeaderValue::from_static(lang.code()),
+    );
+    if let Some(h) = extra {
+        for k in [header::RETRY_AFTER, header::ALLOW] {
+            if let Some(v) = h.get(&k) {
+                out.headers_mut().insert(k, v.clone());
             }
         }
-        return out;
     }
-    if res.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-        let err = ApiError::new(res.status(), "payload-too-large");
-        let mut out = (err.status, problem_body(&err, lang).to_string()).into_response();
-        out.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
-        return out;
+    out
+}
+
+/// Middleware: turns an [`ApiError`] into a problem+json body in the
+/// language the request asked for; and under `/api/`, any other error
+/// answer (a path, query or body the framework refused before a handler
+/// ran, an unknown route or method) into problem+json too, so that every
+/// error of the API has the same shape.
+pub async fn problem_language(req: Request, next: Next) -> Response {
+    let lang = Lang::from_headers(req.headers());
+    let api = req.uri().path().starts_with("/api/");
+    let mut res = next.run(req).await;
+    if let Some(err) = res.extensions_mut().remove::<ApiError>() {
+        return problem_response(&err, lang, Some(res.headers()));
+    }
+    let status = res.status();
+    let is_problem = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    if (status.is_client_error() || status.is_server_error())
+        && !is_problem
+        && (api || status == StatusCode::PAYLOAD_TOO_LARGE)
+    {
+        let kind = kind_of_status(status);
+        let mut err = ApiError::new(status, kind);
+        // The framework's own words say which part was refused (never
+        // an internal detail); kept short.
+        if kind != "internal" {
+            let (parts, body) = res.into_parts();
+            let text = axum::body::to_bytes(body, 4096)
+                .await
+                .ok()
+                .and_then(|b| String::from_utf8(b.to_vec()).ok())
+                .filter(|t| !t.trim().is_empty());
+            if let Some(t) = text {
+                err = err.detail(t.chars().take(300).collect::<String>());
+            }
+            return problem_response(&err, lang, Some(&parts.headers));
+        }
+        return problem_response(&err, lang, Some(res.headers()));
     }
     res
 }

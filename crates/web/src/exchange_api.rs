@@ -14,7 +14,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use motcua_domain::audit::AuditEntry;
@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::AppState;
-use crate::auth::{self, current_user};
+use crate::auth::ProvinceAdminApi;
 use crate::error::{ApiError, FieldProblem};
 use crate::service::audit_entry;
 
@@ -249,17 +249,11 @@ fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
         .map_err(|e| ApiError::field("body", "invalid-json").detail(e.to_string()))
 }
 
-/// The signed-in province administrator and the exchange, or 401/403/503.
-async fn admin(st: &AppState, headers: &HeaderMap) -> ApiResult<(User, Arc<ExchangeHandle>)> {
-    let user = current_user(st, headers).await?;
-    if !auth::has(&user, Role::ProvinceAdmin) {
-        return Err(ApiError::forbidden());
-    }
-    let ex = st
-        .exchange
+/// The exchange registry, or 503 when this installation has none.
+fn registry(st: &AppState) -> ApiResult<Arc<ExchangeHandle>> {
+    st.exchange
         .clone()
-        .ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "exchange-disabled"))?;
-    Ok((user, ex))
+        .ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "exchange-disabled"))
 }
 
 /// Applies an edit as the province administrator `user` (the JSON API and
@@ -458,8 +452,12 @@ pub(crate) fn new_api_key(
 #[utoipa::path(get, path = "/api/v1/exchange/registry", tag = "exchange",
     responses((status = 200, description = "The registry document (see docs/exchange.md); API keys as SHA-256 only", body = Object),
         (status = 401), (status = 403, description = "Province administrators only")))]
-pub async fn get_registry(State(st): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
-    let (_, ex) = admin(&st, &headers).await?;
+pub async fn get_registry(
+    State(st): State<AppState>,
+    ProvinceAdminApi(user): ProvinceAdminApi,
+) -> ApiResult<Response> {
+    let _ = &user;
+    let ex = registry(&st)?;
     Ok(Json(ex.load(st.store.as_ref()).await?).into_response())
 }
 
@@ -467,8 +465,12 @@ pub async fn get_registry(State(st): State<AppState>, headers: HeaderMap) -> Api
 /// errors and latency percentiles of this node's gateway.
 #[utoipa::path(get, path = "/api/v1/exchange/metrics", tag = "exchange",
     responses((status = 200, body = Object), (status = 401), (status = 403), (status = 503, description = "The gateway does not run on this node")))]
-pub async fn get_metrics(State(st): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
-    let (_, ex) = admin(&st, &headers).await?;
+pub async fn get_metrics(
+    State(st): State<AppState>,
+    ProvinceAdminApi(user): ProvinceAdminApi,
+) -> ApiResult<Response> {
+    let _ = &user;
+    let ex = registry(&st)?;
     let gw = ex
         .gateway()
         .ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "exchange-disabled"))?;
@@ -480,10 +482,10 @@ pub async fn get_metrics(State(st): State<AppState>, headers: HeaderMap) -> ApiR
     responses((status = 200, body = ChangeView), (status = 403), (status = 409, description = "Taken, or the registry kept changing on other nodes (exchange-conflict)"), (status = 422)))]
 pub async fn add_member(
     State(st): State<AppState>,
-    headers: HeaderMap,
+    ProvinceAdminApi(user): ProvinceAdminApi,
     body: Bytes,
 ) -> ApiResult<Json<ChangeView>> {
-    let (user, ex) = admin(&st, &headers).await?;
+    let ex = registry(&st)?;
     let m: MemberInput = json_body(&body)?;
     let (c, ()) = apply(&st, &user, &ex, |r| {
         r.add_member(&m.class, &m.code, &m.name).map(unit)
@@ -498,10 +500,10 @@ pub async fn add_member(
     responses((status = 200, body = ChangeView), (status = 403), (status = 404), (status = 409, description = "The registry kept changing on other nodes (exchange-conflict)")))]
 pub async fn remove_member(
     State(st): State<AppState>,
-    headers: HeaderMap,
+    ProvinceAdminApi(user): ProvinceAdminApi,
     body: Bytes,
 ) -> ApiResult<Json<ChangeView>> {
-    let (user, ex) = admin(&st, &headers).await?;
+    let ex = registry(&st)?;
     let m: MemberRef = json_body(&body)?;
     let (c, ()) = apply(&st, &user, &ex, |r| {
         r.remove_member(&m.class, &m.code).map(unit)
@@ -515,10 +517,10 @@ pub async fn remove_member(
     responses((status = 200, body = ChangeView), (status = 403), (status = 409, description = "Taken, or the registry kept changing on other nodes (exchange-conflict)"), (status = 422)))]
 pub async fn add_subsystem(
     State(st): State<AppState>,
-    headers: HeaderMap,
+    ProvinceAdminApi(user): ProvinceAdminApi,
     body: Bytes,
 ) -> ApiResult<Json<ChangeView>> {
-    let (user, ex) = admin(&st, &headers).await?;
+    let ex = registry(&st)?;
     let s: SubsystemInput = json_body(&body)?;
     let (c, ()) = apply(&st, &user, &ex, |r| {
         r.add_subsystem(&s.id, &s.name).map(unit)
@@ -532,10 +534,10 @@ pub async fn add_subsystem(
     responses((status = 200, body = ChangeView), (status = 403), (status = 404), (status = 409, description = "The registry kept changing on other nodes (exchange-conflict)")))]
 pub async fn remove_subsystem(
     State(st): State<AppState>,
-    headers: HeaderMap,
+    ProvinceAdminApi(user): ProvinceAdminApi,
     body: Bytes,
 ) -> ApiResult<Json<ChangeView>> {
-    let (user, ex) = admin(&st, &headers).await?;
+    let ex = registry(&st)?;
     let s: SubsystemRef = json_body(&body)?;
     let (c, ()) = apply(&st, &user, &ex, |r| r.remove_subsystem(&s.id).map(unit)).await?;
     Ok(Json(c))
@@ -547,10 +549,10 @@ pub async fn remove_subsystem(
     responses((status = 200, body = ChangeView), (status = 403), (status = 409, description = "The registry kept changing on other nodes (exchange-conflict)"), (status = 422)))]
 pub async fn put_service(
     State(st): State<AppState>,
-    headers: HeaderMap,
+    ProvinceAdminApi(user): ProvinceAdminApi,
     body: Bytes,
 ) -> ApiResult<Json<ChangeView>> {
-    let (user, ex) = admin(&st, &headers).await?;
+    let ex = registry(&st)?;
     let s: ServiceInput = json_body(&body)?;
     let service = s.into_service();
     let (c, ()) = apply(&st, &user, &ex, |r| {
@@ -565,10 +567,10 @@ pub async fn put_service(
     responses((status = 200, body = ChangeView), (status = 403), (status = 404), (status = 409, description = "The registry kept changing on other nodes (exchange-conflict)")))]
 pub async fn remove_service(
     State(st): State<AppState>,
-    headers: HeaderMap,
+    ProvinceAdminApi(user): ProvinceAdminApi,
     body: Bytes,
 ) -> ApiResult<Json<ChangeView>> {
-    let (user, ex) = admin(&st, &headers).await?;
+    let ex = registry(&st)?;
     let s: ServiceRef = json_body(&body)?;
     let (c, ()) = apply(&st, &user, &ex, |r| r.remove_service(&s.id).map(unit)).await?;
     Ok(Json(c))
@@ -580,10 +582,10 @@ pub async fn remove_service(
     responses((status = 200, body = ChangeView), (status = 403), (status = 409, description = "The registry kept changing on other nodes (exchange-conflict)"), (status = 422)))]
 pub async fn grant(
     State(st): State<AppState>,
-    headers: HeaderMap,
+    ProvinceAdminApi(user): ProvinceAdminApi,
     body: Bytes,
 ) -> ApiResult<Json<ChangeView>> {
-    let (user, ex) = admin(&st, &headers).await?;
+    let ex = registry(&st)?;
     let a: AccessInput = json_body(&body)?;
     let eps = endpoints(a.endpoints);
     let (c, ()) = apply(&st, &user, &ex, |r| {
@@ -598,10 +600,10 @@ pub async fn grant(
     responses((status = 200, body = ChangeView), (status = 403), (status = 404), (status = 409, description = "The registry kept changing on other nodes (exchange-conflict)")))]
 pub async fn revoke(
     State(st): State<AppState>,
-    headers: HeaderMap,
+    ProvinceAdminApi(user): ProvinceAdminApi,
     body: Bytes,
 ) -> ApiResult<Json<ChangeView>> {
-    let (user, ex) = admin(&st, &headers).await?;
+    let ex = registry(&st)?;
     let a: AccessRef = json_body(&body)?;
     let (c, ()) = apply(&st, &user, &ex, |r| {
         r.revoke(&a.client, &a.service).map(unit)
@@ -616,10 +618,10 @@ pub async fn revoke(
     responses((status = 201, body = ApiKeyCreated), (status = 403), (status = 409, description = "The registry kept changing on other nodes (exchange-conflict)"), (status = 422)))]
 pub async fn create_api_key(
     State(st): State<AppState>,
-    headers: HeaderMap,
+    ProvinceAdminApi(user): ProvinceAdminApi,
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<ApiKeyCreated>)> {
-    let (user, ex) = admin(&st, &headers).await?;
+    let ex = registry(&st)?;
     let k: ApiKeyInput = json_body(&body)?;
     let now = st.clock.now();
     let (change, (id, key)) = apply(&st, &user, &ex, |r| {
@@ -644,10 +646,10 @@ pub async fn create_api_key(
     responses((status = 200, body = ChangeView), (status = 403), (status = 404), (status = 409, description = "The registry kept changing on other nodes (exchange-conflict)")))]
 pub async fn revoke_api_key(
     State(st): State<AppState>,
-    headers: HeaderMap,
+    ProvinceAdminApi(user): ProvinceAdminApi,
     Path(id): Path<String>,
 ) -> ApiResult<Json<ChangeView>> {
-    let (user, ex) = admin(&st, &headers).await?;
+    let ex = registry(&st)?;
     let (c, ()) = apply(&st, &user, &ex, |r| r.revoke_api_key(&id).map(unit)).await?;
     Ok(Json(c))
 }
@@ -658,10 +660,10 @@ pub async fn revoke_api_key(
     responses((status = 200, body = ChangeView), (status = 403), (status = 409, description = "Taken, or the registry kept changing on other nodes (exchange-conflict)"), (status = 422)))]
 pub async fn add_client_cert(
     State(st): State<AppState>,
-    headers: HeaderMap,
+    ProvinceAdminApi(user): ProvinceAdminApi,
     body: Bytes,
 ) -> ApiResult<Json<ChangeView>> {
-    let (user, ex) = admin(&st, &headers).await?;
+    let ex = registry(&st)?;
     let c: ClientCertInput = json_body(&body)?;
     let (ch, ()) = apply(&st, &user, &ex, |r| {
         r.add_client_cert(&c.client, &c.fingerprint, &c.label)
@@ -676,10 +678,10 @@ pub async fn add_client_cert(
     responses((status = 200, body = ChangeView), (status = 403), (status = 404), (status = 409, description = "The registry kept changing on other nodes (exchange-conflict)")))]
 pub async fn remove_client_cert(
     State(st): State<AppState>,
-    headers: HeaderMap,
+    ProvinceAdminApi(user): ProvinceAdminApi,
     body: Bytes,
 ) -> ApiResult<Json<ChangeView>> {
-    let (user, ex) = admin(&st, &headers).await?;
+    let ex = registry(&st)?;
     let c: ClientCertRef = json_body(&body)?;
     let (ch, ()) = apply(&st, &user, &ex, |r| {
         r.remove_client_cert(&c.fingerprint).map(unit)

@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod crypto;
 pub mod error;
 pub mod exchange_api;
 pub mod i18n;
@@ -12,12 +13,13 @@ pub mod metrics;
 pub mod pages;
 pub mod prefill;
 pub mod pubsub_api;
+pub mod redirect;
 pub mod service;
+pub mod throttle;
 pub mod views;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::connect_info::Connected;
 use axum::extract::{DefaultBodyLimit, State};
@@ -41,6 +43,9 @@ pub struct WebConfig {
     pub max_file_bytes: u64,
     /// Largest request body.
     pub max_body_bytes: usize,
+    /// Take the client's address from the last `X-Forwarded-For` entry
+    /// (only behind a proxy that sets it).
+    pub trust_forwarded_for: bool,
 }
 
 impl Default for WebConfig {
@@ -49,6 +54,7 @@ impl Default for WebConfig {
             token_ttl: chrono::Duration::hours(12),
             max_file_bytes: 10 * 1_000_000,
             max_body_bytes: 50 * 1_000_000,
+            trust_forwarded_for: false,
         }
     }
 }
@@ -67,7 +73,6 @@ pub struct AppState {
     /// The calendar in force: base plus overrides, swapped on reload.
     calendar: Arc<std::sync::RwLock<Arc<WorkingCalendar>>>,
     pub config: Arc<WebConfig>,
-    pub limiter: Arc<auth::LoginLimiter>,
     pub metrics: Arc<metrics::Metrics>,
     pub clock: Arc<Clock>,
     /// The catalogue with folded search text, refreshed when it changes.
@@ -80,6 +85,8 @@ pub struct AppState {
     pub portal: Option<Arc<prefill::PortalClient>>,
     /// Whole-queue counts of the workqueues read recently on this node.
     queue_counts: Arc<views::QueueCountsCache>,
+    /// The installation's secret key, read from the database once.
+    server_key: Arc<tokio::sync::OnceCell<crypto::ServerKey>>,
 }
 
 impl AppState {
@@ -96,14 +103,21 @@ impl AppState {
             calendar_base: Arc::new(calendar_base),
             calendar: Arc::new(std::sync::RwLock::new(Arc::new(calendar))),
             config: Arc::new(config),
-            limiter: Arc::new(auth::LoginLimiter::new(Duration::from_secs(300), 5, 30)),
             metrics: Arc::new(metrics::Metrics::default()),
             clock: Arc::new(Clock::default()),
             catalogue: Arc::new(RwLock::new(None)),
             exchange: None,
             portal: None,
             queue_counts: Arc::new(views::QueueCountsCache::default()),
+            server_key: Arc::new(tokio::sync::OnceCell::new()),
         }
+    }
+
+    /// The installation's secret key (see [`crypto`]).
+    pub async fn server_key(&self) -> Result<&crypto::ServerKey, ApiError> {
+        self.server_key
+            .get_or_try_init(|| crypto::ServerKey::load(self))
+            .await
     }
 
     /// The whole-queue counts of `holders` at `agency`: read again when
@@ -450,6 +464,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(pages::fallback)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes));
     api.layer(middleware::from_fn(error::problem_language))
+        .layer(middleware::from_fn(no_store_for_the_signed_in))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             metrics::track_requests,
@@ -469,6 +484,26 @@ pub fn router(state: AppState) -> Router {
             ),
         ))
         .with_state(state)
+}
+
+/// Middleware: whatever is answered to a request that carries
+/// credentials (a bearer token or a session cookie) may hold personal
+/// data, and is never stored by a browser or a proxy — a commune kiosk's
+/// next user finds nothing in its cache. Public pages and static files
+/// asked for anonymously keep their own caching.
+async fn no_store_for_the_signed_in(
+    req: axum::extract::Request,
+    next: middleware::Next,
+) -> Response {
+    let credentials = !req.uri().path().starts_with("/static/")
+        && (req.headers().contains_key(header::AUTHORIZATION)
+            || pages::cookie(req.headers(), pages::SESSION_COOKIE).is_some_and(|c| !c.is_empty()));
+    let mut res = next.run(req).await;
+    if credentials {
+        res.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    res
 }
 
 /// Answers JSON with a status (helper for handlers).

@@ -22,7 +22,6 @@ use motcua_domain::ids::NationalId;
 use motcua_domain::procedure::{FieldType, Localized, PrefillSource, Procedure};
 use motcua_exchange::ClientId;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use tower::ServiceExt;
 
 use crate::AppState;
@@ -40,8 +39,6 @@ pub fn sources_of(fields: &serde_json::Map<String, serde_json::Value>) -> Vec<So
         .unwrap_or_default()
 }
 
-/// The key of the token key in the store's settings.
-const SECRET_META_KEY: &str = "portal.prefill_key";
 /// A prefilled form may be submitted for this long after the consent.
 const TOKEN_HOURS: i64 = 12;
 /// How long the portal waits for a registry before the citizen types.
@@ -335,11 +332,8 @@ pub enum TokenProblem {
 /// The token of `p` for the form: `<mac>.<json>`.
 pub async fn seal(st: &AppState, p: &Prefilled) -> Result<String, ApiError> {
     let json = serde_json::to_string(p).map_err(ApiError::internal)?;
-    let key = token_key(st).await?;
-    Ok(format!(
-        "{}.{json}",
-        hex::encode(hmac_sha256(&key, json.as_bytes()))
-    ))
+    let key = st.server_key().await?;
+    Ok(format!("{}.{json}", key.mac("prefill", &[&json])))
 }
 
 /// Checks a token sent back by the form, for this user and procedure.
@@ -352,9 +346,8 @@ pub async fn open(
     let Some((mac, json)) = token.split_once('.') else {
         return Ok(Err(TokenProblem::Invalid));
     };
-    let key = token_key(st).await?;
-    let expected = hex::encode(hmac_sha256(&key, json.as_bytes()));
-    if !constant_time_eq(expected.as_bytes(), mac.as_bytes()) {
+    let key = st.server_key().await?;
+    if !key.verify("prefill", &[json], mac) {
         return Ok(Err(TokenProblem::Invalid));
     }
     let Ok(pf) = serde_json::from_str::<Prefilled>(json) else {
@@ -368,77 +361,4 @@ pub async fn open(
         return Ok(Err(TokenProblem::Expired));
     }
     Ok(Ok(pf))
-}
-
-/// The installation's token key: made once, kept in the database.
-async fn token_key(st: &AppState) -> Result<Vec<u8>, ApiError> {
-    if let Some(k) = st.store.meta(SECRET_META_KEY).await? {
-        return hex::decode(k.trim()).map_err(ApiError::internal);
-    }
-    let mut key = [0u8; 32];
-    getrandom::fill(&mut key).map_err(ApiError::internal)?;
-    let entry = motcua_domain::audit::AuditEntry::system(
-        st.clock.now(),
-        "portal.prefill_key.create",
-        &serde_json::json!({ "key": SECRET_META_KEY }),
-    );
-    st.store
-        .set_meta_if(SECRET_META_KEY, None, &hex::encode(key), entry)
-        .await?;
-    // Another node may have made it first: use what is stored.
-    let stored = st
-        .store
-        .meta(SECRET_META_KEY)
-        .await?
-        .ok_or_else(|| ApiError::internal("prefill key not stored"))?;
-    hex::decode(stored.trim()).map_err(ApiError::internal)
-}
-
-/// HMAC-SHA256 (RFC 2104).
-fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
-    const BLOCK: usize = 64;
-    let mut k = [0u8; BLOCK];
-    if key.len() > BLOCK {
-        k[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        k[..key.len()].copy_from_slice(key);
-    }
-    let mut inner = Sha256::new();
-    inner.update(k.map(|b| b ^ 0x36));
-    inner.update(message);
-    let mut outer = Sha256::new();
-    outer.update(k.map(|b| b ^ 0x5c));
-    outer.update(inner.finalize());
-    outer.finalize().into()
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hmac_matches_rfc_4231_case_2() {
-        let mac = hmac_sha256(b"Jefe", b"what do ya want for nothing?");
-        assert_eq!(
-            hex::encode(mac),
-            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
-        );
-    }
-
-    #[test]
-    fn hmac_matches_rfc_4231_case_6_long_key() {
-        let key = [0xaau8; 131];
-        let mac = hmac_sha256(
-            &key,
-            b"Test Using Larger Than Block-Size Key - Hash Key First",
-        );
-        assert_eq!(
-            hex::encode(mac),
-            "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
-        );
-    }
 }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -25,14 +25,14 @@ use motcua_exchange::gateway::{X_ROAD_ID, authenticate_client, gateway_error};
 use motcua_exchange::pubsub::{EventTypes, check_push_url, client_record, envelope};
 use motcua_exchange::{ClientId, ErrorType, Gateway};
 use motcua_store::{
-    DeliveryMode, DeliveryQuery, DeliveryState, NewSubscription, Store, Subscription, User,
+    DeliveryMode, DeliveryQuery, DeliveryState, NewSubscription, Store, Subscription,
 };
 use serde::Deserialize;
 use serde_json::json;
 use utoipa::ToSchema;
 
 use crate::AppState;
-use crate::auth::{self, current_user};
+use crate::auth::ProvinceAdminApi;
 use crate::error::ApiError;
 use crate::exchange_api::ExchangeHandle;
 use crate::service::audit_entry;
@@ -42,25 +42,22 @@ type ApiResult<T> = Result<T, ApiError>;
 /// Most events one pull returns.
 pub const PULL_MAX: u32 = 100;
 
-/// The signed-in province administrator and the exchange, or 401/403/503.
-async fn admin(st: &AppState, headers: &HeaderMap) -> ApiResult<(User, Arc<ExchangeHandle>)> {
-    let user = current_user(st, headers).await?;
-    if !auth::has(&user, Role::ProvinceAdmin) {
-        return Err(ApiError::forbidden());
-    }
-    let ex = st
-        .exchange
+/// The exchange registry, or 503 when this installation has none.
+fn registry(st: &AppState) -> ApiResult<Arc<ExchangeHandle>> {
+    st.exchange
         .clone()
-        .ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "exchange-disabled"))?;
-    Ok((user, ex))
+        .ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "exchange-disabled"))
 }
 
 /// `GET /api/v1/exchange/pubsub/event-types`: the built-in event types
 /// with the JSON Schemas of their payloads.
 #[utoipa::path(get, path = "/api/v1/exchange/pubsub/event-types", tag = "exchange",
     responses((status = 200, description = "[{name, description, schema}]", body = Object), (status = 401), (status = 403)))]
-pub async fn event_types(State(st): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
-    admin(&st, &headers).await?;
+pub async fn event_types(
+    State(st): State<AppState>,
+    ProvinceAdminApi(user): ProvinceAdminApi,
+) -> ApiResult<Response> {
+    let _ = (&user, registry(&st)?);
     let types = EventTypes::builtin();
     let list: Vec<_> = types.list().collect();
     Ok(Json(list).into_response())
@@ -72,9 +69,9 @@ pub async fn event_types(State(st): State<AppState>, headers: HeaderMap) -> ApiR
     responses((status = 200, body = Object), (status = 401), (status = 403)))]
 pub async fn list_subscriptions(
     State(st): State<AppState>,
-    headers: HeaderMap,
+    ProvinceAdminApi(user): ProvinceAdminApi,
 ) -> ApiResult<Json<Vec<Subscription>>> {
-    admin(&st, &headers).await?;
+    let _ = (&user, registry(&st)?);
     Ok(Json(st.store.subscriptions().await?))
 }
 
@@ -98,10 +95,10 @@ pub struct SubscriptionInput {
     responses((status = 201, body = Object), (status = 401), (status = 403), (status = 422)))]
 pub async fn create_subscription(
     State(st): State<AppState>,
-    headers: HeaderMap,
+    ProvinceAdminApi(user): ProvinceAdminApi,
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<Subscription>)> {
-    let (user, ex) = admin(&st, &headers).await?;
+    let ex = registry(&st)?;
     let input: SubscriptionInput = serde_json::from_slice(&body)
         .map_err(|e| ApiError::field("body", "invalid-json").detail(e.to_string()))?;
     if EventTypes::builtin().get(&input.event_type).is_none() {
@@ -173,10 +170,9 @@ pub async fn create_subscription(
     responses((status = 200, body = Object), (status = 401), (status = 403), (status = 404)))]
 pub async fn delete_subscription(
     State(st): State<AppState>,
-    headers: HeaderMap,
+    ProvinceAdminApi(user): ProvinceAdminApi,
     Path(id): Path<i64>,
 ) -> ApiResult<Json<Subscription>> {
-    let (user, _) = admin(&st, &headers).await?;
     let mut entry = audit_entry(
         &st,
         &user,
@@ -207,10 +203,10 @@ pub struct DeliveriesQuery {
     responses((status = 200, body = Object), (status = 401), (status = 403), (status = 422)))]
 pub async fn deliveries(
     State(st): State<AppState>,
-    headers: HeaderMap,
+    ProvinceAdminApi(user): ProvinceAdminApi,
     Query(q): Query<DeliveriesQuery>,
 ) -> ApiResult<Response> {
-    admin(&st, &headers).await?;
+    let _ = (&user, registry(&st)?);
     let state = match q.state.as_deref() {
         None | Some("") => None,
         Some(s) => Some(DeliveryState::parse(s).ok_or_else(|| {

@@ -69,41 +69,49 @@ impl FormData {
         let mut out = FormData::default();
         while let Some(field) = mp.next_field().await.map_err(mp_err)? {
             let name = field.name().unwrap_or_default().to_string();
-            match field.file_name() {
-                Some(f) => {
-                    let filename = f.rsplit(['/', '\\']).next().unwrap_or(f).to_string();
-                    let bytes = field.bytes().await.map_err(mp_err)?;
-                    if filename.is_empty() && bytes.is_empty() {
-                        continue; // no file chosen
-                    }
-                    if bytes.len() as u64 > st.config.max_file_bytes {
-                        let field = if lenient {
-                            name.strip_prefix("document:").unwrap_or(&name)
-                        } else {
-                            &name
-                        };
-                        let mut p = FieldProblem::new(field, "document-too-large");
-                        p.params.insert(
-                            "max".into(),
-                            format!("{} MB", st.config.max_file_bytes / 1_000_000).into(),
-                        );
-                        if !lenient {
-                            return Err(ApiError::validation(vec![p]));
-                        }
-                        out.rejected.push(p);
-                        continue;
-                    }
-                    out.files.push(Upload {
-                        name,
-                        filename: motcua_domain::text::nfc(&filename),
-                        bytes: bytes.to_vec(),
-                    });
-                }
-                None => {
-                    let v = field.text().await.map_err(mp_err)?;
-                    out.values.push((name, v));
-                }
+            let file_name = field.file_name().map(str::to_string);
+            let bytes = field.bytes().await.map_err(mp_err)?;
+            let Some(raw_name) = file_name else {
+                // Text parts are UTF-8 or refused, never repaired.
+                let v = String::from_utf8(bytes.to_vec())
+                    .map_err(|_| ApiError::field(&name, "invalid-utf8"))?;
+                out.values.push((name, v));
+                continue;
+            };
+            if raw_name.is_empty() && bytes.is_empty() {
+                continue; // no file chosen
             }
+            let field_key = if lenient {
+                name.strip_prefix("document:").unwrap_or(&name).to_string()
+            } else {
+                name.clone()
+            };
+            let problem = if bytes.len() as u64 > st.config.max_file_bytes {
+                let mut p = FieldProblem::new(&field_key, "document-too-large");
+                p.params.insert(
+                    "max".into(),
+                    format!("{} MB", st.config.max_file_bytes / 1_000_000).into(),
+                );
+                Some(p)
+            } else if motcua_domain::ids::parse_file_name(&raw_name).is_err() {
+                Some(FieldProblem::new(&field_key, "document-filename"))
+            } else {
+                None
+            };
+            if let Some(p) = problem {
+                if !lenient {
+                    return Err(ApiError::validation(vec![p]));
+                }
+                out.rejected.push(p);
+                continue;
+            }
+            let filename = motcua_domain::ids::parse_file_name(&raw_name)
+                .map_err(|_| ApiError::field(&field_key, "document-filename"))?;
+            out.files.push(Upload {
+                name,
+                filename,
+                bytes: bytes.to_vec(),
+            });
         }
         Ok(out)
     }
@@ -537,7 +545,11 @@ pub struct Registration<'a> {
 
 /// Opens a citizen account after checking every field. `Err` carries either
 /// the per-field problems (a validation error) or a failure of the system.
-pub async fn register_citizen(st: &AppState, r: Registration<'_>) -> Result<User, ApiError> {
+pub async fn register_citizen(
+    st: &AppState,
+    r: Registration<'_>,
+    client: &crate::throttle::Client,
+) -> Result<User, ApiError> {
     use motcua_domain::ids::{NationalId, parse_email, parse_phone};
     let mut errs = Vec::new();
     let username = r.username.trim().to_string();
@@ -578,6 +590,8 @@ pub async fn register_citizen(st: &AppState, r: Registration<'_>) -> Result<User
     let Some(nid) = nid.filter(|_| errs.is_empty()) else {
         return Err(ApiError::validation(errs));
     };
+    // Each account costs a password hash: limited per address.
+    crate::throttle::registration_gate(st, client).await?;
     let password = r.password.to_string();
     let hash = tokio::task::spawn_blocking(move || crate::auth::hash_password(&password))
         .await
@@ -600,13 +614,71 @@ pub async fn register_citizen(st: &AppState, r: Registration<'_>) -> Result<User
         "user.register",
         &serde_json::json!({ "username": username }),
     );
+    // The number is stored as typed and verified later (at the counter, or
+    // by an identity provider); any number may be typed by several accounts,
+    // so the answer never tells whether a number already has one.
     st.store
         .create_user(&new, entry)
         .await
         .map_err(|e| match e {
-            motcua_store::StoreError::Duplicate(_) => {
-                ApiError::field("national_id", "national-id-taken")
-            }
+            motcua_store::StoreError::Duplicate(_) => ApiError::field("username", "username-taken"),
             other => other.into(),
         })
+}
+
+/// `Content-Disposition` for a stored file: an ASCII `filename` for old
+/// clients and the exact name as RFC 5987 `filename*`; a name stored
+/// before names were checked is made safe first.
+pub fn content_disposition(stored_name: &str) -> String {
+    let name = motcua_domain::ids::safe_file_name(stored_name);
+    let ascii: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let mut encoded = String::new();
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) {
+            encoded.push(b as char);
+        } else {
+            encoded.push_str(&format!("%{b:02X}"));
+        }
+    }
+    format!("inline; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
+}
+
+/// The file of document `index` of `d`, for `user` (who may see `d`):
+/// audited when staff read it, never cached.
+pub async fn document_response(
+    st: &AppState,
+    user: &User,
+    d: &Dossier,
+    index: &str,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::http::{HeaderValue, header};
+    use axum::response::IntoResponse;
+    let doc = index
+        .parse::<usize>()
+        .ok()
+        .and_then(|i| d.documents.get(i))
+        .ok_or_else(ApiError::not_found)?;
+    audit_view(st, user, d, "dossier.download_document").await?;
+    let bytes = st.objects.get(&doc.sha256).await?;
+    let mut r = bytes.into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(&doc.content_type)
+            .unwrap_or(HeaderValue::from_static("application/octet-stream")),
+    );
+    if let Ok(v) = HeaderValue::from_str(&content_disposition(&doc.filename)) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(r)
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use askama::Template;
 use axum::extract::{Multipart, Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use chrono::{DateTime, NaiveDate, Utc};
 use motcua_domain::dossier::{
@@ -379,6 +379,9 @@ pub struct PrefillForm {
     pub done: Option<(Prefilled, String)>,
     /// A token sent back that was not accepted.
     pub problem: Option<TokenProblem>,
+    /// The procedure reads registries but the account's national ID
+    /// number is not verified: nothing is read, and the form says why.
+    pub unverified: bool,
 }
 
 impl PrefillForm {
@@ -390,8 +393,12 @@ impl PrefillForm {
         p: &Procedure,
         token: Option<&str>,
     ) -> Result<Self, ApiError> {
+        // Registries are read by a verified number only: a typed number
+        // would show a stranger's data from the national databases.
+        let verified = user.verified_national_id().is_some();
         let mut pf = Self {
-            offer: !p.prefill.is_empty() && user.national_id.is_some(),
+            offer: !p.prefill.is_empty() && verified,
+            unverified: !p.prefill.is_empty() && !verified,
             ..Self::default()
         };
         if let Some(t) = token.filter(|t| !t.is_empty()) {
@@ -599,10 +606,7 @@ pub fn render_apply(
                 .map(|v| {
                     v.iter()
                         .map(|k| KeptView {
-                            token: ctx
-                                .session_token()
-                                .map(|s| kept_token(s, k))
-                                .unwrap_or_default(),
+                            token: kept_token(ctx, &p.code, k).unwrap_or_default(),
                             filename: k.filename.clone(),
                         })
                         .collect()
@@ -712,6 +716,9 @@ pub fn render_apply(
         (None, Some(TokenProblem::Invalid)) => {
             prefill_notes.push((false, ctx.t("prefill-invalid")))
         }
+        (None, None) if pf.unverified => {
+            prefill_notes.push((false, ctx.t("prefill-needs-verification")))
+        }
         (None, None) => {}
     }
     let page = ApplyPage {
@@ -780,7 +787,6 @@ pub async fn check_apply(
     counter: bool,
     keep_open: bool,
 ) -> Result<Result<Checked, Attempt>, ApiError> {
-    let session = ctx.session_token().unwrap_or_default().to_string();
     let mut a = Attempt::default();
     for (k, v) in &form.values {
         if k.starts_with("f_") || k.starts_with("a_") || k == "unit_code" {
@@ -790,7 +796,7 @@ pub async fn check_apply(
     // Files kept from an earlier attempt, then new files.
     for d in &p.documents {
         for t in form.all(&format!("kept:{}", d.id)) {
-            if let Some(k) = parse_kept(st, &session, &d.id, t)
+            if let Some(k) = parse_kept(st, ctx, &p.code, &d.id, t)
                 && st.objects.exists(&k.sha256).await?
             {
                 a.kept.entry(d.id.clone()).or_default().push(k);
@@ -920,7 +926,7 @@ pub async fn check_apply(
         if let Ok(n) = nid {
             let owner = st
                 .store
-                .user_by_national_id(n.as_str())
+                .user_by_verified_national_id(n.as_str())
                 .await?
                 .map(|u| u.id);
             applicant = Some(Applicant {
@@ -979,8 +985,7 @@ pub async fn apply_submit(
     if consent
         && pf.offer
         && let Some(nid) = user
-            .national_id
-            .as_deref()
+            .verified_national_id()
             .and_then(|n| NationalId::parse(n).ok())
     {
         let done = prefill::fetch(&st, &p, user.id, &nid).await;
@@ -1652,32 +1657,14 @@ async fn render_dossier(
 pub async fn document(
     State(st): State<AppState>,
     ctx: Ctx,
-    Path((code, index)): Path<(String, usize)>,
+    Path((code, index)): Path<(String, String)>,
 ) -> PageResult {
     let user = match ctx.require_user() {
         Ok(u) => u,
         Err(r) => return Ok(r.into_response()),
     };
     let d = load_dossier(&st, &user, &code).await?;
-    let doc = d.documents.get(index).ok_or_else(ApiError::not_found)?;
-    audit_view(&st, &user, &d, "dossier.download_document").await?;
-    let bytes = st.objects.get(&doc.sha256).await?;
-    let disposition = format!(
-        "inline; filename=\"{}\"",
-        doc.filename.replace(
-            |c: char| !c.is_ascii() || matches!(c, '"' | '\\' | '\r' | '\n'),
-            "_"
-        )
-    );
-    Ok((
-        [
-            (header::CONTENT_TYPE, doc.content_type.clone()),
-            (header::CONTENT_DISPOSITION, disposition),
-            (header::CACHE_CONTROL, "private, no-store".to_string()),
-        ],
-        bytes,
-    )
-        .into_response())
+    document_response(&st, &user, &d, &index).await
 }
 
 /// `POST /ho-so/{code}/thao-tac`: one action of the lifecycle from a form.

@@ -191,6 +191,8 @@ pub struct Ctx {
     pub here: String,
     /// `scheme://host` as the client sees it (for QR codes).
     pub origin: String,
+    /// The installation's secret key, for signed-in pages' MACs.
+    pub server_key: Option<crate::crypto::ServerKey>,
 }
 
 impl Ctx {
@@ -256,6 +258,11 @@ impl Ctx {
         self.session.as_deref()
     }
 
+    /// What identifies the session in MACs (the stored hash of its token).
+    pub fn session_id(&self) -> Option<String> {
+        self.session.as_deref().map(crate::auth::token_hash)
+    }
+
     /// The signed-in user, or a redirect to the login page.
     pub fn require_user(&self) -> Result<User, Redirect> {
         self.user
@@ -306,6 +313,7 @@ impl Ctx {
             secure: false,
             here: "/".into(),
             origin: String::new(),
+            server_key: None,
         }
     }
 }
@@ -322,12 +330,6 @@ fn ct_eq(a: &str, b: &str) -> bool {
 /// The CSRF token of a session.
 pub fn session_csrf(token: &str) -> String {
     hex::encode(Sha256::digest(format!("motcua-csrf:{token}").as_bytes()))
-}
-
-/// A short MAC binding a value to a session (for files kept between
-/// attempts of a form).
-pub fn session_mac(token: &str, value: &str) -> String {
-    hex::encode(&Sha256::digest(format!("motcua-kept:{token}:{value}").as_bytes())[..16])
 }
 
 impl FromRequestParts<AppState> for Ctx {
@@ -368,6 +370,10 @@ impl FromRequestParts<AppState> for Ctx {
             .unwrap_or("localhost")
             .to_string();
         let origin = format!("{}://{host}", if secure { "https" } else { "http" });
+        let server_key = match &session {
+            Some(_) => Some(st.server_key().await?.clone()),
+            None => None,
+        };
         Ok(Ctx {
             lang,
             user,
@@ -377,6 +383,7 @@ impl FromRequestParts<AppState> for Ctx {
             secure,
             here,
             origin,
+            server_key,
         })
     }
 }
@@ -395,12 +402,6 @@ pub fn url_encode(s: &str) -> String {
     out
 }
 
-/// A local path to go back to (never another site).
-pub fn safe_next(next: Option<&str>) -> Option<String> {
-    next.filter(|n| n.starts_with('/') && !n.starts_with("//") && !n.contains('\\'))
-        .map(str::to_string)
-}
-
 #[derive(serde::Deserialize)]
 struct SwitchQuery {
     lang: Option<String>,
@@ -417,7 +418,7 @@ async fn switch_language(
     } else {
         "vi"
     };
-    let next = safe_next(q.next.as_deref()).unwrap_or_else(|| "/".into());
+    let next = crate::redirect::safe_target(q.next.as_deref()).unwrap_or_else(|| "/".into());
     let mut r = Redirect::to(&next).into_response();
     if let Ok(v) = HeaderValue::from_str(&set_cookie(
         LANG_COOKIE,

@@ -2,15 +2,17 @@
 
 use askama::Template;
 use axum::Form;
-use axum::extract::{ConnectInfo, Query, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use motcua_store::User;
 use serde::Deserialize;
 
-use super::{Ctx, SESSION_COOKIE, by_field, problem_text, safe_next, set_cookie};
+use super::{Ctx, SESSION_COOKIE, by_field, problem_text, set_cookie};
 use crate::error::{ApiError, FieldProblem};
-use crate::{AppState, ClientAddr, auth};
+use crate::redirect::{safe_target, target_or_home};
+use crate::throttle::{Client, LoginError};
+use crate::{AppState, auth};
 
 type PageResult = Result<Response, ApiError>;
 
@@ -34,7 +36,7 @@ pub async fn login_form(ctx: Ctx, Query(q): Query<NextQuery>) -> PageResult {
         ctx: &ctx,
         title: ctx.t("page-login"),
         username: String::new(),
-        next: safe_next(q.next.as_deref()).unwrap_or_default(),
+        next: safe_target(q.next.as_deref()).unwrap_or_default(),
         error: None,
     };
     Ok(ctx.render(StatusCode::OK, page.render()))
@@ -48,40 +50,50 @@ pub struct LoginForm {
     next: Option<String>,
 }
 
-/// Sets the session cookie for a new session of `user` and redirects.
-async fn start_session(st: &AppState, ctx: &Ctx, user: &User, next: Option<String>) -> PageResult {
+/// The cookie that marks a browser an account signed in from: attempts
+/// from it are not slowed down when the account is under attack.
+pub const KNOWN_BROWSER_COOKIE: &str = "motcua_known";
+
+/// Sets the session cookie for a new session of `user` and redirects to
+/// `next` if it is a safe target, else to where the user works.
+async fn start_session(st: &AppState, ctx: &Ctx, user: &User, next: Option<&str>) -> PageResult {
+    // Checked before anything is created: a bad target changes nothing.
+    let dest = target_or_home(next, Some(user));
     let (token, hash) = auth::new_token().map_err(ApiError::internal)?;
     let expires_at = st.clock.now() + st.config.token_ttl;
     st.store.create_token(&hash, user.id, expires_at).await?;
-    let dest = next.unwrap_or_else(|| {
-        if auth::is_staff(user) {
-            "/can-bo".into()
-        } else {
-            "/ho-so".into()
-        }
-    });
     let mut r = Redirect::to(&dest).into_response();
-    let c = set_cookie(
+    let session = set_cookie(
         SESSION_COOKIE,
         &token,
         st.config.token_ttl.num_seconds(),
         true,
         ctx.secure,
     );
-    if let Ok(v) = HeaderValue::from_str(&c) {
-        r.headers_mut().append(header::SET_COOKIE, v);
+    let known = set_cookie(
+        KNOWN_BROWSER_COOKIE,
+        &crate::throttle::browser_mark(st, user.id).await?,
+        60 * 60 * 24 * 365,
+        true,
+        ctx.secure,
+    );
+    for c in [session, known] {
+        if let Ok(v) = HeaderValue::from_str(&c) {
+            r.headers_mut().append(header::SET_COOKIE, v);
+        }
     }
     Ok(r)
 }
 
 pub async fn login(
     State(st): State<AppState>,
-    ConnectInfo(client): ConnectInfo<ClientAddr>,
+    client: Client,
     ctx: Ctx,
+    headers: HeaderMap,
     Form(f): Form<LoginForm>,
 ) -> PageResult {
     ctx.check_csrf(f.csrf.as_deref())?;
-    let next = safe_next(f.next.as_deref());
+    let next = safe_target(f.next.as_deref());
     let username = f.username.trim().to_string();
     let fail = |msg: String, status: StatusCode| {
         let page = LoginPage {
@@ -93,34 +105,24 @@ pub async fn login(
         };
         ctx.render(status, page.render())
     };
-    if let Err(wait) = st.limiter.check(&username, &client.0) {
-        let mut r = fail(ctx.t("problem-rate-limited"), StatusCode::TOO_MANY_REQUESTS);
-        if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
-            r.headers_mut().insert(header::RETRY_AFTER, v);
-        }
-        return Ok(r);
-    }
-    let user = st.store.user_by_name(&username).await?;
-    let hash = user
-        .as_ref()
-        .map(|u| u.password_hash.clone())
-        .unwrap_or_else(|| auth::dummy_hash().to_string());
-    let password = f.password.clone();
-    let ok = tokio::task::spawn_blocking(move || auth::verify_password(&password, &hash))
+    let browser = super::cookie(&headers, KNOWN_BROWSER_COOKIE);
+    match crate::throttle::password_login(&st, &username, &f.password, &client, browser.as_deref())
         .await
-        .map_err(ApiError::internal)?;
-    let user = match user {
-        Some(u) if ok && !u.disabled => u,
-        _ => {
-            st.limiter.fail(&username, &client.0);
-            return Ok(fail(
-                ctx.t("problem-bad-credentials"),
-                StatusCode::UNAUTHORIZED,
-            ));
+    {
+        Ok(user) => start_session(&st, &ctx, &user, next.as_deref()).await,
+        Err(LoginError::Wait(wait)) => {
+            let mut r = fail(ctx.t("problem-rate-limited"), StatusCode::TOO_MANY_REQUESTS);
+            if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
+                r.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            Ok(r)
         }
-    };
-    st.limiter.succeed(&username);
-    start_session(&st, &ctx, &user, next).await
+        Err(LoginError::BadCredentials) => Ok(fail(
+            ctx.t("problem-bad-credentials"),
+            StatusCode::UNAUTHORIZED,
+        )),
+        Err(LoginError::System(e)) => Err(e),
+    }
 }
 
 #[derive(Deserialize)]
@@ -277,6 +279,7 @@ pub async fn register_form(ctx: Ctx) -> PageResult {
 /// and is signed in.
 pub async fn register(
     State(st): State<AppState>,
+    client: Client,
     ctx: Ctx,
     Form(f): Form<RegisterForm>,
 ) -> PageResult {
@@ -291,6 +294,7 @@ pub async fn register(
             phone: Some(&f.phone),
             email: Some(&f.email),
         },
+        &client,
     )
     .await;
     let user = match registered {
@@ -298,5 +302,5 @@ pub async fn register(
         Err(e) if !e.fields.is_empty() => return Ok(register_page(&ctx, &f, &e.fields)),
         Err(e) => return Err(e),
     };
-    start_session(&st, &ctx, &user, Some("/ho-so".into())).await
+    start_session(&st, &ctx, &user, Some("/ho-so")).await
 }

@@ -15,35 +15,52 @@ use crate::i18n::Lang;
 pub use crate::service::*;
 
 /// A file already stored during an earlier attempt of the same form,
-/// carried in a hidden input as `sha256:size:mac:filename` (the MAC binds
-/// it to the session, so nobody can attach someone else's file by hash).
-pub fn kept_token(session: &str, d: &StoredDocument) -> String {
-    let value = format!("{}:{}:{}", d.sha256, d.size, d.filename);
-    format!(
-        "{}:{}:{}:{}",
-        d.sha256,
-        d.size,
-        super::session_mac(session, &value),
-        d.filename
-    )
+/// carried in a hidden input as `sha256:size:mac:filename`. The MAC is
+/// made with the installation's secret key over the session, the
+/// procedure, the document slot, the hash, the size and the file name:
+/// only the server makes one, and only for a file this session uploaded
+/// to this slot, so nobody attaches someone else's file by its hash.
+pub fn kept_token(ctx: &super::Ctx, procedure: &str, d: &StoredDocument) -> Option<String> {
+    let session = ctx.session_id()?;
+    let size = d.size.to_string();
+    let mac = ctx.server_key.as_ref()?.mac(
+        "kept-upload",
+        &[
+            &session,
+            procedure,
+            &d.document_id,
+            &d.sha256,
+            &size,
+            &d.filename,
+        ],
+    );
+    Some(format!("{}:{size}:{mac}:{}", d.sha256, d.filename))
 }
 
+/// The file a kept token names, if the token is this session's for this
+/// slot of this procedure.
 pub fn parse_kept(
     st: &AppState,
-    session: &str,
+    ctx: &super::Ctx,
+    procedure: &str,
     doc_id: &str,
     token: &str,
 ) -> Option<StoredDocument> {
     let mut it = token.splitn(4, ':');
     let (sha, size, mac, filename) = (it.next()?, it.next()?, it.next()?, it.next()?);
-    let value = format!("{sha}:{size}:{filename}");
-    if super::session_mac(session, &value) != mac {
+    let session = ctx.session_id()?;
+    if !ctx.server_key.as_ref()?.verify(
+        "kept-upload",
+        &[&session, procedure, doc_id, sha, size, filename],
+        mac,
+    ) {
         return None;
     }
+    let filename = motcua_domain::ids::parse_file_name(filename).ok()?;
     Some(StoredDocument {
         document_id: doc_id.to_string(),
-        filename: filename.to_string(),
-        content_type: content_type_of(&extension(filename)).to_string(),
+        content_type: content_type_of(&extension(&filename)).to_string(),
+        filename,
         size: size.parse().ok()?,
         sha256: sha.to_string(),
         uploaded_at: st.clock.now(),
