@@ -34,6 +34,12 @@ pub struct Config {
     pub exchange: ExchangeConfig,
     /// Publish and subscribe over the exchange (push retries, lateness).
     pub pubsub: crate::pubsub::PubSubConfig,
+    /// The audit chain's signing key and checkpoint copy.
+    pub audit: crate::audit::AuditConfig,
+    /// Behind a reverse proxy that sets `X-Forwarded-For`: take the
+    /// client's address from it (for sign-in limits). Off by default: a
+    /// client could otherwise claim any address.
+    pub trust_forwarded_for: bool,
 }
 
 impl Default for Config {
@@ -51,6 +57,8 @@ impl Default for Config {
             objects: ObjectsConfig::default(),
             exchange: ExchangeConfig::default(),
             pubsub: crate::pubsub::PubSubConfig::default(),
+            audit: crate::audit::AuditConfig::default(),
+            trust_forwarded_for: false,
         }
     }
 }

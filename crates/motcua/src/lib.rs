@@ -2,6 +2,7 @@
 //! and background work. `main.rs` is only the command line.
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod config;
 pub mod demo;
 pub mod exchange;
@@ -53,10 +54,12 @@ pub async fn open(cfg: &Config) -> anyhow::Result<Installation> {
         other => bail!("durability must be 'full' or 'normal', not '{other}'"),
     };
     let units_audit = |n: usize| system_audit("units.load", &serde_json::json!({ "count": n }));
+    let key = audit::load_or_create_key(cfg)?;
     let (store, sqlite, postgres): (Arc<dyn Store>, _, _) = if url.starts_with("sqlite:") {
         let sqlite = motcua_store_sqlite::open(&url, durability)
             .await
-            .with_context(|| format!("cannot open {url}"))?;
+            .with_context(|| format!("cannot open {url}"))?
+            .with_audit_key(key);
         sqlite.migrate().await?;
         let (provinces, _) = sqlite.count_units().await?;
         if provinces == 0 {
@@ -69,7 +72,8 @@ pub async fn open(cfg: &Config) -> anyhow::Result<Installation> {
         // applies to SQLite only.
         let pg = motcua_store_postgres::connect(&url)
             .await
-            .with_context(|| format!("cannot connect to {}", redact_url(&url)))?;
+            .with_context(|| format!("cannot connect to {}", redact_url(&url)))?
+            .with_audit_key(key);
         // Safe when several nodes start at once: migrations and the first
         // load of the units each take an advisory lock.
         pg.migrate().await?;
@@ -86,6 +90,7 @@ pub async fn open(cfg: &Config) -> anyhow::Result<Installation> {
             redact_url(&url)
         );
     };
+    audit::adopt_head(store.as_ref(), cfg).await?;
     let objects = cfg.objects.open(&cfg.data_dir).await?;
     let calendar = WorkingCalendar::from_config(&cfg.calendar)
         .map_err(|e| anyhow::anyhow!("calendar configuration: {e}"))?;
@@ -110,6 +115,7 @@ pub fn app_state(inst: &Installation, cfg: &Config) -> AppState {
         WebConfig {
             token_ttl: chrono::Duration::hours(cfg.token_ttl_hours.max(1)),
             max_file_bytes: cfg.max_file_mb.max(1) * 1_000_000,
+            trust_forwarded_for: cfg.trust_forwarded_for,
             ..WebConfig::default()
         },
     );

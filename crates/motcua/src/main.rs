@@ -266,6 +266,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 motcua::exchange::register_demo(&handle, inst.store.as_ref(), provider).await?;
             }
             motcua::spawn_workers(&state);
+            motcua::audit::spawn_checkpoint_copier(inst.store.clone(), cfg.clone());
             motcua::pubsub::spawn_workers(
                 inst.store.clone(),
                 gateway.as_ref().map(|(g, _)| g.clone()),
@@ -317,6 +318,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
             served?;
+            motcua::audit::copy_checkpoint(inst.store.as_ref(), &cfg).await?;
             if let Some(s) = inst.sqlite {
                 s.close().await;
             }
@@ -363,6 +365,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             let inst = motcua::open(&cfg).await?;
             let (added, unchanged) = motcua::import_procedures(inst.store.as_ref(), &procs).await?;
+            motcua::audit::copy_checkpoint(inst.store.as_ref(), &cfg).await?;
             println!("{added} procedure version(s) added, {unchanged} unchanged.");
             Ok(ExitCode::SUCCESS)
         }
@@ -370,16 +373,21 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             command: AuditCmd::Verify,
         } => {
             let inst = motcua::open(&cfg).await?;
-            match motcua::verify_audit(inst.store.as_ref()).await? {
-                Ok(n) => {
-                    println!("Audit chain intact: {n} records verified.");
+            match motcua::audit::verify(inst.store.as_ref(), &cfg).await? {
+                motcua::audit::Verdict::Intact {
+                    records,
+                    anchored_at,
+                } => {
+                    match anchored_at {
+                        Some(seq) => println!(
+                            "Audit chain intact: {records} records verified, the head signed at record {seq}."
+                        ),
+                        None => println!("Audit chain intact: {records} records verified."),
+                    }
                     Ok(ExitCode::SUCCESS)
                 }
-                Err(broken) => {
-                    println!(
-                        "AUDIT CHAIN BROKEN at record {}: {}",
-                        broken.seq, broken.reason
-                    );
+                motcua::audit::Verdict::Broken { at, reason } => {
+                    println!("AUDIT CHAIN BROKEN at {at}: {reason}");
                     Ok(ExitCode::from(2))
                 }
             }
@@ -436,6 +444,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     ),
                 )
                 .await?;
+            motcua::audit::copy_checkpoint(inst.store.as_ref(), &cfg).await?;
             println!("Created user {} (id {}).", user.username, user.id);
             Ok(ExitCode::SUCCESS)
         }
@@ -459,8 +468,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Cmd::MigrateData { from, to, force } => {
             use motcua::migrate_data::{Bare, migrate_data};
-            let source = Bare::open(&from).await?;
-            let target = Bare::open(&to).await?;
+            let key = motcua::audit::load_or_create_key(&cfg)?;
+            let source = Bare::open(&from, None).await?;
+            let target = Bare::open(&to, Some(key)).await?;
             println!(
                 "Copying {} -> {}",
                 motcua_store_postgres::redact_url(&from),

@@ -31,18 +31,28 @@ pub enum Bare {
 
 impl Bare {
     /// Opens `url` (`sqlite://…` or `postgres://…`) and applies migrations,
-    /// without loading the built-in units (unlike [`crate::open`]).
-    pub async fn open(url: &str) -> anyhow::Result<Self> {
+    /// without loading the built-in units (unlike [`crate::open`]). A
+    /// target is given the installation's audit key, so that the head of
+    /// the copied chain is signed.
+    pub async fn open(url: &str, key: Option<ed25519_dalek::SigningKey>) -> anyhow::Result<Self> {
         if url.starts_with("sqlite:") {
             let s = motcua_store_sqlite::open(url, Durability::Full)
                 .await
                 .with_context(|| format!("cannot open {url}"))?;
+            let s = match key {
+                Some(k) => s.with_audit_key(k),
+                None => s,
+            };
             s.migrate().await?;
             Ok(Self::Sqlite(s))
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let p = motcua_store_postgres::connect(url)
                 .await
                 .with_context(|| format!("cannot connect to {}", redact_url(url)))?;
+            let p = match key {
+                Some(k) => p.with_audit_key(k),
+                None => p,
+            };
             p.migrate().await?;
             Ok(Self::Postgres(p))
         } else {

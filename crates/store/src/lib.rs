@@ -375,6 +375,8 @@ pub trait Store: Send + Sync + 'static {
         audit: AuditEntry,
     ) -> StoreResult<bool>;
     async fn unit(&self, code: &UnitCode) -> StoreResult<Option<AdminUnit>>;
+    /// Every administrative unit, by code.
+    async fn units(&self) -> StoreResult<Vec<AdminUnit>>;
     async fn count_units(&self) -> StoreResult<(u64, u64)>;
     async fn put_agency(&self, agency: &Agency, audit: AuditEntry) -> StoreResult<()>;
     async fn agency(&self, code: &AgencyCode) -> StoreResult<Option<Agency>>;
@@ -524,6 +526,9 @@ pub trait Store: Send + Sync + 'static {
     async fn audit_record(&self, seq: i64) -> StoreResult<Option<AuditRecord>>;
     /// The last record's (seq, hash).
     async fn audit_head(&self) -> StoreResult<Option<(i64, String)>>;
+    /// Signs the current head (an installation of an earlier release has
+    /// none); nothing without a key or a record.
+    async fn sign_audit_head(&self) -> StoreResult<()>;
     /// The signed head of the chain written by the last append.
     async fn audit_checkpoint(&self) -> StoreResult<Option<motcua_domain::audit::Checkpoint>>;
     /// Dossiers whose status is not the one set by the newest of their

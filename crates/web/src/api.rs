@@ -90,7 +90,40 @@ pub fn user_view(u: &User) -> UserView {
         full_name: u.full_name.clone(),
         roles: u.roles.iter().map(|r| r.as_str().to_string()).collect(),
         agency_code: u.agency_code.as_ref().map(|a| a.to_string()),
+        national_id_verified: u.verified_national_id().is_some(),
     }
+}
+
+/// `POST /api/v1/accounts/{username}/verify-national-id`: a one-stop
+/// officer who saw the holder's identity card records the account's
+/// national ID number as verified; the applicant's counter dossiers
+/// without an account are linked to it (audited).
+#[utoipa::path(post, path = "/api/v1/accounts/{username}/verify-national-id", tag = "auth",
+    params(("username" = String, Path)),
+    request_body = VerifyNationalIdRequest,
+    responses((status = 200, body = VerifiedView), (status = 400, description = "Malformed request"), (status = 401), (status = 403, description = "Not a one-stop officer"), (status = 422, description = "Validation errors per field, also when the number is verified for another account")))]
+pub async fn verify_national_id(
+    State(st): State<AppState>,
+    ApiUser(officer): ApiUser,
+    Path(username): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<VerifiedView>> {
+    if !auth::has(&officer, Role::Officer) {
+        return Err(ApiError::forbidden());
+    }
+    let req: VerifyNationalIdRequest = json_body(&body)?;
+    let done =
+        service::verify_citizen(&st, &officer, &username, &req.national_id, &req.document).await?;
+    let v = done
+        .user
+        .national_id_verified
+        .ok_or_else(|| ApiError::internal("verification not recorded"))?;
+    Ok(Json(VerifiedView {
+        username: done.user.username,
+        national_id_verified_at: v.at,
+        verified_by: v.by,
+        linked_dossiers: done.linked.iter().map(|c| c.to_string()).collect(),
+    }))
 }
 
 /// `GET /api/v1/me`
@@ -268,11 +301,14 @@ pub async fn submit(
         .current_procedure(&app.procedure_code)
         .await?
         .ok_or_else(|| ApiError::field("procedure_code", "unknown-procedure"))?;
-    let p = stored.definition;
+    let p = stored.definition.clone();
     let unit_code = UnitCode::parse(&app.unit_code)
         .map_err(|_| ApiError::field("unit_code", "invalid-unit-code"))?;
     if st.store.unit(&unit_code).await?.is_none() {
         return Err(ApiError::field("unit_code", "unknown-unit"));
+    }
+    if !service::available_in(&st, &stored, &unit_code).await? {
+        return Err(ApiError::field("unit_code", "procedure-not-available"));
     }
     let agency = service::agency_for(&st, &p, &unit_code)
         .await?
@@ -403,15 +439,9 @@ async fn dossier_view(
             }
         })
         .unwrap_or_default();
-    let timeline = st
-        .store
-        .dossier_audit(&d.code)
+    let timeline = service::timeline(st, &d.code)
         .await?
         .into_iter()
-        .filter(|r| {
-            r.entry.action != "dossier.view_personal_data"
-                && r.entry.action != "dossier.download_document"
-        })
         .map(|r| TimelineEntry {
             at: r.entry.at,
             action: r.entry.action,
@@ -552,7 +582,7 @@ pub async fn workqueue(
     }
     let limit = params.limit.unwrap_or(crate::views::QUEUE_LIMIT);
     let now = st.clock.now();
-    let cal = st.calendar();
+    let cal = service::agency_calendar(&st, &agency).await?;
     let soon = cal.add_working_minutes(now, i64::from(cal.hours_per_day()) * 60);
     let counts = st.queue_counts(&agency, &holders, now, soon).await?;
     let items: Vec<QueueItem> = match crate::views::queue_query(&agency, &holders, &tab, limit) {

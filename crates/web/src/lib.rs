@@ -18,6 +18,7 @@ pub mod service;
 pub mod throttle;
 pub mod views;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -27,8 +28,10 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router, middleware};
+use motcua_domain::UnitCode;
 use motcua_domain::calendar::{CalendarConfig, CalendarOverrides, WorkingCalendar};
 use motcua_domain::procedure::Procedure;
+use motcua_domain::units::AdminUnit;
 use motcua_store::{ObjectStore, Store};
 use tokio::sync::RwLock;
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -70,8 +73,12 @@ pub struct AppState {
     /// The `[calendar]` configuration; administrators' overrides (stored
     /// in the database) are added to it by [`AppState::reload_calendar`].
     pub calendar_base: Arc<CalendarConfig>,
-    /// The calendar in force: base plus overrides, swapped on reload.
-    calendar: Arc<std::sync::RwLock<Arc<WorkingCalendar>>>,
+    /// The calendars in force: the national one (base plus the overrides
+    /// stored before calendars were per province) and each province's
+    /// (the national one plus the province's own), swapped on reload.
+    calendar: Arc<std::sync::RwLock<Calendars>>,
+    /// Every administrative unit, read once.
+    units: Arc<tokio::sync::OnceCell<Arc<BTreeMap<String, AdminUnit>>>>,
     pub config: Arc<WebConfig>,
     pub metrics: Arc<metrics::Metrics>,
     pub clock: Arc<Clock>,
@@ -101,7 +108,11 @@ impl AppState {
             store,
             objects,
             calendar_base: Arc::new(calendar_base),
-            calendar: Arc::new(std::sync::RwLock::new(Arc::new(calendar))),
+            calendar: Arc::new(std::sync::RwLock::new(Calendars {
+                national: Arc::new(calendar),
+                provinces: BTreeMap::new(),
+            })),
+            units: Arc::new(tokio::sync::OnceCell::new()),
             config: Arc::new(config),
             metrics: Arc::new(metrics::Metrics::default()),
             clock: Arc::new(Clock::default()),
@@ -168,15 +179,62 @@ impl AppState {
         Ok(list)
     }
 
-    /// The working calendar in force now.
+    /// The national working calendar in force now (the one of a
+    /// province without its own additions).
     pub fn calendar(&self) -> Arc<WorkingCalendar> {
         self.calendar
             .read()
             .unwrap_or_else(|e| e.into_inner())
+            .national
             .clone()
     }
 
-    /// The administrators' calendar overrides stored in the database.
+    /// The working calendar of `province` (its own holidays and make-up
+    /// days added to the national ones).
+    pub fn calendar_of(&self, province: Option<&UnitCode>) -> Arc<WorkingCalendar> {
+        let c = self.calendar.read().unwrap_or_else(|e| e.into_inner());
+        province
+            .and_then(|p| c.provinces.get(p.as_str()))
+            .unwrap_or(&c.national)
+            .clone()
+    }
+
+    /// The working calendar that counts the days of a dossier filed in
+    /// `unit`.
+    pub async fn calendar_for(&self, unit: &UnitCode) -> Result<Arc<WorkingCalendar>, ApiError> {
+        let province = self.province_of(unit).await?;
+        Ok(self.calendar_of(province.as_ref()))
+    }
+
+    /// Every unit by code, read from the store once.
+    pub async fn unit_map(&self) -> Result<Arc<BTreeMap<String, AdminUnit>>, ApiError> {
+        self.units
+            .get_or_try_init(|| async {
+                let all = self.store.units().await?;
+                Ok::<_, ApiError>(Arc::new(
+                    all.into_iter()
+                        .map(|u| (u.code.as_str().to_string(), u))
+                        .collect(),
+                ))
+            })
+            .await
+            .cloned()
+    }
+
+    /// The province of a unit (itself for a province).
+    pub async fn province_of(&self, unit: &UnitCode) -> Result<Option<UnitCode>, ApiError> {
+        if unit.is_province() {
+            return Ok(Some(unit.clone()));
+        }
+        Ok(self
+            .unit_map()
+            .await?
+            .get(unit.as_str())
+            .and_then(|u| u.parent_code.clone()))
+    }
+
+    /// The calendar overrides stored before calendars were per province:
+    /// they apply everywhere.
     pub async fn calendar_overrides(&self) -> Result<CalendarOverrides, ApiError> {
         match self.store.meta(CalendarOverrides::META_KEY).await? {
             Some(json) => serde_json::from_str(&json)
@@ -185,19 +243,70 @@ impl AppState {
         }
     }
 
+    /// Each province administrators' overrides, by province code, and the
+    /// stored text (for a compare-and-set).
+    pub async fn province_calendar_overrides(
+        &self,
+    ) -> Result<(BTreeMap<String, CalendarOverrides>, Option<String>), ApiError> {
+        match self.store.meta(PROVINCE_OVERRIDES_META_KEY).await? {
+            Some(json) => Ok((
+                serde_json::from_str(&json)
+                    .map_err(|e| ApiError::internal(format!("calendar overrides: {e}")))?,
+                Some(json),
+            )),
+            None => Ok((BTreeMap::new(), None)),
+        }
+    }
+
+    /// The configuration of `province`'s calendar: the base, the national
+    /// overrides, then the province's own.
+    pub fn province_calendar_config(
+        &self,
+        national: &CalendarOverrides,
+        own: Option<&CalendarOverrides>,
+    ) -> CalendarConfig {
+        let cfg = national.merge_into(&self.calendar_base);
+        match own {
+            Some(o) => o.merge_into(&cfg),
+            None => cfg,
+        }
+    }
+
     /// Reads the overrides, adds them to the base configuration and puts
-    /// the resulting calendar in force. On error the current one stays.
+    /// the resulting calendars in force. On error the current ones stay.
     pub async fn reload_calendar(&self) -> Result<(), ApiError> {
-        let overrides = self.calendar_overrides().await?;
-        let cal = WorkingCalendar::from_config(&overrides.merge_into(&self.calendar_base))
+        let national = self.calendar_overrides().await?;
+        let (by_province, _) = self.province_calendar_overrides().await?;
+        let cal = WorkingCalendar::from_config(&self.province_calendar_config(&national, None))
             .map_err(ApiError::internal)?;
-        *self.calendar.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(cal);
+        let mut provinces = BTreeMap::new();
+        for (code, o) in &by_province {
+            let c =
+                WorkingCalendar::from_config(&self.province_calendar_config(&national, Some(o)))
+                    .map_err(ApiError::internal)?;
+            provinces.insert(code.clone(), Arc::new(c));
+        }
+        *self.calendar.write().unwrap_or_else(|e| e.into_inner()) = Calendars {
+            national: Arc::new(cal),
+            provinces,
+        };
         Ok(())
     }
 
     pub async fn invalidate_catalogue(&self) {
         *self.catalogue.write().await = None;
     }
+}
+
+/// The setting holding each province's calendar overrides (a JSON object
+/// from province code to [`CalendarOverrides`]).
+pub const PROVINCE_OVERRIDES_META_KEY: &str = "calendar.province_overrides";
+
+/// The calendars in force.
+#[derive(Debug)]
+struct Calendars {
+    national: Arc<WorkingCalendar>,
+    provinces: BTreeMap<String, Arc<WorkingCalendar>>,
 }
 
 /// The time as the application sees it: the system clock, plus an offset
@@ -242,7 +351,7 @@ impl Connected<SocketAddr> for ClientAddr {
 #[openapi(
     info(title = "motcua API", description = "One-stop digital government: procedures, dossiers, tracking. Errors are application/problem+json (RFC 9457) in the language of Accept-Language (vi or en)."),
     paths(
-        api::issue_token, api::revoke_token, api::register, api::me,
+        api::issue_token, api::revoke_token, api::register, api::me, api::verify_national_id,
         api::list_procedures, api::get_procedure,
         api::submit, api::get_dossier, api::get_document, api::list_dossiers, api::workqueue, api::act, api::track,
         healthz, readyz, metrics_text,
@@ -386,6 +495,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/auth/register", post(api::register))
         .route("/api/v1/me", get(api::me))
+        .route(
+            "/api/v1/accounts/{username}/verify-national-id",
+            post(api::verify_national_id),
+        )
         .route("/api/v1/procedures", get(api::list_procedures))
         .route("/api/v1/procedures/{code}", get(api::get_procedure))
         .route(

@@ -276,6 +276,7 @@ pub async fn create_dossier(
         );
     }
     let now = st.clock.now();
+    let cal = st.calendar_for(&unit).await?;
     let mut lifecycle = Lifecycle::new();
     let mut event = "dossier.submitted".to_string();
     let mut action = "dossier.submit";
@@ -288,7 +289,7 @@ pub async fn create_dossier(
         let d = decide(
             &lifecycle,
             &own,
-            rules(&st.calendar(), p),
+            rules(&cal, p),
             &actor_of(user),
             &Command::new(Action::Accept),
             now,
@@ -371,14 +372,8 @@ pub async fn take_action(
     };
     let now = st.clock.now();
     let actor = actor_of(user);
-    let decision = decide(
-        &d.lifecycle,
-        &own,
-        rules(&st.calendar(), p),
-        &actor,
-        &cmd,
-        now,
-    )?;
+    let cal = st.calendar_for(&d.unit_code).await?;
+    let decision = decide(&d.lifecycle, &own, rules(&cal, p), &actor, &cmd, now)?;
     let action = cmd.action;
     let role = action
         .roles()
@@ -681,4 +676,158 @@ pub async fn document_response(
     }
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(r)
+}
+
+/// The working calendar of the province of `agency` (the national one if
+/// the agency is unknown).
+pub async fn agency_calendar(
+    st: &AppState,
+    agency: &motcua_domain::AgencyCode,
+) -> Result<std::sync::Arc<WorkingCalendar>, ApiError> {
+    match st.store.agency(agency).await? {
+        Some(a) => st.calendar_for(&a.unit_code).await,
+        None => Ok(st.calendar()),
+    }
+}
+
+/// Whether a procedure (national, or of `home` province) may be filed in
+/// `unit`, given the availability `decisions` for it: the commune's own
+/// decision, else its province's, else the default (a national procedure
+/// everywhere, a province's own procedure in that province only).
+pub fn is_available(
+    home: Option<&UnitCode>,
+    unit: &UnitCode,
+    province: Option<&UnitCode>,
+    decisions: &[motcua_store::Availability],
+) -> bool {
+    let decided = |u: &UnitCode| {
+        decisions
+            .iter()
+            .find(|d| &d.unit_code == u)
+            .map(|d| d.available)
+    };
+    decided(unit)
+        .or_else(|| province.and_then(decided))
+        .unwrap_or_else(|| home.is_none_or(|h| Some(h) == province))
+}
+
+/// Whether `sp` may be filed in `unit` now.
+pub async fn available_in(
+    st: &AppState,
+    sp: &motcua_store::StoredProcedure,
+    unit: &UnitCode,
+) -> Result<bool, ApiError> {
+    let province = st.province_of(unit).await?;
+    let mut units = vec![unit.clone()];
+    units.extend(province.clone());
+    let decisions = st.store.availability(&sp.definition.code, &units).await?;
+    Ok(is_available(
+        sp.home_province.as_ref(),
+        unit,
+        province.as_ref(),
+        &decisions,
+    ))
+}
+
+/// Whether the current version of procedure `code` may be filed in `unit`.
+pub async fn procedure_available(
+    st: &AppState,
+    code: &str,
+    unit: &UnitCode,
+) -> Result<bool, ApiError> {
+    match st.store.current_procedure(code).await? {
+        Some(sp) => available_in(st, &sp, unit).await,
+        None => Ok(false),
+    }
+}
+
+/// What an officer verified.
+pub struct VerifiedCitizen {
+    pub user: User,
+    pub linked: Vec<DossierCode>,
+}
+
+/// An officer who has seen the identity card of the holder of account
+/// `username` records that its national ID number is `national_id`: from
+/// then on the number grants what a verified one does (counter dossiers
+/// under "my dossiers", data read from national registries), and the
+/// applicant's counter dossiers without an account are linked to it.
+pub async fn verify_citizen(
+    st: &AppState,
+    officer: &User,
+    username: &str,
+    national_id: &str,
+    document: &str,
+) -> Result<VerifiedCitizen, ApiError> {
+    use motcua_domain::ids::NationalId;
+    if !crate::auth::has(officer, Role::Officer) {
+        return Err(
+            ApiError::forbidden().detail("national ID numbers are verified by one-stop officers")
+        );
+    }
+    let mut errs = Vec::new();
+    let nid = NationalId::parse(national_id)
+        .map_err(|_| errs.push(FieldProblem::new("national_id", "invalid-national-id")))
+        .ok();
+    if !matches!(document, "cccd" | "cmnd" | "passport") {
+        errs.push(FieldProblem::new("document", "invalid-choice"));
+    }
+    let user = st.store.user_by_name(username.trim()).await?;
+    let user = match user {
+        Some(u) if crate::auth::has(&u, Role::Citizen) && !crate::auth::is_staff(&u) => Some(u),
+        _ => {
+            errs.push(FieldProblem::new("username", "unknown-citizen"));
+            None
+        }
+    };
+    let (Some(nid), Some(user), true) = (nid, user, errs.is_empty()) else {
+        return Err(ApiError::validation(errs));
+    };
+    let v = motcua_store::Verification {
+        at: st.clock.now(),
+        by: officer.username.clone(),
+        method: motcua_store::VerificationMethod::Counter,
+    };
+    let mut e = audit_entry(
+        st,
+        officer,
+        Role::Officer,
+        "user.verify_national_id",
+        &serde_json::json!({ "username": user.username, "national_id": nid.as_str(), "document": document }),
+    );
+    e.note = Some(format!("{} ({document})", user.username));
+    let linked = st
+        .store
+        .verify_national_id(user.id, nid.as_str(), &v, e)
+        .await
+        .map_err(|e| match e {
+            motcua_store::StoreError::Duplicate(_) => {
+                ApiError::field("national_id", "national-id-verified-elsewhere")
+            }
+            other => other.into(),
+        })?;
+    let user = st
+        .store
+        .user(user.id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    Ok(VerifiedCitizen { user, linked })
+}
+
+/// The records of a dossier its applicant sees: what happened to it, not
+/// who of the staff read it (the one place this is decided).
+pub async fn timeline(
+    st: &AppState,
+    code: &DossierCode,
+) -> Result<Vec<motcua_domain::audit::AuditRecord>, ApiError> {
+    Ok(st
+        .store
+        .dossier_audit(code)
+        .await?
+        .into_iter()
+        .filter(|r| {
+            r.entry.action != "dossier.view_personal_data"
+                && r.entry.action != "dossier.download_document"
+        })
+        .collect())
 }

@@ -190,3 +190,37 @@ pub async fn registration_gate(st: &AppState, client: &Client) -> Result<(), Api
         .await?;
     Ok(())
 }
+
+/// Wrong guesses of a secret (a receipt's code) allowed per address and
+/// per target in a window before answers wait.
+const GUESSES_FREE: u32 = 10;
+
+/// Refuses (429) a guess at `target`'s secret from `client` after too many
+/// wrong ones from that address or at that target.
+pub async fn guess_gate(st: &AppState, client: &Client, target: &str) -> Result<(), ApiError> {
+    let policy = Policy::default();
+    let now = st.clock.now();
+    let keys = [format!("guess:{target}"), format!("guess-ip:{}", client.0)];
+    let states = st.store.throttle_read(&keys).await?;
+    let wait = policy.gate(
+        count_of(&states, &keys[0]).filter(|c| c.failures >= GUESSES_FREE),
+        count_of(&states, &keys[1]).filter(|c| c.failures >= GUESSES_FREE),
+        None,
+        true,
+        now,
+    );
+    match wait {
+        Gate::Wait(s) => Err(rate_limited(s)),
+        Gate::Go { .. } => Ok(()),
+    }
+}
+
+/// Counts a wrong guess at `target`'s secret from `client`.
+pub async fn guess_failed(st: &AppState, client: &Client, target: &str) -> Result<(), ApiError> {
+    let policy = Policy::default();
+    let keys = [format!("guess:{target}"), format!("guess-ip:{}", client.0)];
+    st.store
+        .throttle_hit(&keys, st.clock.now(), policy.window)
+        .await?;
+    Ok(())
+}

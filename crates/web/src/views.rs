@@ -37,6 +37,30 @@ pub struct UserView {
     pub full_name: String,
     pub roles: Vec<String>,
     pub agency_code: Option<String>,
+    /// Whether the account's national ID number has been verified (at the
+    /// counter, by an identity provider, or by the demo): only a verified
+    /// number shows counter dossiers under "my dossiers".
+    pub national_id_verified: bool,
+}
+
+/// An officer's record that they saw the identity card of an account's
+/// holder.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct VerifyNationalIdRequest {
+    /// The number on the card (12 digits).
+    pub national_id: String,
+    /// The document seen: `cccd` (citizen identity card), `cmnd` (old
+    /// identity card) or `passport`.
+    pub document: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VerifiedView {
+    pub username: String,
+    pub national_id_verified_at: chrono::DateTime<chrono::Utc>,
+    pub verified_by: String,
+    /// Counter dossiers of this applicant now under the account.
+    pub linked_dossiers: Vec<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

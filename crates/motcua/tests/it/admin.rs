@@ -461,15 +461,53 @@ async fn procedure_import_lints_first_and_enable_disable_changes_the_catalogue()
         .expect("store");
     assert_eq!(versions.len(), 1, "nothing imported");
 
+    // The national catalogue is not a province's to change: a new version
+    // of a national procedure is refused, and so is switching one off.
     let r = prov
         .post_multipart(
             "/quan-tri/thu-tuc/nhap",
             text_form(&csrf, &[]).part("file", file(&v2)),
         )
         .await;
-    assert_eq!(r.status, 303, "{}", r.body);
-    assert!(r.location().contains("/phien-ban/2"), "{}", r.location());
-    let shown = prov.get(&r.location()).await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(r.body.contains("danh mục thủ tục quốc gia"), "{}", r.body);
+    let versions = app
+        .state
+        .store
+        .procedure_versions(SIGNATURE)
+        .await
+        .expect("store");
+    assert_eq!(versions.len(), 1, "nothing imported");
+    let national_toggle = format!("/quan-tri/thu-tuc/{SIGNATURE}/phien-ban/1/trang-thai");
+    let r = prov
+        .post_multipart(&national_toggle, text_form(&csrf, &[("enabled", "0")]))
+        .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(prov.get(&format!("/thu-tuc/{SIGNATURE}")).await.status, 200);
+
+    // A procedure of the province's own: imported, versioned, switched.
+    const OWN: &str = "2.999884";
+    let own = yaml.replace(SIGNATURE, OWN);
+    let own_v2 = v2.replace(SIGNATURE, OWN);
+    for (text, version) in [(&own, 1), (&own_v2, 2)] {
+        let r = prov
+            .post_multipart(
+                "/quan-tri/thu-tuc/nhap",
+                text_form(&csrf, &[]).part("file", file(text)),
+            )
+            .await;
+        assert_eq!(r.status, 303, "{}", r.body);
+        assert!(
+            r.location().contains(&format!("/phien-ban/{version}")),
+            "{}",
+            r.location()
+        );
+    }
+    let shown = prov
+        .get(&format!(
+            "/quan-tri/thu-tuc/{OWN}/phien-ban/2?xong=imported"
+        ))
+        .await;
     assert_eq!(shown.status, 200);
     assert!(shown.body.contains("Đã nhập phiên bản mới"));
     assert!(shown.body.contains("phiên bản 2"));
@@ -478,30 +516,30 @@ async fn procedure_import_lints_first_and_enable_disable_changes_the_catalogue()
             || shown.body.contains("&#34;version&#34;: 2"),
         "JSON shown"
     );
-    let public = prov.get(&format!("/thu-tuc/{SIGNATURE}")).await;
+    let public = prov.get(&format!("/thu-tuc/{OWN}")).await;
     assert!(
         public.body.contains("(phiên bản 2)"),
         "new version in the catalogue"
     );
 
     // Disable version 2: version 1 is current again; disable 1: gone.
-    let toggle = |v: u32| format!("/quan-tri/thu-tuc/{SIGNATURE}/phien-ban/{v}/trang-thai");
+    let toggle = |v: u32| format!("/quan-tri/thu-tuc/{OWN}/phien-ban/{v}/trang-thai");
     let r = prov
         .post_multipart(&toggle(2), text_form(&csrf, &[("enabled", "0")]))
         .await;
     assert_eq!(r.status, 303, "{}", r.body);
-    let public = prov.get(&format!("/thu-tuc/{SIGNATURE}")).await;
+    let public = prov.get(&format!("/thu-tuc/{OWN}")).await;
     assert_eq!(public.status, 200);
     assert!(!public.body.contains("(phiên bản 2)"));
     let r = prov
         .post_multipart(&toggle(1), text_form(&csrf, &[("enabled", "0")]))
         .await;
     assert_eq!(r.status, 303);
-    assert_eq!(prov.get(&format!("/thu-tuc/{SIGNATURE}")).await.status, 404);
+    assert_eq!(prov.get(&format!("/thu-tuc/{OWN}")).await.status, 404);
     let cat = app.state.catalogue().await.expect("catalogue");
-    assert!(cat.iter().all(|(p, _)| p.code != SIGNATURE));
+    assert!(cat.iter().all(|(p, _)| p.code != OWN));
     // Still reachable by code for the admin, and enabled again.
-    let r = prov.get(&format!("/quan-tri/thu-tuc?ma={SIGNATURE}")).await;
+    let r = prov.get(&format!("/quan-tri/thu-tuc?ma={OWN}")).await;
     assert_eq!(r.status, 303);
     let p = prov.get(&r.location()).await;
     assert_eq!(p.status, 200, "{}", p.body);
@@ -509,7 +547,7 @@ async fn procedure_import_lints_first_and_enable_disable_changes_the_catalogue()
         .post_multipart(&toggle(2), text_form(&csrf, &[("enabled", "1")]))
         .await;
     assert_eq!(r.status, 303);
-    let public = prov.get(&format!("/thu-tuc/{SIGNATURE}")).await;
+    let public = prov.get(&format!("/thu-tuc/{OWN}")).await;
     assert!(public.body.contains("(phiên bản 2)"));
     let actions = audit_actions(&app).await;
     for a in ["procedure.import", "procedure.disable", "procedure.enable"] {
@@ -690,7 +728,9 @@ async fn province_admin_edits_holidays_and_makeup_days_in_force_at_once() {
     use chrono::{Datelike, Duration, Weekday};
 
     let app = spawn_app().await;
-    let cal = app.state.calendar();
+    // The admin of Hà Nội changes Hà Nội's calendar, nobody else's.
+    let hanoi = motcua_domain::UnitCode::parse("01").expect("unit");
+    let cal = app.state.calendar_of(Some(&hanoi));
     let mut day = motcua_store::vietnam_day(app.state.clock.now()) + Duration::days(60);
     while !(cal.is_working_day(day) && day.weekday().number_from_monday() <= 5) {
         day += Duration::days(1);
@@ -720,7 +760,7 @@ async fn province_admin_edits_holidays_and_makeup_days_in_force_at_once() {
         )
         .await;
     assert_eq!(r.status, 403, "{}", r.body);
-    assert!(app.state.calendar().is_working_day(day));
+    assert!(app.state.calendar_of(Some(&hanoi)).is_working_day(day));
 
     // Validation: bad date, missing name.
     let r = prov
@@ -753,7 +793,7 @@ async fn province_admin_edits_holidays_and_makeup_days_in_force_at_once() {
         .await;
     assert_eq!(r.status, 303, "{}", r.body);
     assert!(
-        !app.state.calendar().is_working_day(day),
+        !app.state.calendar_of(Some(&hanoi)).is_working_day(day),
         "in force at once"
     );
     let page = prov.get("/quan-tri/ngay-nghi?xong=calendar-saved").await;
@@ -777,7 +817,7 @@ async fn province_admin_edits_holidays_and_makeup_days_in_force_at_once() {
         )
         .await;
     assert_eq!(r.status, 303, "{}", r.body);
-    assert!(app.state.calendar().is_working_day(sat));
+    assert!(app.state.calendar_of(Some(&hanoi)).is_working_day(sat));
 
     // An agency admin sees the page read-only and gets 403 on the POST.
     let mut agency = Browser::new(&app, "vi");
@@ -797,7 +837,7 @@ async fn province_admin_edits_holidays_and_makeup_days_in_force_at_once() {
         )
         .await;
     assert_eq!(r.status, 403, "{}", r.body);
-    assert!(!app.state.calendar().is_working_day(day));
+    assert!(!app.state.calendar_of(Some(&hanoi)).is_working_day(day));
 
     // Removing the holiday makes the day a working day again.
     let r = prov
@@ -810,9 +850,9 @@ async fn province_admin_edits_holidays_and_makeup_days_in_force_at_once() {
         )
         .await;
     assert_eq!(r.status, 303, "{}", r.body);
-    assert!(app.state.calendar().is_working_day(day));
+    assert!(app.state.calendar_of(Some(&hanoi)).is_working_day(day));
     assert!(
-        app.state.calendar().is_working_day(sat),
+        app.state.calendar_of(Some(&hanoi)).is_working_day(sat),
         "the make-up day stays"
     );
 
@@ -824,7 +864,11 @@ async fn province_admin_edits_holidays_and_makeup_days_in_force_at_once() {
         .count();
     assert_eq!(changes, 3);
     app.state.reload_calendar().await.expect("reload");
-    assert!(app.state.calendar().is_working_day(sat));
+    assert!(app.state.calendar_of(Some(&hanoi)).is_working_day(sat));
+    // Cao Bằng (04) and the national calendar keep their Saturdays off.
+    let cao_bang = motcua_domain::UnitCode::parse("04").expect("unit");
+    assert!(!app.state.calendar_of(Some(&cao_bang)).is_working_day(sat));
+    assert!(!app.state.calendar().is_working_day(sat));
 }
 
 /// `motcua serve --demo` with the exchange gateway: (process, portal URL,

@@ -502,20 +502,19 @@ async fn a_commune_moves_from_sqlite_to_postgres_and_back() {
     let data = config.data_dir.display().to_string();
 
     // Up to the province.
-    let (ok, out) = run_motcua(&["migrate-data", "--from", &sqlite_url, "--to", &db.url]);
+    // Run as the installation (its data directory holds the audit key).
+    let migrate = |extra: &[&str]| {
+        let mut args = vec!["--data-dir", &data, "migrate-data"];
+        args.extend_from_slice(extra);
+        run_motcua(&args)
+    };
+    let (ok, out) = migrate(&["--from", &sqlite_url, "--to", &db.url]);
     assert!(ok && out.contains("Copy complete and verified"), "{out}");
     assert!(out.contains("dossiers") && out.contains("audit"), "{out}");
     // A second run refuses the now non-empty target, and --force redoes it.
-    let (ok, out) = run_motcua(&["migrate-data", "--from", &sqlite_url, "--to", &db.url]);
+    let (ok, out) = migrate(&["--from", &sqlite_url, "--to", &db.url]);
     assert!(!ok && out.contains("not empty"), "{out}");
-    let (ok, out) = run_motcua(&[
-        "migrate-data",
-        "--from",
-        &sqlite_url,
-        "--to",
-        &db.url,
-        "--force",
-    ]);
+    let (ok, out) = migrate(&["--from", &sqlite_url, "--to", &db.url, "--force"]);
     assert!(ok, "{out}");
 
     // A node on PostgreSQL serves the moved installation.
@@ -572,7 +571,7 @@ async fn a_commune_moves_from_sqlite_to_postgres_and_back() {
 
     // And back down to a new SQLite file.
     let back = format!("sqlite://{}", dir.join("back.db").display());
-    let (ok, out) = run_motcua(&["migrate-data", "--from", &db.url, "--to", &back]);
+    let (ok, out) = migrate(&["--from", &db.url, "--to", &back]);
     assert!(ok && out.contains("Copy complete and verified"), "{out}");
     let (ok, out) = run_motcua(&[
         "--database-url",

@@ -66,6 +66,11 @@ pub async fn unit(c: &mut dyn Conn, code: &UnitCode) -> StoreResult<Option<Admin
     rows::first(row, rows::unit)
 }
 
+pub async fn units(c: &mut dyn Conn) -> StoreResult<Vec<AdminUnit>> {
+    let rows = c.fetch("SELECT * FROM units ORDER BY code", vec![]).await?;
+    rows::all(rows, rows::unit)
+}
+
 /// (provinces, communes).
 pub async fn count_units(c: &mut dyn Conn) -> StoreResult<(u64, u64)> {
     let r = c

@@ -103,6 +103,10 @@ impl<B: Backend> Store for SqlStore<B> {
         reference::unit(self.read().await?.as_mut(), code).await
     }
 
+    async fn units(&self) -> StoreResult<Vec<AdminUnit>> {
+        reference::units(self.read().await?.as_mut()).await
+    }
+
     async fn count_units(&self) -> StoreResult<(u64, u64)> {
         reference::count_units(self.read().await?.as_mut()).await
     }
@@ -410,6 +414,13 @@ impl<B: Backend> Store for SqlStore<B> {
 
     async fn audit_head(&self) -> StoreResult<Option<(i64, String)>> {
         audit::head(self.read().await?.as_mut()).await
+    }
+
+    async fn sign_audit_head(&self) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        audit::lock(tx.conn()).await?;
+        audit::checkpoint_head(tx.conn(), &self.signer).await?;
+        tx.commit().await
     }
 
     async fn audit_checkpoint(&self) -> StoreResult<Option<motcua_domain::audit::Checkpoint>> {

@@ -196,7 +196,10 @@ pub struct DoneQuery {
 
 fn flash_of(ctx: &Ctx, q: &DoneQuery) -> Option<String> {
     let k = q.xong.as_deref()?;
-    const KNOWN: [&str; 9] = [
+    const KNOWN: [&str; 12] = [
+        "availability-saved",
+        "link-kept",
+        "link-removed",
         "calendar-saved",
         "disabled",
         "enabled",
@@ -245,7 +248,7 @@ pub async fn home(State(st): State<AppState>, ctx: Ctx) -> PageResult {
         .count();
     let procs = st.catalogue().await?.len();
     let year = motcua_store::vietnam_day(st.clock.now()).year();
-    let holidays = st.calendar().holidays(year).len();
+    let holidays = st.calendar_of(a.province.as_ref()).holidays(year).len();
     let scope = if a.is_province() {
         let name = match &a.province {
             Some(p) => st
@@ -1077,7 +1080,29 @@ pub async fn import_procedure(State(st): State<AppState>, ctx: Ctx, mp: Multipar
         &serde_json::json!({ "code": p.code, "version": p.version, "file": file_name, "sha256": sha }),
     );
     e.note = Some(format!("{} v{}", p.code, p.version));
-    let outcome = match st.store.put_procedure(&p, e).await {
+    let province = a.province.clone().ok_or_else(ApiError::forbidden)?;
+    // A province imports procedures of its own; the national catalogue
+    // (and another province's procedures) are not its to change.
+    let owner = st
+        .store
+        .procedure_versions(&p.code)
+        .await?
+        .first()
+        .map(|v| v.home_province.clone());
+    if let Some(owner) = owner
+        && owner.as_ref() != Some(&province)
+    {
+        let key = if owner.is_none() {
+            "admin-import-national"
+        } else {
+            "admin-import-other-province"
+        };
+        let mut args = serde_json::Map::new();
+        args.insert("code".into(), p.code.clone().into());
+        let msg = ctx.lang.text_with(key, &args);
+        return render_procedures(&st, &ctx, &a, None, Vec::new(), Some(msg), file_name).await;
+    }
+    let outcome = match st.store.put_province_procedure(&p, &province, e).await {
         Ok(o) => o,
         Err(err @ (StoreError::Duplicate(_) | StoreError::Invalid(_))) => {
             let key = if matches!(err, StoreError::Duplicate(_)) {
@@ -1117,8 +1142,17 @@ struct ProcedurePage<'a> {
     code: String,
     version: u32,
     enabled: bool,
+    /// The version's own switch: for a province's own procedures only.
+    can_toggle: bool,
     toggle_href: String,
     public_href: String,
+    /// "National catalogue" or "procedure of province …".
+    owner: String,
+    /// Whether it takes dossiers in the administrator's province, and
+    /// the decisions behind it (unit, name, available, by, when).
+    available_here: bool,
+    decisions: Vec<(String, String, bool, String, String)>,
+    availability_href: String,
     facts: Vec<(String, String)>,
     steps: Vec<(String, String, u32)>,
     versions: Vec<VersionLink>,
@@ -1201,12 +1235,50 @@ async fn render_procedure(
             )
         })
         .collect();
+    let units = st.unit_map().await?;
+    let unit_name = |u: &UnitCode| {
+        units
+            .get(u.as_str())
+            .map(|x| x.name.clone())
+            .unwrap_or_else(|| u.to_string())
+    };
+    let owner = match &sp.home_province {
+        None => ctx.t("admin-proc-national"),
+        Some(h) => {
+            let mut args = serde_json::Map::new();
+            args.insert("province".into(), unit_name(h).into());
+            ctx.lang.text_with("admin-proc-of-province", &args)
+        }
+    };
+    let mut decisions = Vec::new();
+    let mut available_here = false;
+    if let Some(province) = &a.province {
+        let all = st.store.availability(&p.code, &[]).await?;
+        for d in &all {
+            if st.province_of(&d.unit_code).await?.as_ref() == Some(province) {
+                decisions.push((
+                    d.unit_code.to_string(),
+                    unit_name(&d.unit_code),
+                    d.available,
+                    d.changed_by.clone(),
+                    fmt_dt(d.changed_at),
+                ));
+            }
+        }
+        available_here =
+            crate::service::is_available(sp.home_province.as_ref(), province, Some(province), &all);
+    }
     let page = ProcedurePage {
         ctx,
         title: format!("{} {}", ctx.t("admin-procedure"), p.code),
         section: "procedures",
         flash: flash_of(ctx, q),
         can_edit: a.is_province(),
+        can_toggle: a.is_province() && sp.home_province.is_some() && sp.home_province == a.province,
+        owner,
+        available_here,
+        decisions,
+        availability_href: format!("/quan-tri/thu-tuc/{}/ap-dung", url_encode(&p.code)),
         code: p.code.clone(),
         version: p.version,
         enabled: sp.enabled,
@@ -1238,10 +1310,16 @@ pub async fn procedure_toggle(
     if !a.is_province() {
         return Err(ApiError::forbidden());
     }
-    st.store
+    let sp = st
+        .store
         .procedure(&code, version)
         .await?
         .ok_or_else(ApiError::not_found)?;
+    // A version is switched by the province it belongs to; a national
+    // procedure is made (un)available in the province instead.
+    if sp.home_province.is_none() || sp.home_province != a.province {
+        return Err(ApiError::forbidden().detail("the procedure is not this province's own"));
+    }
     let enabled = form.get("enabled") == Some("1");
     let action = if enabled {
         "procedure.enable"
@@ -1268,6 +1346,181 @@ pub async fn procedure_toggle(
         url_encode(&code)
     ))
     .into_response())
+}
+
+/// `POST /quan-tri/thu-tuc/{code}/ap-dung` (province admins): whether the
+/// procedure takes dossiers in the province (`unit` empty) or in one of
+/// its communes (`unit` = the commune's code): `decision` is `available`,
+/// `unavailable` or `reset` (back to the province's or the default).
+pub async fn procedure_availability(
+    State(st): State<AppState>,
+    ctx: Ctx,
+    Path(code): Path<String>,
+    mp: Multipart,
+) -> PageResult {
+    let form = FormData::read(&st, mp).await?;
+    ctx.check_csrf(form.get("csrf"))?;
+    let a = admin_or_login!(&st, &ctx);
+    let province = a
+        .province
+        .clone()
+        .filter(|_| a.is_province())
+        .ok_or_else(ApiError::forbidden)?;
+    if st.store.procedure_versions(&code).await?.is_empty() {
+        return Err(ApiError::not_found());
+    }
+    let raw_unit = form.get("unit").unwrap_or("").trim();
+    let unit = if raw_unit.is_empty() {
+        province.clone()
+    } else {
+        let u =
+            UnitCode::parse(raw_unit).map_err(|_| ApiError::field("unit", "invalid-unit-code"))?;
+        if st.province_of(&u).await?.as_ref() != Some(&province) {
+            return Err(ApiError::forbidden().detail("the unit is in another province"));
+        }
+        u
+    };
+    let available = match form.get("decision") {
+        Some("available") => Some(true),
+        Some("unavailable") => Some(false),
+        Some("reset") => None,
+        _ => return Err(ApiError::field("decision", "invalid-choice")),
+    };
+    let action = match available {
+        Some(true) => "procedure.available",
+        Some(false) => "procedure.unavailable",
+        None => "procedure.availability_reset",
+    };
+    let mut e = a.entry(
+        &st,
+        action,
+        &serde_json::json!({ "code": code, "unit": unit.as_str() }),
+    );
+    e.note = Some(format!("{code} @ {unit}"));
+    let now = st.clock.now();
+    st.store
+        .set_availability(&unit, &code, available, &a.user.username, now, e)
+        .await?;
+    Ok(Redirect::to(&format!(
+        "/quan-tri/thu-tuc/{}?xong=availability-saved",
+        url_encode(&code)
+    ))
+    .into_response())
+}
+
+// ---------------------------------------------------------------------------
+// Counter dossiers linked to accounts before numbers were verified
+// ---------------------------------------------------------------------------
+
+pub struct LinkRow {
+    pub id: i64,
+    pub code: String,
+    pub applicant: String,
+    pub username: String,
+    pub state: String,
+    pub open: bool,
+    /// The account's number is verified as the applicant's.
+    pub can_keep: bool,
+}
+
+#[derive(Template)]
+#[template(path = "pages/admin_links.html")]
+struct LinksPage<'a> {
+    ctx: &'a Ctx,
+    title: String,
+    section: &'static str,
+    flash: Option<String>,
+    rows: Vec<LinkRow>,
+}
+
+/// `GET /quan-tri/lien-ket-ho-so`: counter dossiers that an earlier
+/// release linked to an account by a national ID number nobody had
+/// verified, for the administrators of their agencies to keep (once the
+/// account's number is verified as the applicant's) or remove.
+pub async fn link_reviews(
+    State(st): State<AppState>,
+    ctx: Ctx,
+    Query(q): Query<DoneQuery>,
+) -> PageResult {
+    let a = admin_or_login!(&st, &ctx);
+    let rows = st
+        .store
+        .link_reviews(false)
+        .await?
+        .into_iter()
+        .filter(|r| a.manages(&r.agency_code))
+        .map(|r| LinkRow {
+            id: r.id,
+            code: r.dossier_code.to_string(),
+            applicant: r.applicant_name.clone(),
+            can_keep: r.user_verified_national_id.as_deref() == Some(&r.applicant_national_id),
+            state: match r.resolution.as_deref() {
+                Some("kept") => ctx.t("links-kept"),
+                Some(_) => ctx.t("links-removed"),
+                None => ctx.t("links-open"),
+            },
+            open: r.resolved_at.is_none(),
+            username: r.username,
+        })
+        .collect();
+    let page = LinksPage {
+        ctx: &ctx,
+        title: ctx.t("links-title"),
+        section: "links",
+        flash: flash_of(&ctx, &q),
+        rows,
+    };
+    Ok(ctx.render(StatusCode::OK, page.render()))
+}
+
+/// `POST /quan-tri/lien-ket-ho-so/{id}`: `decision` is `keep` or `remove`.
+pub async fn link_review_decide(
+    State(st): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+    mp: Multipart,
+) -> PageResult {
+    let form = FormData::read(&st, mp).await?;
+    ctx.check_csrf(form.get("csrf"))?;
+    let a = admin_or_login!(&st, &ctx);
+    let id: i64 = id.parse().map_err(|_| ApiError::not_found())?;
+    let review = st
+        .store
+        .link_reviews(false)
+        .await?
+        .into_iter()
+        .find(|r| r.id == id)
+        .ok_or_else(ApiError::not_found)?;
+    if !a.manages(&review.agency_code) {
+        return Err(ApiError::forbidden());
+    }
+    let keep = match form.get("decision") {
+        Some("keep") => true,
+        Some("remove") => false,
+        _ => return Err(ApiError::field("decision", "invalid-choice")),
+    };
+    let mut e = a.entry(
+        &st,
+        if keep { "dossier.link_keep" } else { "dossier.link_remove" },
+        &serde_json::json!({ "review": id, "dossier": review.dossier_code.as_str(), "user": review.username }),
+    );
+    e.dossier_code = Some(review.dossier_code.to_string());
+    e.agency_code = Some(review.agency_code.to_string());
+    let now = st.clock.now();
+    match st
+        .store
+        .resolve_link_review(id, keep, &a.user.username, now, e)
+        .await
+    {
+        Ok(()) => {}
+        Err(StoreError::Invalid(_)) => {
+            return Err(ApiError::new(StatusCode::CONFLICT, "link-not-verified"));
+        }
+        Err(StoreError::Conflict) => return Err(ApiError::new(StatusCode::CONFLICT, "conflict")),
+        Err(other) => return Err(other.into()),
+    }
+    let k = if keep { "link-kept" } else { "link-removed" };
+    Ok(Redirect::to(&format!("/quan-tri/lien-ket-ho-so?xong={k}")).into_response())
 }
 
 // ---------------------------------------------------------------------------
@@ -1344,7 +1597,7 @@ async fn render_holidays(
     form: BTreeMap<String, String>,
     errors: Vec<(String, String)>,
 ) -> PageResult {
-    let cal = st.calendar();
+    let cal = st.calendar_of(a.province.as_ref());
     let year = motcua_store::vietnam_day(st.clock.now()).year();
     let en = ctx.lang == crate::i18n::Lang::En;
     let wd =
@@ -1371,7 +1624,13 @@ async fn render_holidays(
                 .collect(),
         })
         .collect();
-    let o = st.calendar_overrides().await?;
+    let (by_province, _) = st.province_calendar_overrides().await?;
+    let o = a
+        .province
+        .as_ref()
+        .and_then(|p| by_province.get(p.as_str()))
+        .cloned()
+        .unwrap_or_default();
     let row = |kind: &'static str, d: chrono::NaiveDate, name: String| OverrideRow {
         kind,
         kind_label: ctx.t(&format!("admin-cal-kind-{kind}")),
@@ -1444,8 +1703,15 @@ pub async fn holidays_save(State(st): State<AppState>, ctx: Ctx, mp: Multipart) 
     for k in ["date", "name", "name_en"] {
         typed.insert(format!("{op}-{k}"), field(k));
     }
-    let mut o = st.calendar_overrides().await?;
-    let base = st.calendar_base.as_ref();
+    let province = a.province.clone().ok_or_else(ApiError::forbidden)?;
+    let national = st.calendar_overrides().await?;
+    let (mut by_province, stored) = st.province_calendar_overrides().await?;
+    let mut o = by_province
+        .get(province.as_str())
+        .cloned()
+        .unwrap_or_default();
+    let base_cfg = st.province_calendar_config(&national, None);
+    let base = &base_cfg;
     let mut errors: Vec<(String, String)> = Vec::new();
     let date = parse_day(&field("date"));
     let date_key = format!("{op}-date");
@@ -1543,16 +1809,23 @@ pub async fn holidays_save(State(st): State<AppState>, ctx: Ctx, mp: Multipart) 
         }
         return render_holidays(&st, &ctx, &a, None, typed, errors).await;
     }
-    let json = serde_json::to_string(&o).map_err(ApiError::internal)?;
-    let payload: serde_json::Value = serde_json::from_str(&json).map_err(ApiError::internal)?;
+    let payload = serde_json::json!({ "province": province.as_str(), "overrides": &o });
+    by_province.insert(province.as_str().to_string(), o);
+    let json = serde_json::to_string(&by_province).map_err(ApiError::internal)?;
     let e = a.entry(&st, "calendar.change", &payload);
-    st.store
-        .set_meta_audited(
-            motcua_domain::calendar::CalendarOverrides::META_KEY,
+    // Compare-and-set: two provinces saving at once cannot lose a change.
+    if !st
+        .store
+        .set_meta_if(
+            crate::PROVINCE_OVERRIDES_META_KEY,
+            stored.as_deref(),
             &json,
             e,
         )
-        .await?;
+        .await?
+    {
+        return Err(ApiError::new(StatusCode::CONFLICT, "conflict"));
+    }
     st.reload_calendar().await?;
     Ok(Redirect::to("/quan-tri/ngay-nghi?xong=calendar-saved").into_response())
 }

@@ -882,6 +882,10 @@ pub async fn check_apply(
     }
     if unit.is_some() && agency.is_none() {
         errs.push(FieldProblem::new("unit_code", "unknown-unit"));
+    } else if let Some(u) = &unit
+        && !procedure_available(st, &p.code, u).await?
+    {
+        errs.push(FieldProblem::new("unit_code", "procedure-not-available"));
     }
     let mut applicant = None;
     if counter {
@@ -1051,6 +1055,18 @@ struct ReceiptPage<'a> {
     qr_svg: String,
     track_url: String,
     dossier_href: String,
+    /// The secret, grouped for reading aloud and typing (`12345 67890`).
+    access_code: String,
+}
+
+/// `1234567890` as `12345 67890`.
+fn group_digits(code: &str) -> String {
+    let chars: Vec<char> = code.chars().collect();
+    chars
+        .chunks(5)
+        .map(|c| c.iter().collect::<String>())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn qr_svg(text: &str) -> String {
@@ -1126,6 +1142,7 @@ pub async fn receipt(State(st): State<AppState>, ctx: Ctx, Path(code): Path<Stri
         qr_svg: qr_svg(&track_url),
         track_url,
         dossier_href: format!("/ho-so/{}", d.code),
+        access_code: group_digits(&d.access_code),
     };
     Ok(ctx.render(StatusCode::OK, page.render()))
 }
@@ -1204,6 +1221,9 @@ struct MyDossiersPage<'a> {
     ctx: &'a Ctx,
     title: String,
     rows: Vec<Row>,
+    /// What the account's national ID number shows and why (not verified:
+    /// counter dossiers are not listed; verified by the demo: said so).
+    identity_note: Option<String>,
 }
 
 pub async fn my_dossiers(State(st): State<AppState>, ctx: Ctx) -> PageResult {
@@ -1227,10 +1247,21 @@ pub async fn my_dossiers(State(st): State<AppState>, ctx: Ctx) -> PageResult {
         .iter()
         .map(|s| row_of(&ctx, &names, s, now, soon))
         .collect();
+    let identity_note = match &user.national_id_verified {
+        None if crate::auth::has(&user, motcua_domain::dossier::Role::Citizen) => {
+            Some(ctx.t("my-unverified"))
+        }
+        None => None,
+        Some(v) if v.method == motcua_store::VerificationMethod::Demo => {
+            Some(ctx.t("my-verified-demo"))
+        }
+        Some(_) => None,
+    };
     let page = MyDossiersPage {
         ctx: &ctx,
         title: ctx.t("page-my-dossiers"),
         rows,
+        identity_note,
     };
     Ok(ctx.render(StatusCode::OK, page.render()))
 }
@@ -1530,15 +1561,9 @@ async fn render_dossier(
             }
         })
         .collect();
-    let events = st
-        .store
-        .dossier_audit(&d.code)
+    let events = timeline(st, &d.code)
         .await?
         .into_iter()
-        .filter(|r| {
-            r.entry.action != "dossier.view_personal_data"
-                && r.entry.action != "dossier.download_document"
-        })
         .map(|r| EventView {
             at: fmt_dt(r.entry.at),
             what: event_label(lang, &r.entry.action),
@@ -1546,7 +1571,7 @@ async fn render_dossier(
             note: r.entry.note.unwrap_or_default(),
         })
         .collect();
-    let allowed = allowed_actions(st, user, d, &p);
+    let allowed = allowed_actions(st, user, d, &p).await?;
     let actions = allowed
         .iter()
         .map(|a| {
@@ -1768,6 +1793,8 @@ pub async fn act(
 #[derive(Deserialize, Default)]
 pub struct TrackQuery {
     ma: Option<String>,
+    /// The secret printed on the receipt.
+    bm: Option<String>,
 }
 
 #[derive(Template)]
@@ -1783,14 +1810,28 @@ struct TrackPage<'a> {
     status: String,
     status_class: String,
     dates: Vec<(String, String)>,
+    /// The receipt's secret was given and is right: what happened to the
+    /// dossier, as its applicant sees it.
+    opened: bool,
+    events: Vec<EventView>,
+    secret_wrong: bool,
 }
 
+/// `GET /tra-cuu?ma=CODE[&bm=SECRET]`: status and dates of any dossier by
+/// its code; with the secret printed on its receipt, also its history —
+/// for the holder of the paper, without an account.
 pub async fn track(
     State(st): State<AppState>,
+    client: crate::throttle::Client,
     ctx: Ctx,
     Query(q): Query<TrackQuery>,
 ) -> PageResult {
     let code = q.ma.unwrap_or_default().trim().to_uppercase();
+    let secret: String =
+        q.bm.unwrap_or_default()
+            .chars()
+            .filter(|c| !c.is_whitespace() && *c != '-')
+            .collect();
     let mut page = TrackPage {
         ctx: &ctx,
         title: ctx.t("page-track"),
@@ -1802,6 +1843,9 @@ pub async fn track(
         status: String::new(),
         status_class: String::new(),
         dates: Vec::new(),
+        opened: false,
+        events: Vec::new(),
+        secret_wrong: false,
     };
     let found = match DossierCode::parse(&code) {
         Ok(c) => st.store.dossier(&c).await?,
@@ -1847,11 +1891,42 @@ pub async fn track(
             page.dates
                 .push((ctx.t("page-apology-new-date"), fmt_dt(a.new_due_at)));
         }
+        if !secret.is_empty() {
+            crate::throttle::guess_gate(&st, &client, d.code.as_str()).await?;
+            if !d.access_code.is_empty()
+                && crate::crypto::constant_time_eq(secret.as_bytes(), d.access_code.as_bytes())
+            {
+                page.opened = true;
+                page.events = timeline(&st, &d.code)
+                    .await?
+                    .into_iter()
+                    .map(|r| EventView {
+                        at: fmt_dt(r.entry.at),
+                        what: event_label(ctx.lang, &r.entry.action),
+                        who: role_label(ctx.lang, &r.entry.actor_role),
+                        note: r.entry.note.unwrap_or_default(),
+                    })
+                    .collect();
+            } else {
+                crate::throttle::guess_failed(&st, &client, d.code.as_str()).await?;
+                page.secret_wrong = true;
+            }
+        }
     }
     let status = if page.searched && !page.found {
         StatusCode::NOT_FOUND
+    } else if page.secret_wrong {
+        StatusCode::UNPROCESSABLE_ENTITY
     } else {
         StatusCode::OK
     };
-    Ok(ctx.render(status, page.render()))
+    let opened = page.opened;
+    let mut r = ctx.render(status, page.render());
+    if opened {
+        r.headers_mut().insert(
+            axum::http::header::CACHE_CONTROL,
+            axum::http::HeaderValue::from_static("no-store"),
+        );
+    }
+    Ok(r)
 }

@@ -76,6 +76,10 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/dang-xuat-tat-ca", post(session::logout_everywhere))
         .route("/can-bo", get(staff::workqueue))
         .route(
+            "/can-bo/xac-thuc",
+            get(staff::verify_form).post(staff::verify_submit),
+        )
+        .route(
             "/can-bo/tiep-nhan",
             get(staff::counter_form).post(staff::counter_submit),
         )
@@ -106,6 +110,15 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route(
             "/quan-tri/thu-tuc/{code}/phien-ban/{version}/trang-thai",
             post(admin::procedure_toggle),
+        )
+        .route(
+            "/quan-tri/thu-tuc/{code}/ap-dung",
+            post(admin::procedure_availability),
+        )
+        .route("/quan-tri/lien-ket-ho-so", get(admin::link_reviews))
+        .route(
+            "/quan-tri/lien-ket-ho-so/{id}",
+            post(admin::link_review_decide),
         )
         .route(
             "/quan-tri/ngay-nghi",

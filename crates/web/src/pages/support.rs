@@ -68,34 +68,50 @@ pub fn parse_kept(
     })
 }
 
-/// Units where procedure `p` can be filed: those with a handling agency.
+/// Units where procedure `p` can be filed: those with a handling agency
+/// where the procedure is available.
 pub async fn units_for(st: &AppState, p: &Procedure) -> Result<Vec<(String, String)>, ApiError> {
+    let home = st
+        .store
+        .current_procedure(&p.code)
+        .await?
+        .and_then(|sp| sp.home_province);
+    let decisions = st.store.availability(&p.code, &[]).await?;
+    let units = st.unit_map().await?;
     let mut out = Vec::new();
     for a in st.store.agencies().await? {
-        if a.kind == p.agency_kind {
-            let name = st
-                .store
-                .unit(&a.unit_code)
-                .await?
-                .map(|u| u.name)
-                .unwrap_or_else(|| a.name_vi.clone());
-            out.push((a.unit_code.to_string(), name));
+        if a.kind != p.agency_kind {
+            continue;
         }
+        let province = st.province_of(&a.unit_code).await?;
+        if !is_available(home.as_ref(), &a.unit_code, province.as_ref(), &decisions) {
+            continue;
+        }
+        let name = units
+            .get(a.unit_code.as_str())
+            .map(|u| u.name.clone())
+            .unwrap_or_else(|| a.name_vi.clone());
+        out.push((a.unit_code.to_string(), name));
     }
     out.sort_by(|a, b| a.1.cmp(&b.1));
     Ok(out)
 }
 
 /// Actions `user` may take on `d` now, as the domain decides.
-pub fn allowed_actions(st: &AppState, user: &User, d: &Dossier, p: &Procedure) -> Vec<Action> {
+pub async fn allowed_actions(
+    st: &AppState,
+    user: &User,
+    d: &Dossier,
+    p: &Procedure,
+) -> Result<Vec<Action>, ApiError> {
     let own = Ownership {
         agency: d.agency_code.clone(),
         applicant_user_id: d.applicant.user_id,
     };
     let actor = actor_of(user);
     let now = st.clock.now();
-    let cal = st.calendar();
-    Action::ALL
+    let cal = st.calendar_for(&d.unit_code).await?;
+    Ok(Action::ALL
         .into_iter()
         .filter(|a| {
             let mut cmd = Command::new(*a).with_note("-");
@@ -109,7 +125,7 @@ pub fn allowed_actions(st: &AppState, user: &User, d: &Dossier, p: &Procedure) -
             cmd.level = Some(SatisfactionLevel::Satisfied);
             decide(&d.lifecycle, &own, rules(&cal, p), &actor, &cmd, now).is_ok()
         })
-        .collect()
+        .collect())
 }
 
 // ---------------------------------------------------------------------------
