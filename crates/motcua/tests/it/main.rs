@@ -10,4 +10,5 @@ mod operations;
 mod pages;
 mod s3;
 mod scale;
+mod security;
 mod stories;

@@ -489,7 +489,8 @@ pub fn secure_headers(h: &mut HeaderMap) {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/html"));
-    if is_html {
+    // A page that said `no-store` (a dossier's timeline) keeps it.
+    if is_html && !h.contains_key(header::CACHE_CONTROL) {
         h.insert(
             header::CACHE_CONTROL,
             HeaderValue::from_static("private, no-cache"),
