@@ -378,6 +378,14 @@ test('axe: signed-in pages (apply form with errors, receipt, my dossiers, dossie
   await expectAccessible(page, 'dossier (citizen), actions open');
   await visit(page, `/tra-cuu?ma=${code}`);
   await expectAccessible(page, 'tracking result');
+  // The receipt's access code opens the timeline without signing in.
+  await visit(page, `/ho-so/${code}/bien-nhan`);
+  const secret = (await page.locator('dd.code').last().textContent()).trim();
+  const stranger = await person({ axe: true });
+  await visit(stranger, `/tra-cuu?ma=${code}&bm=${encodeURIComponent(secret)}`);
+  if ((await stranger.locator('ol.timeline li').count()) < 1) throw new Error('timeline not opened by the access code');
+  await expectAccessible(stranger, 'tracking with the access code');
+  await screenshot(stranger, 'track-with-access-code-vi');
 
   // Officer: workqueue (each tab), search, dossier with its actions, counter form.
   const officer = await person({ viewport: DESKTOP, axe: true });
@@ -397,6 +405,22 @@ test('axe: signed-in pages (apply form with errors, receipt, my dossiers, dossie
   await expectAccessible(officer, 'dossier (officer), action with an error');
   await visit(officer, `/can-bo/tiep-nhan?thu_tuc=${BIRTH}`);
   await expectAccessible(officer, 'counter reception form');
+  // Verifying a citizen's number at the counter, with an error, then done.
+  await visit(officer, '/can-bo/xac-thuc?tai-khoan=citizen2');
+  await expectAccessible(officer, 'verify a national ID');
+  await officer.locator('main form[method="post"]').evaluate((f) => {
+    f.noValidate = true;
+  });
+  await submit(officer, () => officer.click('main form[method="post"] button[type="submit"]'), 422);
+  await expectAccessible(officer, 'verify a national ID, with an error');
+  await screenshot(officer, 'verify-national-id-error-vi');
+
+  // Province admin: a procedure's page with its availability in the province.
+  const prov = await person({ viewport: DESKTOP, axe: true });
+  await login(prov, 'province.admin');
+  await visit(prov, `/quan-tri/thu-tuc/${BIRTH}`);
+  await expectAccessible(prov, 'admin procedure with availability');
+  await screenshot(prov, 'admin-procedure-availability-vi');
 });
 
 run().then(
