@@ -47,6 +47,11 @@ pub async fn spawn_app() -> TestApp {
 /// population registry behind it, registered as `serve --demo` does, with
 /// the portal as its client for once-only prefill.
 pub async fn spawn_app_opts(exchange: bool) -> TestApp {
+    spawn_app_with(exchange, |_| {}).await
+}
+
+/// [`spawn_app_opts`] with the configuration changed by `adjust` first.
+pub async fn spawn_app_with(exchange: bool, adjust: impl FnOnce(&mut Config)) -> TestApp {
     let dir = temp_dir("app");
     let mut config = Config {
         data_dir: dir.join("data"),
@@ -54,6 +59,7 @@ pub async fn spawn_app_opts(exchange: bool) -> TestApp {
         ..Config::default()
     };
     config.exchange.listen = "127.0.0.1:0".into();
+    adjust(&mut config);
     let inst = motcua::open(&config).await.expect("open installation");
     motcua::demo::seed(inst.store.as_ref(), &config)
         .await

@@ -7,7 +7,9 @@
 use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
 
-use crate::helpers::{BIRTH, Browser, TestApp, birth_fields, pdf, spawn_app, text_form};
+use crate::helpers::{
+    BIRTH, Browser, TestApp, birth_fields, pdf, spawn_app, spawn_app_with, text_form,
+};
 
 /// A number nobody in the demo holds.
 const STRANGER_ID: &str = "001095000777";
@@ -907,5 +909,44 @@ async fn an_officer_verifies_a_number_at_the_counter_through_the_pages() {
         )
         .await;
     assert_eq!(r.status, 403);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_account_attacked_from_many_addresses_still_opens_with_its_password() {
+    // Behind a proxy that the installation trusts, each request names its
+    // client in X-Forwarded-For.
+    let app = spawn_app_with(false, |c| c.trust_forwarded_for = true).await;
+    let attempt = |password: &'static str, from: String| {
+        let req = app
+            .client
+            .post(app.url("/api/v1/auth/token"))
+            .header("x-forwarded-for", format!("203.0.113.250, {from}"))
+            .json(&json!({ "username": "citizen", "password": password }));
+        async move { req.send().await.expect("sign in").status().as_u16() }
+    };
+    // One address guessing: five tries, then it waits.
+    let mut from_one = Vec::new();
+    for _ in 0..7 {
+        from_one.push(attempt("doan-bua", "198.51.100.7".into()).await);
+    }
+    assert_eq!(&from_one[..5], &[401; 5], "{from_one:?}");
+    assert_eq!(from_one[5], 429, "{from_one:?}");
+    // Guesses from other addresses: none is refused for waiting; with ten
+    // failures in all the account is under attack.
+    for i in 0..6 {
+        assert_eq!(
+            attempt("doan-bua", format!("198.51.100.{}", 20 + i)).await,
+            401
+        );
+    }
+    // The holder, from home, with the right password: let in (after a
+    // short extra wait), not locked out.
+    let started = std::time::Instant::now();
+    assert_eq!(attempt("motcua-demo", "192.0.2.44".into()).await, 200);
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(1500),
+        "an unknown browser is slowed down on an attacked account"
+    );
     app.stop().await;
 }
