@@ -589,6 +589,91 @@ pub struct Rules<'a> {
     pub calendar: &'a WorkingCalendar,
 }
 
+/// The command's note, checked: present when the action needs one, text,
+/// at most 2,000 characters.
+fn checked_note(cmd: &Command) -> Result<Option<String>, DomainError> {
+    let note = note_of(cmd);
+    let invalid = |key| Err(DomainError::Invalid { field: "note", key });
+    if cmd.action.needs_note() && note.is_none() {
+        return invalid("note-required");
+    }
+    if note.as_deref().is_some_and(crate::text::has_control) {
+        return invalid("not-text");
+    }
+    if note.as_ref().is_some_and(|n| n.chars().count() > 2000) {
+        return invalid("note-too-long");
+    }
+    Ok(note)
+}
+
+/// An apology with a new appointment, later than the one it replaces.
+fn apologize(
+    next: &mut Lifecycle,
+    current: &Lifecycle,
+    actor: &Actor,
+    cmd: &Command,
+    note: Option<String>,
+    now: DateTime<Utc>,
+) -> Result<(), DomainError> {
+    let Some(new_due) = cmd.new_due_at else {
+        return Err(DomainError::Invalid {
+            field: "new_due_at",
+            key: "new-due-required",
+        });
+    };
+    let previous = current.appointment_at.or(current.due_at).unwrap_or(now);
+    if new_due <= previous || new_due <= now {
+        return Err(DomainError::Invalid {
+            field: "new_due_at",
+            key: "new-due-not-later",
+        });
+    }
+    next.apologies.push(Apology {
+        at: now,
+        by: actor.username.clone(),
+        reason: note.unwrap_or_default(),
+        previous_due_at: previous,
+        new_due_at: new_due,
+    });
+    next.appointment_at = Some(new_due);
+    Ok(())
+}
+
+/// The citizen's evaluation: once, with a level and known criteria.
+fn evaluate(
+    next: &mut Lifecycle,
+    current: &Lifecycle,
+    cmd: &Command,
+    now: DateTime<Utc>,
+) -> Result<(), DomainError> {
+    if current.evaluation.is_some() {
+        return Err(DomainError::Invalid {
+            field: "level",
+            key: "already-evaluated",
+        });
+    }
+    let Some(level) = cmd.level else {
+        return Err(DomainError::Invalid {
+            field: "level",
+            key: "level-required",
+        });
+    };
+    for (k, v) in &cmd.scores {
+        if !EVALUATION_CRITERIA.contains(&k.as_str()) || *v > 2 {
+            return Err(DomainError::Invalid {
+                field: "scores",
+                key: "invalid-score",
+            });
+        }
+    }
+    next.evaluation = Some(Evaluation {
+        level,
+        scores: cmd.scores.clone(),
+        at: now,
+    });
+    Ok(())
+}
+
 /// Decides an action on a dossier: the one function every handler calls.
 pub fn decide(
     current: &Lifecycle,
@@ -612,25 +697,7 @@ pub fn decide(
             status: current.status,
         });
     };
-    let note = note_of(cmd);
-    if cmd.action.needs_note() && note.is_none() {
-        return Err(DomainError::Invalid {
-            field: "note",
-            key: "note-required",
-        });
-    }
-    if note.as_deref().is_some_and(crate::text::has_control) {
-        return Err(DomainError::Invalid {
-            field: "note",
-            key: "not-text",
-        });
-    }
-    if note.as_ref().is_some_and(|n| n.chars().count() > 2000) {
-        return Err(DomainError::Invalid {
-            field: "note",
-            key: "note-too-long",
-        });
-    }
+    let note = checked_note(cmd)?;
 
     let mut next = current.clone();
     let from = current.status;
@@ -710,55 +777,11 @@ pub fn decide(
             event = "dossier.stopped";
         }
         Action::Apologize => {
-            let Some(new_due) = cmd.new_due_at else {
-                return Err(DomainError::Invalid {
-                    field: "new_due_at",
-                    key: "new-due-required",
-                });
-            };
-            let previous = current.appointment_at.or(current.due_at).unwrap_or(now);
-            if new_due <= previous || new_due <= now {
-                return Err(DomainError::Invalid {
-                    field: "new_due_at",
-                    key: "new-due-not-later",
-                });
-            }
-            next.apologies.push(Apology {
-                at: now,
-                by: actor.username.clone(),
-                reason: note.clone().unwrap_or_default(),
-                previous_due_at: previous,
-                new_due_at: new_due,
-            });
-            next.appointment_at = Some(new_due);
+            apologize(&mut next, current, actor, cmd, note.clone(), now)?;
             event = "dossier.apologized";
         }
         Action::Evaluate => {
-            if current.evaluation.is_some() {
-                return Err(DomainError::Invalid {
-                    field: "level",
-                    key: "already-evaluated",
-                });
-            }
-            let Some(level) = cmd.level else {
-                return Err(DomainError::Invalid {
-                    field: "level",
-                    key: "level-required",
-                });
-            };
-            for (k, v) in &cmd.scores {
-                if !EVALUATION_CRITERIA.contains(&k.as_str()) || *v > 2 {
-                    return Err(DomainError::Invalid {
-                        field: "scores",
-                        key: "invalid-score",
-                    });
-                }
-            }
-            next.evaluation = Some(Evaluation {
-                level,
-                scores: cmd.scores.clone(),
-                at: now,
-            });
+            evaluate(&mut next, current, cmd, now)?;
             event = "dossier.evaluated";
         }
     }

@@ -1059,6 +1059,26 @@ fn check_documents(d: &Draft, c: &mut Checker) {
     }
 }
 
+/// The options of a choice field: values present and unique, labels given.
+fn check_options(c: &mut Checker, p: &str, f: &FieldSpec) {
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for (j, option) in f.options.iter().enumerate() {
+        let op = format!("{p}.options[{j}]");
+        if option.value.trim().is_empty() {
+            c.at(&format!("{op}.value"), "must not be empty");
+        } else if let Some(first) = seen.insert(option.value.as_str(), j) {
+            c.at(
+                &format!("{op}.value"),
+                format_args!(
+                    "duplicate option `{}` (also options[{first}])",
+                    option.value
+                ),
+            );
+        }
+        require_text(c, &format!("{op}.label.vi"), &option.label.vi);
+    }
+}
+
 fn check_field(c: &mut Checker, i: usize, f: &FieldSpec) {
     let p = format!("fields[{i}]");
     let kind = f.kind;
@@ -1135,22 +1155,7 @@ fn check_field(c: &mut Checker, i: usize, f: &FieldSpec) {
                 "a choice field needs at least one option",
             );
         }
-        let mut seen: HashMap<&str, usize> = HashMap::new();
-        for (j, option) in f.options.iter().enumerate() {
-            let op = format!("{p}.options[{j}]");
-            if option.value.trim().is_empty() {
-                c.at(&format!("{op}.value"), "must not be empty");
-            } else if let Some(first) = seen.insert(option.value.as_str(), j) {
-                c.at(
-                    &format!("{op}.value"),
-                    format_args!(
-                        "duplicate option `{}` (also options[{first}])",
-                        option.value
-                    ),
-                );
-            }
-            require_text(c, &format!("{op}.label.vi"), &option.label.vi);
-        }
+        check_options(c, &p, f);
     } else {
         only(
             c,

@@ -420,6 +420,10 @@ impl Upstream {
 
 // ---------------------------------------------------------------- validation
 
+fn add(p: &mut Vec<Problem>, at: String, message: String) {
+    p.push(Problem { at, message });
+}
+
 impl Registry {
     /// An empty registry for `instance`.
     pub fn new(instance: &str) -> Self {
@@ -431,38 +435,61 @@ impl Registry {
 
     /// Every problem of the document; empty when it is valid.
     pub fn problems(&self) -> Vec<Problem> {
-        let mut p = Vec::new();
-        let mut add = |at: String, message: String| p.push(Problem { at, message });
+        let mut problems = Vec::new();
+        let p = &mut problems;
         if let Err(e) = validate_part(&self.instance, "X-Road instance") {
-            add("instance".into(), e.to_string());
+            add(p, "instance".into(), e.to_string());
         }
+        let members = self.member_problems(p);
+        let subsystems = self.subsystem_problems(p, &members);
+        let services = self.service_problems(p, &subsystems);
+        self.right_problems(p, &subsystems, &services);
+        self.credential_problems(p, &subsystems);
+        problems
+    }
+
+    fn member_problems(&self, p: &mut Vec<Problem>) -> HashSet<(&str, &str)> {
         let mut members = HashSet::new();
         for (i, m) in self.members.iter().enumerate() {
             let at = format!("members[{i}]");
             if let Err(e) = validate_part(&m.class, "member class") {
-                add(format!("{at}.class"), e.to_string());
+                add(p, format!("{at}.class"), e.to_string());
             }
             if let Err(e) = validate_part(&m.code, "member code") {
-                add(format!("{at}.code"), e.to_string());
+                add(p, format!("{at}.code"), e.to_string());
             }
             if m.name.trim().is_empty() {
-                add(format!("{at}.name"), "the member has no name".into());
+                add(p, format!("{at}.name"), "the member has no name".into());
             }
             if !members.insert((m.class.as_str(), m.code.as_str())) {
-                add(at, format!("member {}/{} is listed twice", m.class, m.code));
+                add(
+                    p,
+                    at,
+                    format!("member {}/{} is listed twice", m.class, m.code),
+                );
             }
         }
+        members
+    }
+
+    fn subsystem_problems<'a>(
+        &'a self,
+        p: &mut Vec<Problem>,
+        members: &HashSet<(&str, &str)>,
+    ) -> HashSet<&'a ClientId> {
         let mut subsystems = HashSet::new();
         for (i, s) in self.subsystems.iter().enumerate() {
             let at = format!("subsystems[{i}]");
             if s.id.instance != self.instance {
                 add(
+                    p,
                     format!("{at}.id"),
                     format!("{} is not in instance {}", s.id, self.instance),
                 );
             }
             if !members.contains(&s.id.member_key()) {
                 add(
+                    p,
                     format!("{at}.id"),
                     format!(
                         "member {}/{} of {} is not registered",
@@ -471,69 +498,95 @@ impl Registry {
                 );
             }
             if !subsystems.insert(&s.id) {
-                add(at, format!("subsystem {} is listed twice", s.id));
+                add(p, at, format!("subsystem {} is listed twice", s.id));
             }
         }
+        subsystems
+    }
+
+    fn service_problems<'a>(
+        &'a self,
+        p: &mut Vec<Problem>,
+        subsystems: &HashSet<&ClientId>,
+    ) -> HashSet<&'a ServiceId> {
         let mut services = HashSet::new();
         for (i, s) in self.services.iter().enumerate() {
             let at = format!("services[{i}]");
             if !subsystems.contains(&s.id.provider) {
                 add(
+                    p,
                     format!("{at}.id"),
                     format!("provider subsystem {} is not registered", s.id.provider),
                 );
             }
             if RESERVED_SERVICE_CODES.contains(&s.id.service_code.as_str()) {
                 add(
+                    p,
                     format!("{at}.id"),
                     format!("{} is the name of a metadata service", s.id.service_code),
                 );
             }
             if let Err(e) = Upstream::parse(&s.upstream) {
-                add(format!("{at}.upstream"), e);
+                add(p, format!("{at}.upstream"), e);
             }
             for (j, e) in s.endpoints.iter().enumerate() {
                 if let Err(m) = EndpointPattern::parse(e) {
-                    add(format!("{at}.endpoints[{j}]"), m);
+                    add(p, format!("{at}.endpoints[{j}]"), m);
                 }
             }
             if s.timeout_ms == Some(0) {
                 add(
+                    p,
                     format!("{at}.timeout_ms"),
                     "the timeout must be positive".into(),
                 );
             }
             if !services.insert(&s.id) {
-                add(at, format!("service {} is listed twice", s.id));
+                add(p, at, format!("service {} is listed twice", s.id));
             }
         }
+        services
+    }
+
+    fn right_problems(
+        &self,
+        p: &mut Vec<Problem>,
+        subsystems: &HashSet<&ClientId>,
+        services: &HashSet<&ServiceId>,
+    ) {
         let mut rights = HashSet::new();
         for (i, r) in self.access_rights.iter().enumerate() {
             let at = format!("access_rights[{i}]");
             if !subsystems.contains(&r.client) {
                 add(
+                    p,
                     format!("{at}.client"),
                     format!("client subsystem {} is not registered", r.client),
                 );
             }
             if !services.contains(&r.service) {
                 add(
+                    p,
                     format!("{at}.service"),
                     format!("service {} is not registered", r.service),
                 );
             }
             for (j, e) in r.endpoints.iter().enumerate() {
                 if let Err(m) = EndpointPattern::parse(e) {
-                    add(format!("{at}.endpoints[{j}]"), m);
+                    add(p, format!("{at}.endpoints[{j}]"), m);
                 }
             }
             if !rights.insert((&r.client, &r.service)) {
                 add(
+                    p,
                     at,
                     format!("the right of {} to {} is listed twice", r.client, r.service),
                 );
             }
         }
+    }
+
+    fn credential_problems(&self, p: &mut Vec<Problem>, subsystems: &HashSet<&ClientId>) {
         let mut key_ids = HashSet::new();
         let mut key_hashes = HashSet::new();
         for (i, k) in self.api_keys.iter().enumerate() {
@@ -545,24 +598,35 @@ impl Registry {
                     .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
             {
                 add(
+                    p,
                     format!("{at}.id"),
                     "the key id must be letters, digits, - or _".into(),
                 );
             }
             if !subsystems.contains(&k.client) {
                 add(
+                    p,
                     format!("{at}.client"),
                     format!("client subsystem {} is not registered", k.client),
                 );
             }
             if decode_hash(&k.sha256).is_none() {
-                add(format!("{at}.sha256"), "not 64 lowercase hex digits".into());
+                add(
+                    p,
+                    format!("{at}.sha256"),
+                    "not 64 lowercase hex digits".into(),
+                );
             }
             if !key_ids.insert(&k.id) {
-                add(format!("{at}.id"), format!("key id {} is used twice", k.id));
+                add(
+                    p,
+                    format!("{at}.id"),
+                    format!("key id {} is used twice", k.id),
+                );
             }
             if !key_hashes.insert(&k.sha256) {
                 add(
+                    p,
                     format!("{at}.sha256"),
                     "the same key is registered twice".into(),
                 );
@@ -573,21 +637,26 @@ impl Registry {
             let at = format!("client_certs[{i}]");
             if !subsystems.contains(&c.client) {
                 add(
+                    p,
                     format!("{at}.client"),
                     format!("client subsystem {} is not registered", c.client),
                 );
             }
             if decode_hash(&c.sha256).is_none() {
-                add(format!("{at}.sha256"), "not 64 lowercase hex digits".into());
+                add(
+                    p,
+                    format!("{at}.sha256"),
+                    "not 64 lowercase hex digits".into(),
+                );
             }
             if !fingerprints.insert(&c.sha256) {
                 add(
+                    p,
                     format!("{at}.sha256"),
                     "the same certificate is registered twice".into(),
                 );
             }
         }
-        p
     }
 
     /// `Ok` when the document is valid, otherwise every problem.

@@ -353,15 +353,10 @@ fn lifecycle(
             step_at(now)
         };
         for (i, s) in steps.iter_mut().enumerate().take(at) {
-            let t = accepted_at + Duration::seconds(span * (i as i64 + 1) / (n as i64 + 1));
-            s.started_at = Some(t);
-            s.finished_at = Some(t);
-            s.timeliness = Some(if t <= s.due_at {
-                Timeliness::OnTime
-            } else {
-                Timeliness::Late
-            });
-            s.handled_by = Some("generator".into());
+            step_done(
+                s,
+                accepted_at + Duration::seconds(span * (i as i64 + 1) / (n as i64 + 1)),
+            );
             version += 1;
         }
         lc.step = at;
@@ -393,16 +388,13 @@ fn lifecycle(
         return (lc, version, updated.max(submitted));
     }
     for (i, s) in steps.iter_mut().enumerate() {
-        let t = accepted_at
-            + Duration::seconds((span as f64 * finish_fraction) as i64 * (i as i64 + 1) / n as i64);
-        s.started_at = Some(t);
-        s.finished_at = Some(t);
-        s.timeliness = Some(if t <= s.due_at {
-            Timeliness::OnTime
-        } else {
-            Timeliness::Late
-        });
-        s.handled_by = Some("generator".into());
+        step_done(
+            s,
+            accepted_at
+                + Duration::seconds(
+                    (span as f64 * finish_fraction) as i64 * (i as i64 + 1) / n as i64,
+                ),
+        );
         version += 1;
     }
     lc.step = n - 1;
@@ -423,28 +415,52 @@ fn lifecycle(
     } else {
         Timeliness::Late
     });
-    let returned_at = finished_at + Duration::hours(2 + rng.below(72) as i64);
-    let mut updated = finished_at;
-    if returned_at < now && rng.chance(0.95) {
-        lc.status = Status::ResultReturned;
-        lc.returned_at = Some(returned_at);
-        updated = returned_at;
-        version += 1;
-        if rng.chance(0.3) {
-            let level = match rng.below(10) {
-                0 => SatisfactionLevel::Dissatisfied,
-                1..=5 => SatisfactionLevel::Satisfied,
-                _ => SatisfactionLevel::VerySatisfied,
-            };
-            lc.evaluation = Some(Evaluation {
-                level,
-                scores: Default::default(),
-                at: returned_at + Duration::hours(1),
-            });
-            version += 1;
-        }
-    }
+    let updated = return_result(&mut lc, rng, &mut version, finished_at, now);
     (lc, version, updated)
+}
+
+/// A completed dossier's result returned (most of the time), and sometimes
+/// rated; returns when it was last changed.
+fn return_result(
+    lc: &mut Lifecycle,
+    rng: &mut Rng,
+    version: &mut i64,
+    finished_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> DateTime<Utc> {
+    let returned_at = finished_at + Duration::hours(2 + rng.below(72) as i64);
+    if returned_at >= now || !rng.chance(0.95) {
+        return finished_at;
+    }
+    lc.status = Status::ResultReturned;
+    lc.returned_at = Some(returned_at);
+    *version += 1;
+    if rng.chance(0.3) {
+        let level = match rng.below(10) {
+            0 => SatisfactionLevel::Dissatisfied,
+            1..=5 => SatisfactionLevel::Satisfied,
+            _ => SatisfactionLevel::VerySatisfied,
+        };
+        lc.evaluation = Some(Evaluation {
+            level,
+            scores: Default::default(),
+            at: returned_at + Duration::hours(1),
+        });
+        *version += 1;
+    }
+    returned_at
+}
+
+/// A workflow step finished by the generator at `t`.
+fn step_done(s: &mut StepProgress, t: DateTime<Utc>) {
+    s.started_at = Some(t);
+    s.finished_at = Some(t);
+    s.timeliness = Some(if t <= s.due_at {
+        Timeliness::OnTime
+    } else {
+        Timeliness::Late
+    });
+    s.handled_by = Some("generator".into());
 }
 
 /// Generates `opts.dossiers` dossiers into `store`.
@@ -604,8 +620,8 @@ struct Gen {
 }
 
 impl Gen {
-    /// The rows of the next `n` dossiers: counters, dossiers, audit.
-    fn batch(&mut self, n: usize) -> anyhow::Result<Vec<TableRows>> {
+    /// The next `n` dossiers to write, and the day counters they moved.
+    fn specs(&mut self, n: usize) -> (Vec<Spec>, HashMap<(usize, NaiveDate), u32>) {
         let mut specs = Vec::with_capacity(n);
         let mut touched: HashMap<(usize, NaiveDate), u32> = HashMap::new();
         while specs.len() < n {
@@ -673,6 +689,12 @@ impl Gen {
                 updated_at,
             });
         }
+        (specs, touched)
+    }
+
+    /// The rows of the next `n` dossiers: counters, dossiers, audit.
+    fn batch(&mut self, n: usize) -> anyhow::Result<Vec<TableRows>> {
+        let (specs, touched) = self.specs(n);
         let seq_rows: Vec<Vec<Cell>> = touched
             .iter()
             .map(|((a, d), n)| {

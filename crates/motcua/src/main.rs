@@ -239,11 +239,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Some(u) = cli.database_url {
         cfg.database_url = Some(u);
     }
+    let cfg = &mut cfg;
     match cli.command {
         Cmd::Serve {
             listen,
             exchange_listen,
-            demo: with_demo,
+            demo,
         } => {
             if let Some(l) = listen {
                 cfg.listen = l;
@@ -251,316 +252,342 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if let Some(l) = exchange_listen {
                 cfg.exchange.listen = l;
             }
-            init_logging(&cfg);
-            let inst = motcua::open(&cfg).await?;
-            if with_demo && demo::seed(inst.store.as_ref(), &cfg).await? {
-                println!("Demo data seeded.");
-            }
-            let mut state = motcua::app_state(&inst, &cfg);
-            let gateway = motcua::exchange::open(&cfg, inst.store.as_ref()).await?;
-            let handle = motcua::exchange::handle(&cfg, gateway.as_ref().map(|(g, _)| g.clone()));
-            state.exchange = Some(handle.clone());
-            state.portal = motcua::exchange::portal_client(&cfg, with_demo)?;
-            if with_demo && gateway.is_some() {
-                let provider = motcua::population::start(&cfg.data_dir).await?;
-                motcua::exchange::register_demo(&handle, inst.store.as_ref(), provider).await?;
-            }
-            motcua::spawn_workers(&state);
-            motcua::audit::spawn_checkpoint_copier(inst.store.clone(), cfg.clone());
-            motcua::pubsub::spawn_workers(
-                inst.store.clone(),
-                gateway.as_ref().map(|(g, _)| g.clone()),
-                &cfg.pubsub,
-            )?;
-            motcua::exchange::spawn_workers(handle, inst.store.clone(), &cfg);
-            let listener = tokio::net::TcpListener::bind(&cfg.listen)
-                .await
-                .with_context(|| format!("cannot listen on {}", cfg.listen))?;
-            let addr = listener.local_addr()?;
-            println!("motcua is running at http://{addr}/  (API docs: http://{addr}/api/docs)");
-            // One signal stops both listeners.
-            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-            tokio::spawn(async move {
-                shutdown_signal().await;
-                let _ = stop_tx.send(true);
-            });
-            let exchange_task = match gateway {
-                Some((gw, l)) => {
-                    let gw_addr = l.local_addr()?;
-                    println!(
-                        "Exchange gateway at {}://{gw_addr}/r1/  (health: {}://{gw_addr}/healthz)",
-                        l.scheme(),
-                        l.scheme()
-                    );
-                    let pull = motcua_web::pubsub_api::pull_router(inst.store.clone(), gw.clone());
-                    Some(motcua::exchange::spawn_serve(
-                        gw,
-                        l,
-                        pull,
-                        stop_rx.clone(),
-                        cfg.exchange.threads(),
-                    )?)
-                }
-                None => {
-                    println!("Exchange gateway disabled ([exchange] listen is empty).");
-                    None
-                }
-            };
-            if with_demo {
-                print!("{}", demo::logins());
-            }
-            let served = motcua::serve(state, listener, motcua::stopped(stop_rx)).await;
-            if let Some(t) = exchange_task {
-                match t.await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => tracing::warn!(error = %e, "exchange gateway"),
-                    Err(_) => tracing::warn!("exchange gateway stopped without a result"),
-                }
-            }
-            served?;
-            motcua::audit::copy_checkpoint(inst.store.as_ref(), &cfg).await?;
-            if let Some(s) = inst.sqlite {
-                s.close().await;
-            }
-            if let Some(p) = inst.postgres {
-                p.close().await;
-            }
-            Ok(ExitCode::SUCCESS)
+            serve(cfg, demo).await
         }
-        Cmd::Exchange { command } => exchange_command(&cfg, command).await,
-        Cmd::Migrate => {
-            let inst = motcua::open(&cfg).await?;
-            println!(
-                "Database at {} is up to date.",
-                motcua_store_postgres::redact_url(&cfg.database_url())
-            );
-            drop(inst);
-            Ok(ExitCode::SUCCESS)
-        }
+        Cmd::Exchange { command } => exchange_command(cfg, command).await,
+        Cmd::Migrate => migrate(cfg).await,
         Cmd::Procedures {
             command: ProcCmd::Lint { dir },
-        } => {
-            let (procs, issues) = motcua::read_procedures(&dir)?;
-            for i in &issues {
-                println!("{i}");
-            }
-            if issues.is_empty() {
-                println!("{} procedures, no problems.", procs.len());
-                Ok(ExitCode::SUCCESS)
-            } else {
-                println!("{} problem(s).", issues.len());
-                Ok(ExitCode::FAILURE)
-            }
-        }
+        } => procedures_lint(&dir),
         Cmd::Procedures {
             command: ProcCmd::Import { dir },
-        } => {
-            let (procs, issues) = motcua::read_procedures(&dir)?;
-            if !issues.is_empty() {
-                for i in &issues {
-                    println!("{i}");
-                }
-                println!("{} problem(s); nothing imported.", issues.len());
-                return Ok(ExitCode::FAILURE);
-            }
-            let inst = motcua::open(&cfg).await?;
-            let (added, unchanged) = motcua::import_procedures(inst.store.as_ref(), &procs).await?;
-            motcua::audit::copy_checkpoint(inst.store.as_ref(), &cfg).await?;
-            println!("{added} procedure version(s) added, {unchanged} unchanged.");
-            Ok(ExitCode::SUCCESS)
-        }
+        } => procedures_import(cfg, &dir).await,
         Cmd::Audit {
             command: AuditCmd::Verify,
-        } => {
-            let inst = motcua::open(&cfg).await?;
-            match motcua::audit::verify(inst.store.as_ref(), &cfg).await? {
-                motcua::audit::Verdict::Intact {
-                    records,
-                    anchored_at,
-                } => {
-                    match anchored_at {
-                        Some(seq) => println!(
-                            "Audit chain intact: {records} records verified, the head signed at record {seq}."
-                        ),
-                        None => println!("Audit chain intact: {records} records verified."),
-                    }
-                    Ok(ExitCode::SUCCESS)
-                }
-                motcua::audit::Verdict::Broken { at, reason } => {
-                    println!("AUDIT CHAIN BROKEN at {at}: {reason}");
-                    Ok(ExitCode::from(2))
-                }
-            }
-        }
-        Cmd::Users {
-            command:
-                UserCmd::Create {
-                    username,
-                    full_name,
-                    roles,
-                    agency,
-                    national_id,
-                    password,
-                },
-        } => {
-            let roles: Vec<Role> = roles
-                .iter()
-                .map(|r| Role::parse(r).with_context(|| format!("unknown role '{r}'")))
-                .collect::<anyhow::Result<_>>()?;
-            let agency = agency.map(|a| AgencyCode::parse(&a)).transpose()?;
-            if roles.iter().any(|r| r.is_staff()) && agency.is_none() {
-                anyhow::bail!("staff accounts need --agency");
-            }
-            let national_id = national_id
-                .map(|n| NationalId::parse(&n))
-                .transpose()?
-                .map(|n| n.to_string());
-            if password.chars().count() < 8 {
-                anyhow::bail!("the password needs at least 8 characters");
-            }
-            let inst = motcua::open(&cfg).await?;
-            if let Some(a) = &agency
-                && inst.store.agency(a).await?.is_none()
-            {
-                anyhow::bail!("no agency with code {a}");
-            }
-            let hash = motcua_web::auth::hash_password(&password).map_err(anyhow::Error::msg)?;
-            let user = inst
-                .store
-                .create_user(
-                    &NewUser {
-                        username: username.clone(),
-                        password_hash: hash,
-                        full_name,
-                        national_id,
-                        phone: None,
-                        email: None,
-                        roles,
-                        agency_code: agency,
-                    },
-                    motcua::system_audit(
-                        "user.create",
-                        &serde_json::json!({ "username": username }),
-                    ),
-                )
-                .await?;
-            motcua::audit::copy_checkpoint(inst.store.as_ref(), &cfg).await?;
-            println!("Created user {} (id {}).", user.username, user.id);
-            Ok(ExitCode::SUCCESS)
-        }
+        } => audit_verify(cfg).await,
+        Cmd::Users { command } => users(cfg, command).await,
         Cmd::Config {
             command: ConfigCmd::Print,
         } => {
-            println!("{}", toml::to_string_pretty(&cfg)?);
+            println!("{}", toml::to_string_pretty(cfg)?);
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Backup { out } => {
-            if out.exists() {
-                anyhow::bail!("{} already exists", out.display());
-            }
-            let inst = motcua::open(&cfg).await?;
-            let sqlite = inst.sqlite.context(
-                "motcua backup copies the embedded SQLite database; back up PostgreSQL with pg_dump",
-            )?;
-            sqlite.backend().backup(&out.display().to_string()).await?;
-            println!("Backup written to {}.", out.display());
-            Ok(ExitCode::SUCCESS)
-        }
-        Cmd::MigrateData { from, to, force } => {
-            use motcua::migrate_data::{Bare, migrate_data};
-            let key = motcua::audit::load_or_create_key(&cfg)?;
-            let source = Bare::open(&from, None).await?;
-            let target = Bare::open(&to, Some(key)).await?;
-            println!(
-                "Copying {} -> {}",
-                motcua_store_postgres::redact_url(&from),
-                motcua_store_postgres::redact_url(&to)
-            );
-            let result = migrate_data(
-                source.store().as_ref(),
-                target.store().as_ref(),
-                force,
-                std::io::IsTerminal::is_terminal(&std::io::stderr()),
-            )
-            .await;
-            source.close().await;
-            target.close().await;
-            let summary = result?;
-            print!("{summary}");
-            println!("Copy complete and verified.");
-            Ok(ExitCode::SUCCESS)
-        }
+        Cmd::Backup { out } => backup(cfg, &out).await,
+        Cmd::MigrateData { from, to, force } => migrate_data(cfg, &from, &to, force).await,
         Cmd::Generate {
             dossiers,
             seed,
             batch,
-            demo: with_demo,
-        } => {
-            let inst = motcua::open(&cfg).await?;
-            if with_demo && demo::seed(inst.store.as_ref(), &cfg).await? {
-                println!("Demo data seeded.");
-            }
-            let report = motcua::generate::generate(
-                inst.store.as_ref(),
-                &motcua::generate::Options {
-                    dossiers,
-                    seed,
-                    batch,
-                    defer_indexes: dossiers >= motcua::generate::DEFER_INDEXES_FROM,
-                    progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
-                },
-            )
-            .await?;
+            demo,
+        } => generate(cfg, dossiers, seed, batch, demo).await,
+        Cmd::Sweep => sweep(cfg).await,
+        Cmd::Reindex => reindex(cfg).await,
+    }
+}
+
+/// Closes the database: SQLite checkpoints its WAL, PostgreSQL's pool ends.
+async fn close(inst: motcua::Installation) {
+    if let Some(s) = inst.sqlite {
+        s.close().await;
+    }
+    if let Some(p) = inst.postgres {
+        p.close().await;
+    }
+}
+
+/// `serve`: the portal, the API and the exchange gateway until a signal.
+async fn serve(cfg: &Config, with_demo: bool) -> anyhow::Result<ExitCode> {
+    init_logging(cfg);
+    let inst = motcua::open(cfg).await?;
+    if with_demo && demo::seed(inst.store.as_ref(), cfg).await? {
+        println!("Demo data seeded.");
+    }
+    let mut state = motcua::app_state(&inst, cfg);
+    let gateway = motcua::exchange::open(cfg, inst.store.as_ref()).await?;
+    let handle = motcua::exchange::handle(cfg, gateway.as_ref().map(|(g, _)| g.clone()));
+    state.exchange = Some(handle.clone());
+    state.portal = motcua::exchange::portal_client(cfg, with_demo)?;
+    if with_demo && gateway.is_some() {
+        let provider = motcua::population::start(&cfg.data_dir).await?;
+        motcua::exchange::register_demo(&handle, inst.store.as_ref(), provider).await?;
+    }
+    motcua::spawn_workers(&state);
+    motcua::audit::spawn_checkpoint_copier(inst.store.clone(), cfg.clone());
+    motcua::pubsub::spawn_workers(
+        inst.store.clone(),
+        gateway.as_ref().map(|(g, _)| g.clone()),
+        &cfg.pubsub,
+    )?;
+    motcua::exchange::spawn_workers(handle, inst.store.clone(), cfg);
+    let listener = tokio::net::TcpListener::bind(&cfg.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+    let addr = listener.local_addr()?;
+    println!("motcua is running at http://{addr}/  (API docs: http://{addr}/api/docs)");
+    // One signal stops both listeners.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let exchange_task = match gateway {
+        Some((gw, l)) => {
+            let gw_addr = l.local_addr()?;
             println!(
-                "Generated {} dossiers and {} audit records in {:.1} s: {:.0} dossiers/s, {:.0} rows/s ({} agencies created).",
-                report.dossiers,
-                report.audit_records,
-                report.seconds,
-                report.dossiers_per_second(),
-                report.rows_per_second(),
-                report.agencies_created
+                "Exchange gateway at {}://{gw_addr}/r1/  (health: {}://{gw_addr}/healthz)",
+                l.scheme(),
+                l.scheme()
             );
-            if let Some(s) = inst.sqlite {
-                s.close().await;
-            }
-            if let Some(p) = inst.postgres {
-                p.close().await;
-            }
-            Ok(ExitCode::SUCCESS)
+            let pull = motcua_web::pubsub_api::pull_router(inst.store.clone(), gw.clone());
+            Some(motcua::exchange::spawn_serve(
+                gw,
+                l,
+                pull,
+                stop_rx.clone(),
+                cfg.exchange.threads(),
+            )?)
         }
-        Cmd::Sweep => {
-            let inst = motcua::open(&cfg).await?;
-            let n = motcua::sweep(
-                inst.store.as_ref(),
-                inst.objects.as_ref(),
-                std::time::Duration::from_secs(3600),
-            )
-            .await?;
-            println!("{n} orphaned file(s) removed.");
-            Ok(ExitCode::SUCCESS)
+        None => {
+            println!("Exchange gateway disabled ([exchange] listen is empty).");
+            None
         }
-        Cmd::Reindex => {
-            let inst = motcua::open(&cfg).await?;
-            let t = std::time::Instant::now();
-            // An empty list of deferred indexes: only the terms are rebuilt.
-            if inst
-                .store
-                .meta(motcua_store::bulk::DEFERRED_INDEXES)
-                .await?
-                .is_none()
-            {
-                inst.store
-                    .set_meta(motcua_store::bulk::DEFERRED_INDEXES, "[]")
-                    .await?;
-            }
-            inst.store.bulk_restore_indexes().await?;
-            println!(
-                "Search terms of every dossier rebuilt in {:.1} s.",
-                t.elapsed().as_secs_f64()
-            );
-            Ok(ExitCode::SUCCESS)
+    };
+    if with_demo {
+        print!("{}", demo::logins());
+    }
+    let served = motcua::serve(state, listener, motcua::stopped(stop_rx)).await;
+    if let Some(t) = exchange_task {
+        match t.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "exchange gateway"),
+            Err(_) => tracing::warn!("exchange gateway stopped without a result"),
         }
     }
+    served?;
+    motcua::audit::copy_checkpoint(inst.store.as_ref(), cfg).await?;
+    close(inst).await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn migrate(cfg: &Config) -> anyhow::Result<ExitCode> {
+    let inst = motcua::open(cfg).await?;
+    println!(
+        "Database at {} is up to date.",
+        motcua_store_postgres::redact_url(&cfg.database_url())
+    );
+    drop(inst);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn procedures_lint(dir: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let (procs, issues) = motcua::read_procedures(dir)?;
+    for i in &issues {
+        println!("{i}");
+    }
+    if issues.is_empty() {
+        println!("{} procedures, no problems.", procs.len());
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!("{} problem(s).", issues.len());
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+async fn procedures_import(cfg: &Config, dir: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let (procs, issues) = motcua::read_procedures(dir)?;
+    if !issues.is_empty() {
+        for i in &issues {
+            println!("{i}");
+        }
+        println!("{} problem(s); nothing imported.", issues.len());
+        return Ok(ExitCode::FAILURE);
+    }
+    let inst = motcua::open(cfg).await?;
+    let (added, unchanged) = motcua::import_procedures(inst.store.as_ref(), &procs).await?;
+    motcua::audit::copy_checkpoint(inst.store.as_ref(), cfg).await?;
+    println!("{added} procedure version(s) added, {unchanged} unchanged.");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn audit_verify(cfg: &Config) -> anyhow::Result<ExitCode> {
+    let inst = motcua::open(cfg).await?;
+    match motcua::audit::verify(inst.store.as_ref(), cfg).await? {
+        motcua::audit::Verdict::Intact {
+            records,
+            anchored_at,
+        } => {
+            match anchored_at {
+                Some(seq) => println!(
+                    "Audit chain intact: {records} records verified, the head signed at record {seq}."
+                ),
+                None => println!("Audit chain intact: {records} records verified."),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        motcua::audit::Verdict::Broken { at, reason } => {
+            println!("AUDIT CHAIN BROKEN at {at}: {reason}");
+            Ok(ExitCode::from(2))
+        }
+    }
+}
+
+async fn users(cfg: &Config, command: UserCmd) -> anyhow::Result<ExitCode> {
+    let UserCmd::Create {
+        username,
+        full_name,
+        roles,
+        agency,
+        national_id,
+        password,
+    } = command;
+    let roles: Vec<Role> = roles
+        .iter()
+        .map(|r| Role::parse(r).with_context(|| format!("unknown role '{r}'")))
+        .collect::<anyhow::Result<_>>()?;
+    let agency = agency.map(|a| AgencyCode::parse(&a)).transpose()?;
+    if roles.iter().any(|r| r.is_staff()) && agency.is_none() {
+        anyhow::bail!("staff accounts need --agency");
+    }
+    let national_id = national_id
+        .map(|n| NationalId::parse(&n))
+        .transpose()?
+        .map(|n| n.to_string());
+    if password.chars().count() < 8 {
+        anyhow::bail!("the password needs at least 8 characters");
+    }
+    let inst = motcua::open(cfg).await?;
+    if let Some(a) = &agency
+        && inst.store.agency(a).await?.is_none()
+    {
+        anyhow::bail!("no agency with code {a}");
+    }
+    let hash = motcua_web::auth::hash_password(&password).map_err(anyhow::Error::msg)?;
+    let user = inst
+        .store
+        .create_user(
+            &NewUser {
+                username: username.clone(),
+                password_hash: hash,
+                full_name,
+                national_id,
+                phone: None,
+                email: None,
+                roles,
+                agency_code: agency,
+            },
+            motcua::system_audit("user.create", &serde_json::json!({ "username": username })),
+        )
+        .await?;
+    motcua::audit::copy_checkpoint(inst.store.as_ref(), cfg).await?;
+    println!("Created user {} (id {}).", user.username, user.id);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn backup(cfg: &Config, out: &std::path::Path) -> anyhow::Result<ExitCode> {
+    if out.exists() {
+        anyhow::bail!("{} already exists", out.display());
+    }
+    let inst = motcua::open(cfg).await?;
+    let sqlite = inst.sqlite.context(
+        "motcua backup copies the embedded SQLite database; back up PostgreSQL with pg_dump",
+    )?;
+    sqlite.backend().backup(&out.display().to_string()).await?;
+    println!("Backup written to {}.", out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn migrate_data(cfg: &Config, from: &str, to: &str, force: bool) -> anyhow::Result<ExitCode> {
+    use motcua::migrate_data::Bare;
+    let key = motcua::audit::load_or_create_key(cfg)?;
+    let source = Bare::open(from, None).await?;
+    let target = Bare::open(to, Some(key)).await?;
+    println!(
+        "Copying {} -> {}",
+        motcua_store_postgres::redact_url(from),
+        motcua_store_postgres::redact_url(to)
+    );
+    let result = motcua::migrate_data::migrate_data(
+        source.store().as_ref(),
+        target.store().as_ref(),
+        force,
+        std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    )
+    .await;
+    source.close().await;
+    target.close().await;
+    let summary = result?;
+    print!("{summary}");
+    println!("Copy complete and verified.");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn generate(
+    cfg: &Config,
+    dossiers: u64,
+    seed: u64,
+    batch: usize,
+    with_demo: bool,
+) -> anyhow::Result<ExitCode> {
+    let inst = motcua::open(cfg).await?;
+    if with_demo && demo::seed(inst.store.as_ref(), cfg).await? {
+        println!("Demo data seeded.");
+    }
+    let report = motcua::generate::generate(
+        inst.store.as_ref(),
+        &motcua::generate::Options {
+            dossiers,
+            seed,
+            batch,
+            defer_indexes: dossiers >= motcua::generate::DEFER_INDEXES_FROM,
+            progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        },
+    )
+    .await?;
+    println!(
+        "Generated {} dossiers and {} audit records in {:.1} s: {:.0} dossiers/s, {:.0} rows/s ({} agencies created).",
+        report.dossiers,
+        report.audit_records,
+        report.seconds,
+        report.dossiers_per_second(),
+        report.rows_per_second(),
+        report.agencies_created
+    );
+    close(inst).await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn sweep(cfg: &Config) -> anyhow::Result<ExitCode> {
+    let inst = motcua::open(cfg).await?;
+    let n = motcua::sweep(
+        inst.store.as_ref(),
+        inst.objects.as_ref(),
+        std::time::Duration::from_secs(3600),
+    )
+    .await?;
+    println!("{n} orphaned file(s) removed.");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn reindex(cfg: &Config) -> anyhow::Result<ExitCode> {
+    let inst = motcua::open(cfg).await?;
+    let t = std::time::Instant::now();
+    // An empty list of deferred indexes: only the terms are rebuilt.
+    if inst
+        .store
+        .meta(motcua_store::bulk::DEFERRED_INDEXES)
+        .await?
+        .is_none()
+    {
+        inst.store
+            .set_meta(motcua_store::bulk::DEFERRED_INDEXES, "[]")
+            .await?;
+    }
+    inst.store.bulk_restore_indexes().await?;
+    println!(
+        "Search terms of every dossier rebuilt in {:.1} s.",
+        t.elapsed().as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn rfc3339(s: &str) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
