@@ -1682,48 +1682,29 @@ fn parse_day(raw: &str) -> Option<chrono::NaiveDate> {
         .ok()
 }
 
-/// `POST /quan-tri/ngay-nghi` (province admins): `op` is `holiday` (add an
-/// extra day off: `date`, `name`, `name_en`), `makeup` (add a make-up
-/// working day: `date`), `removed` (a built-in holiday becomes an ordinary
-/// day: `date`) or `delete` (remove the override `kind` on `date`). The
-/// new overrides are written with their audit record and put in force on
-/// this node at once; other nodes reload them within a minute.
-pub async fn holidays_save(State(st): State<AppState>, ctx: Ctx, mp: Multipart) -> PageResult {
+/// What the holidays form typed beside the date.
+struct DayEntry {
+    name: String,
+    name_en: String,
+    kind: String,
+}
+
+/// Applies one change of the holidays form to the province's overrides `o`;
+/// problems a person can correct go to `errors`.
+fn apply_day_change(
+    ctx: &Ctx,
+    op: &str,
+    date: Option<chrono::NaiveDate>,
+    entry: DayEntry,
+    o: &mut motcua_domain::calendar::CalendarOverrides,
+    base: &motcua_domain::calendar::CalendarConfig,
+    errors: &mut Vec<(String, String)>,
+) -> Result<(), ApiError> {
     use motcua_domain::calendar::{CalendarConfig, HolidayConfig, WorkingCalendar};
 
-    let form = FormData::read(&st, mp).await?;
-    ctx.check_csrf(form.get("csrf"))?;
-    let a = admin_or_login!(&st, &ctx);
-    if !a.is_province() {
-        return Err(ApiError::forbidden());
-    }
-    let field = |k: &str| form.get(k).unwrap_or("").trim().to_owned();
-    let op = field("op");
-    let mut typed = BTreeMap::new();
-    for k in ["date", "name", "name_en"] {
-        typed.insert(format!("{op}-{k}"), field(k));
-    }
-    let province = a.province.clone().ok_or_else(ApiError::forbidden)?;
-    let national = st.calendar_overrides().await?;
-    let (mut by_province, stored) = st.province_calendar_overrides().await?;
-    let mut o = by_province
-        .get(province.as_str())
-        .cloned()
-        .unwrap_or_default();
-    let base_cfg = st.province_calendar_config(&national, None);
-    let base = &base_cfg;
-    let mut errors: Vec<(String, String)> = Vec::new();
-    let date = parse_day(&field("date"));
     let date_key = format!("{op}-date");
-    if date.is_none() {
-        errors.push((date_key.clone(), ctx.t("admin-cal-err-date")));
-    }
-    let name = field("name");
-    if op == "holiday" && name.is_empty() {
-        errors.push(("holiday-name".into(), ctx.t("admin-cal-err-name")));
-    }
     let dup = || (date_key.clone(), ctx.t("admin-cal-err-duplicate"));
-    match (op.as_str(), date) {
+    match (op, date) {
         ("holiday", Some(d)) => {
             if o.extra_holidays
                 .iter()
@@ -1732,10 +1713,10 @@ pub async fn holidays_save(State(st): State<AppState>, ctx: Ctx, mp: Multipart) 
             {
                 errors.push(dup());
             }
-            let name_en = Some(field("name_en")).filter(|n| !n.is_empty());
+            let name_en = Some(entry.name_en).filter(|n| !n.is_empty());
             o.extra_holidays.push(HolidayConfig {
                 date: d,
-                name,
+                name: entry.name,
                 name_en,
             });
             o.extra_holidays.sort_by_key(|h| h.date);
@@ -1780,7 +1761,7 @@ pub async fn holidays_save(State(st): State<AppState>, ctx: Ctx, mp: Multipart) 
                 o.makeup_working_days.len(),
                 o.removed_holidays.len(),
             );
-            match field("kind").as_str() {
+            match entry.kind.as_str() {
                 "holiday" => o.extra_holidays.retain(|h| h.date != d),
                 "makeup" => o.makeup_working_days.retain(|x| *x != d),
                 "removed" => o.removed_holidays.retain(|x| *x != d),
@@ -1798,6 +1779,55 @@ pub async fn holidays_save(State(st): State<AppState>, ctx: Ctx, mp: Multipart) 
         ("holiday" | "makeup" | "removed" | "delete", None) => {}
         _ => return Err(ApiError::bad_request("op")),
     }
+    Ok(())
+}
+
+/// `POST /quan-tri/ngay-nghi` (province admins): `op` is `holiday` (add an
+/// extra day off: `date`, `name`, `name_en`), `makeup` (add a make-up
+/// working day: `date`), `removed` (a built-in holiday becomes an ordinary
+/// day: `date`) or `delete` (remove the override `kind` on `date`). The
+/// new overrides are written with their audit record and put in force on
+/// this node at once; other nodes reload them within a minute.
+pub async fn holidays_save(State(st): State<AppState>, ctx: Ctx, mp: Multipart) -> PageResult {
+    use motcua_domain::calendar::WorkingCalendar;
+
+    let form = FormData::read(&st, mp).await?;
+    ctx.check_csrf(form.get("csrf"))?;
+    let a = admin_or_login!(&st, &ctx);
+    if !a.is_province() {
+        return Err(ApiError::forbidden());
+    }
+    let field = |k: &str| form.get(k).unwrap_or("").trim().to_owned();
+    let op = field("op");
+    let mut typed = BTreeMap::new();
+    for k in ["date", "name", "name_en"] {
+        typed.insert(format!("{op}-{k}"), field(k));
+    }
+    let province = a.province.clone().ok_or_else(ApiError::forbidden)?;
+    let national = st.calendar_overrides().await?;
+    let (mut by_province, stored) = st.province_calendar_overrides().await?;
+    let mut o = by_province
+        .get(province.as_str())
+        .cloned()
+        .unwrap_or_default();
+    let base_cfg = st.province_calendar_config(&national, None);
+    let base = &base_cfg;
+    let mut errors: Vec<(String, String)> = Vec::new();
+    let date = parse_day(&field("date"));
+    let date_key = format!("{op}-date");
+    if date.is_none() {
+        errors.push((date_key.clone(), ctx.t("admin-cal-err-date")));
+    }
+    let name = field("name");
+    if op == "holiday" && name.is_empty() {
+        errors.push(("holiday-name".into(), ctx.t("admin-cal-err-name")));
+    }
+    let entry = DayEntry {
+        name,
+        name_en: field("name_en"),
+        kind: field("kind"),
+    };
+    apply_day_change(&ctx, &op, date, entry, &mut o, base, &mut errors)?;
     if errors.is_empty()
         && let Err(e) = WorkingCalendar::from_config(&o.merge_into(base))
     {

@@ -469,6 +469,136 @@ fn text_field(
     }
 }
 
+/// One field of the apply form as typed (or locked by a registry).
+fn field_view(
+    ctx: &Ctx,
+    p: &Procedure,
+    f: &motcua_domain::procedure::FieldSpec,
+    a: &Attempt,
+    errs: &BTreeMap<String, FieldProblem>,
+    locked: &BTreeMap<&str, (&str, &prefill::SourceResult)>,
+    today: NaiveDate,
+) -> FieldView {
+    let l = ctx.lang.code();
+    let name = format!("f_{}", f.id);
+    let lock = locked.get(f.id.as_str());
+    let value = match lock {
+        Some((v, _)) => v.to_string(),
+        None => a.values.get(&name).cloned().unwrap_or_default(),
+    };
+    let kind: &'static str = match f.kind {
+        FieldType::Text | FieldType::NationalId => "text",
+        FieldType::Number => "number",
+        FieldType::Date => "date",
+        FieldType::Phone => "tel",
+        FieldType::Email => "email",
+        FieldType::Address => "textarea",
+        FieldType::Choice if f.options.len() <= 4 => "radio",
+        FieldType::Choice => "select",
+    };
+    let html_id = format!("f-{}", f.id.replace('_', "-"));
+    let date_bound = |b: &Option<String>| match b.as_deref() {
+        Some("today") => today.format("%Y-%m-%d").to_string(),
+        Some(d) => d.to_string(),
+        None => String::new(),
+    };
+    let (min, max) = match f.kind {
+        FieldType::Date => (date_bound(&f.min_date), date_bound(&f.max_date)),
+        FieldType::Number => (
+            f.min.map(|v| v.to_string()).unwrap_or_default(),
+            f.max.map(|v| v.to_string()).unwrap_or_default(),
+        ),
+        _ => (String::new(), String::new()),
+    };
+    FieldView {
+        options: f
+            .options
+            .iter()
+            .enumerate()
+            .map(|(i, o)| ChoiceView {
+                checked: o.value == value,
+                value: o.value.clone(),
+                label: o.label.get(l).to_string(),
+                html_id: if i == 0 {
+                    html_id.clone()
+                } else {
+                    format!("{html_id}-{i}")
+                },
+            })
+            .collect(),
+        error: errs.get(&f.id).map(|e| problem_text(ctx.lang, e)),
+        label: f.label.get(l).to_string(),
+        help: f
+            .help
+            .as_ref()
+            .map(|h| h.get(l).to_string())
+            .unwrap_or_default(),
+        required: f.required,
+        kind,
+        value,
+        min,
+        max,
+        maxlength: f.max_length.map(|m| m.to_string()).unwrap_or_default(),
+        inputmode: match f.kind {
+            FieldType::NationalId => "numeric",
+            _ => "",
+        },
+        autocomplete: match f.kind {
+            FieldType::Phone => "tel",
+            FieldType::Email => "email",
+            _ => "off",
+        },
+        locked: lock
+            .map(|(_, src)| src.name.get(l).to_string())
+            .unwrap_or_default(),
+        locked_text: lock
+            .map(|(v, _)| prefill::display_value(p, &f.id, v, l))
+            .unwrap_or_default(),
+        html_id,
+        name,
+    }
+}
+
+/// One document slot of the apply form, with the files kept so far.
+fn doc_input(
+    ctx: &Ctx,
+    p: &Procedure,
+    d: &motcua_domain::procedure::DocumentSpec,
+    a: &Attempt,
+    errs: &BTreeMap<String, FieldProblem>,
+) -> DocInput {
+    let l = ctx.lang.code();
+    let kept: Vec<KeptView> = a
+        .kept
+        .get(&d.id)
+        .map(|v| {
+            v.iter()
+                .map(|k| KeptView {
+                    token: kept_token(ctx, &p.code, k).unwrap_or_default(),
+                    filename: k.filename.clone(),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    DocInput {
+        html_id: format!("d-{}", d.id),
+        name: format!("document:{}", d.id),
+        kept_name: format!("kept:{}", d.id),
+        label: d.name.get(l).to_string(),
+        required: d.required,
+        accept_attr: d
+            .accept
+            .iter()
+            .map(|e| format!(".{e}"))
+            .collect::<Vec<_>>()
+            .join(","),
+        accept_text: d.accept.join(", ").to_uppercase(),
+        multiple: d.max_count > 1,
+        error: errs.get(&d.id).map(|e| problem_text(ctx.lang, e)),
+        kept,
+    }
+}
+
 /// Renders the apply form (online, or counter reception when `counter`).
 pub fn render_apply(
     ctx: &Ctx,
@@ -516,120 +646,12 @@ pub fn render_apply(
     let fields: Vec<FieldView> = p
         .fields
         .iter()
-        .map(|f| {
-            let name = format!("f_{}", f.id);
-            let lock = locked.get(f.id.as_str());
-            let value = match lock {
-                Some((v, _)) => v.to_string(),
-                None => a.values.get(&name).cloned().unwrap_or_default(),
-            };
-            let kind: &'static str = match f.kind {
-                FieldType::Text | FieldType::NationalId => "text",
-                FieldType::Number => "number",
-                FieldType::Date => "date",
-                FieldType::Phone => "tel",
-                FieldType::Email => "email",
-                FieldType::Address => "textarea",
-                FieldType::Choice if f.options.len() <= 4 => "radio",
-                FieldType::Choice => "select",
-            };
-            let html_id = format!("f-{}", f.id.replace('_', "-"));
-            let date_bound = |b: &Option<String>| match b.as_deref() {
-                Some("today") => today.format("%Y-%m-%d").to_string(),
-                Some(d) => d.to_string(),
-                None => String::new(),
-            };
-            let (min, max) = match f.kind {
-                FieldType::Date => (date_bound(&f.min_date), date_bound(&f.max_date)),
-                FieldType::Number => (
-                    f.min.map(|v| v.to_string()).unwrap_or_default(),
-                    f.max.map(|v| v.to_string()).unwrap_or_default(),
-                ),
-                _ => (String::new(), String::new()),
-            };
-            FieldView {
-                options: f
-                    .options
-                    .iter()
-                    .enumerate()
-                    .map(|(i, o)| ChoiceView {
-                        checked: o.value == value,
-                        value: o.value.clone(),
-                        label: o.label.get(l).to_string(),
-                        html_id: if i == 0 {
-                            html_id.clone()
-                        } else {
-                            format!("{html_id}-{i}")
-                        },
-                    })
-                    .collect(),
-                error: errs.get(&f.id).map(|e| problem_text(ctx.lang, e)),
-                label: f.label.get(l).to_string(),
-                help: f
-                    .help
-                    .as_ref()
-                    .map(|h| h.get(l).to_string())
-                    .unwrap_or_default(),
-                required: f.required,
-                kind,
-                value,
-                min,
-                max,
-                maxlength: f.max_length.map(|m| m.to_string()).unwrap_or_default(),
-                inputmode: match f.kind {
-                    FieldType::NationalId => "numeric",
-                    _ => "",
-                },
-                autocomplete: match f.kind {
-                    FieldType::Phone => "tel",
-                    FieldType::Email => "email",
-                    _ => "off",
-                },
-                locked: lock
-                    .map(|(_, src)| src.name.get(l).to_string())
-                    .unwrap_or_default(),
-                locked_text: lock
-                    .map(|(v, _)| prefill::display_value(p, &f.id, v, l))
-                    .unwrap_or_default(),
-                html_id,
-                name,
-            }
-        })
+        .map(|f| field_view(ctx, p, f, a, &errs, &locked, today))
         .collect();
     let documents: Vec<DocInput> = p
         .documents
         .iter()
-        .map(|d| {
-            let kept: Vec<KeptView> = a
-                .kept
-                .get(&d.id)
-                .map(|v| {
-                    v.iter()
-                        .map(|k| KeptView {
-                            token: kept_token(ctx, &p.code, k).unwrap_or_default(),
-                            filename: k.filename.clone(),
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            DocInput {
-                html_id: format!("d-{}", d.id),
-                name: format!("document:{}", d.id),
-                kept_name: format!("kept:{}", d.id),
-                label: d.name.get(l).to_string(),
-                required: d.required,
-                accept_attr: d
-                    .accept
-                    .iter()
-                    .map(|e| format!(".{e}"))
-                    .collect::<Vec<_>>()
-                    .join(","),
-                accept_text: d.accept.join(", ").to_uppercase(),
-                multiple: d.max_count > 1,
-                error: errs.get(&d.id).map(|e| problem_text(ctx.lang, e)),
-                kept,
-            }
-        })
+        .map(|d| doc_input(ctx, p, d, a, &errs))
         .collect();
     let mut summary = Vec::new();
     for f in &applicant {
@@ -777,6 +799,110 @@ pub async fn apply_form(
     Ok(render_apply(&ctx, &p, units, &a, false, today, &pf))
 }
 
+/// Where the dossier is filed: the officer's own agency at the counter,
+/// the chosen unit online; problems are added to `errs`.
+async fn apply_unit(
+    st: &AppState,
+    ctx: &Ctx,
+    p: &Procedure,
+    a: &Attempt,
+    counter: bool,
+    errs: &mut Vec<FieldProblem>,
+) -> Result<(Option<UnitCode>, Option<motcua_domain::units::Agency>), ApiError> {
+    let mut unit = None;
+    let mut agency = None;
+    if counter {
+        if let Some(u) = &ctx.user
+            && let Some(ac) = &u.agency_code
+        {
+            agency = st.store.agency(ac).await?;
+            unit = agency.as_ref().map(|a| a.unit_code.clone());
+        }
+    } else {
+        match a
+            .values
+            .get("unit_code")
+            .and_then(|c| UnitCode::parse(c).ok())
+        {
+            Some(u) => {
+                agency = agency_for(st, p, &u).await?;
+                unit = Some(u);
+            }
+            None => errs.push(FieldProblem::new("unit_code", "required")),
+        }
+    }
+    if unit.is_some() && agency.is_none() {
+        errs.push(FieldProblem::new("unit_code", "unknown-unit"));
+    } else if let Some(u) = &unit
+        && !procedure_available(st, &p.code, u).await?
+    {
+        errs.push(FieldProblem::new("unit_code", "procedure-not-available"));
+    }
+    Ok((unit, agency))
+}
+
+/// The applicant typed by the officer at the counter: who the dossier is
+/// for, linked to an account only when its number is verified.
+async fn counter_applicant(
+    st: &AppState,
+    a: &Attempt,
+    errs: &mut Vec<FieldProblem>,
+) -> Result<Option<Applicant>, ApiError> {
+    let get = |k: &str| {
+        a.values
+            .get(k)
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default()
+    };
+    let full_name = motcua_domain::text::nfc(&get("a_full_name"));
+    if full_name.chars().count() < 2 {
+        errs.push(FieldProblem::new("a_full_name", "required"));
+    }
+    let nid = NationalId::parse(&get("a_national_id"));
+    if nid.is_err() {
+        errs.push(FieldProblem::new("a_national_id", "invalid-national-id"));
+    }
+    let phone_raw = get("a_phone");
+    let phone = if phone_raw.is_empty() {
+        None
+    } else {
+        match parse_phone(&phone_raw) {
+            Ok(p) => Some(p),
+            Err(_) => {
+                errs.push(FieldProblem::new("a_phone", "invalid-phone"));
+                None
+            }
+        }
+    };
+    let email_raw = get("a_email");
+    let email = if email_raw.is_empty() {
+        None
+    } else {
+        match motcua_domain::ids::parse_email(&email_raw) {
+            Ok(e) => Some(e),
+            Err(_) => {
+                errs.push(FieldProblem::new("a_email", "invalid-email"));
+                None
+            }
+        }
+    };
+    if let Ok(n) = nid {
+        let owner = st
+            .store
+            .user_by_verified_national_id(n.as_str())
+            .await?
+            .map(|u| u.id);
+        return Ok(Some(Applicant {
+            user_id: owner,
+            full_name,
+            national_id: n.to_string(),
+            phone,
+            email,
+        }));
+    }
+    Ok(None)
+}
+
 /// Reads and checks an apply form. `Ok(Err(attempt))` when the form must
 /// be shown again with its errors.
 pub async fn check_apply(
@@ -858,90 +984,12 @@ pub async fn check_apply(
             None
         }
     };
-    let mut unit = None;
-    let mut agency = None;
-    if counter {
-        if let Some(u) = &ctx.user
-            && let Some(ac) = &u.agency_code
-        {
-            agency = st.store.agency(ac).await?;
-            unit = agency.as_ref().map(|a| a.unit_code.clone());
-        }
+    let (unit, agency) = apply_unit(st, ctx, p, &a, counter, &mut errs).await?;
+    let applicant = if counter {
+        counter_applicant(st, &a, &mut errs).await?
     } else {
-        match a
-            .values
-            .get("unit_code")
-            .and_then(|c| UnitCode::parse(c).ok())
-        {
-            Some(u) => {
-                agency = agency_for(st, p, &u).await?;
-                unit = Some(u);
-            }
-            None => errs.push(FieldProblem::new("unit_code", "required")),
-        }
-    }
-    if unit.is_some() && agency.is_none() {
-        errs.push(FieldProblem::new("unit_code", "unknown-unit"));
-    } else if let Some(u) = &unit
-        && !procedure_available(st, &p.code, u).await?
-    {
-        errs.push(FieldProblem::new("unit_code", "procedure-not-available"));
-    }
-    let mut applicant = None;
-    if counter {
-        let get = |k: &str| {
-            a.values
-                .get(k)
-                .map(|s| s.trim().to_string())
-                .unwrap_or_default()
-        };
-        let full_name = motcua_domain::text::nfc(&get("a_full_name"));
-        if full_name.chars().count() < 2 {
-            errs.push(FieldProblem::new("a_full_name", "required"));
-        }
-        let nid = NationalId::parse(&get("a_national_id"));
-        if nid.is_err() {
-            errs.push(FieldProblem::new("a_national_id", "invalid-national-id"));
-        }
-        let phone_raw = get("a_phone");
-        let phone = if phone_raw.is_empty() {
-            None
-        } else {
-            match parse_phone(&phone_raw) {
-                Ok(p) => Some(p),
-                Err(_) => {
-                    errs.push(FieldProblem::new("a_phone", "invalid-phone"));
-                    None
-                }
-            }
-        };
-        let email_raw = get("a_email");
-        let email = if email_raw.is_empty() {
-            None
-        } else {
-            match motcua_domain::ids::parse_email(&email_raw) {
-                Ok(e) => Some(e),
-                Err(_) => {
-                    errs.push(FieldProblem::new("a_email", "invalid-email"));
-                    None
-                }
-            }
-        };
-        if let Ok(n) = nid {
-            let owner = st
-                .store
-                .user_by_verified_national_id(n.as_str())
-                .await?
-                .map(|u| u.id);
-            applicant = Some(Applicant {
-                user_id: owner,
-                full_name,
-                national_id: n.to_string(),
-                phone,
-                email,
-            });
-        }
-    }
+        None
+    };
     if !errs.is_empty() {
         a.errors = errs;
         return Ok(Err(a));
@@ -1419,6 +1467,96 @@ fn event_label(lang: Lang, action: &str) -> String {
     text_opt(lang, &key).unwrap_or_else(|| action.to_string())
 }
 
+/// The workflow steps of a dossier as its page shows them.
+fn step_views(
+    ctx: &Ctx,
+    p: &Procedure,
+    lc: &motcua_domain::dossier::Lifecycle,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Vec<StepView> {
+    let lang = ctx.lang;
+    let l = lang.code();
+    lc.steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let role = serde_json::to_value(s.role)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            let name = p
+                .workflow
+                .iter()
+                .find(|w| w.id == s.id)
+                .map(|w| w.name.get(l).to_string())
+                .unwrap_or_else(|| s.id.clone());
+            let current =
+                i == lc.step && matches!(lc.status, Status::Accepted | Status::Processing);
+            let late_now = current && s.due_at < now;
+            let (state, class) = match s.timeliness {
+                Some(t) => {
+                    let k = serde_json::to_value(t)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default();
+                    (
+                        ctx.t(&format!("timeliness-{k}")),
+                        if k == "late" { "late" } else { "done" },
+                    )
+                }
+                None if late_now => (ctx.t("page-overdue"), "late"),
+                None if current => (ctx.t("page-current-step"), "current"),
+                None => (String::new(), ""),
+            };
+            StepView {
+                name,
+                role: role_label(lang, &role),
+                due: fmt_dt(s.due_at),
+                started: fmt_opt(s.started_at),
+                finished: fmt_opt(s.finished_at),
+                state,
+                class,
+            }
+        })
+        .collect()
+}
+
+/// The forms of the actions `user` may take, with the one that failed (its
+/// action, message and typed note) filled in again.
+fn action_forms(
+    ctx: &Ctx,
+    allowed: &[Action],
+    failed: Option<&(Action, String, String)>,
+) -> Vec<ActionForm> {
+    let lang = ctx.lang;
+    allowed
+        .iter()
+        .map(|a| {
+            let failed_here = failed.filter(|(fa, _, _)| fa == a);
+            ActionForm {
+                action: a.as_str().to_string(),
+                label: action_label(lang, *a),
+                html_id: format!("act-{}", a.as_str().replace('_', "-")),
+                needs_note: a.needs_note(),
+                note_label: if a.needs_note() {
+                    ctx.t("page-reason")
+                } else {
+                    ctx.t("page-note-optional")
+                },
+                note: failed_here.map(|f| f.2.clone()).unwrap_or_default(),
+                needs_date: *a == Action::Apologize,
+                evaluate: *a == Action::Evaluate,
+                supplement: *a == Action::Supplement,
+                error: failed_here.map(|f| f.1.clone()),
+                danger: matches!(
+                    a,
+                    Action::Refuse | Action::Reject | Action::Stop | Action::Withdraw
+                ),
+            }
+        })
+        .collect()
+}
+
 async fn render_dossier(
     st: &AppState,
     ctx: &Ctx,
@@ -1517,50 +1655,7 @@ async fn render_dossier(
         })
         .collect();
     let now = st.clock.now();
-    let steps = lc
-        .steps
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            let role = serde_json::to_value(s.role)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default();
-            let name = p
-                .workflow
-                .iter()
-                .find(|w| w.id == s.id)
-                .map(|w| w.name.get(l).to_string())
-                .unwrap_or_else(|| s.id.clone());
-            let current =
-                i == lc.step && matches!(lc.status, Status::Accepted | Status::Processing);
-            let late_now = current && s.due_at < now;
-            let (state, class) = match s.timeliness {
-                Some(t) => {
-                    let k = serde_json::to_value(t)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_string))
-                        .unwrap_or_default();
-                    (
-                        ctx.t(&format!("timeliness-{k}")),
-                        if k == "late" { "late" } else { "done" },
-                    )
-                }
-                None if late_now => (ctx.t("page-overdue"), "late"),
-                None if current => (ctx.t("page-current-step"), "current"),
-                None => (String::new(), ""),
-            };
-            StepView {
-                name,
-                role: role_label(lang, &role),
-                due: fmt_dt(s.due_at),
-                started: fmt_opt(s.started_at),
-                finished: fmt_opt(s.finished_at),
-                state,
-                class,
-            }
-        })
-        .collect();
+    let steps = step_views(ctx, &p, lc, now);
     let events = timeline(st, &d.code)
         .await?
         .into_iter()
@@ -1572,32 +1667,7 @@ async fn render_dossier(
         })
         .collect();
     let allowed = allowed_actions(st, user, d, &p).await?;
-    let actions = allowed
-        .iter()
-        .map(|a| {
-            let failed_here = failed.as_ref().filter(|(fa, _, _)| fa == a);
-            ActionForm {
-                action: a.as_str().to_string(),
-                label: action_label(lang, *a),
-                html_id: format!("act-{}", a.as_str().replace('_', "-")),
-                needs_note: a.needs_note(),
-                note_label: if a.needs_note() {
-                    ctx.t("page-reason")
-                } else {
-                    ctx.t("page-note-optional")
-                },
-                note: failed_here.map(|f| f.2.clone()).unwrap_or_default(),
-                needs_date: *a == Action::Apologize,
-                evaluate: *a == Action::Evaluate,
-                supplement: *a == Action::Supplement,
-                error: failed_here.map(|f| f.1.clone()),
-                danger: matches!(
-                    a,
-                    Action::Refuse | Action::Reject | Action::Stop | Action::Withdraw
-                ),
-            }
-        })
-        .collect();
+    let actions = action_forms(ctx, &allowed, failed.as_ref());
     let evaluation = lc.evaluation.as_ref().map(|e| {
         ctx.t(match e.level {
             SatisfactionLevel::Dissatisfied => "eval-dissatisfied",

@@ -244,6 +244,163 @@ fn args(pairs: &[(&str, String)]) -> serde_json::Map<String, serde_json::Value> 
         .collect()
 }
 
+type Rendered = Result<String, askama::Error>;
+
+/// Form 02 (supplement request) or 03 (refusal), from the event that made it.
+async fn letter_02_03(
+    st: &AppState,
+    ctx: &Ctx,
+    src: &Source,
+    n: &str,
+    common: &serde_json::Map<String, serde_json::Value>,
+    dossier_href: String,
+) -> Result<Rendered, ApiError> {
+    let lang = ctx.lang;
+    let d = &src.d;
+    let (action, number) = if n == "02" {
+        ("dossier.request_supplement", "02")
+    } else {
+        ("dossier.refuse", "03")
+    };
+    let ev = last_event(src, action).ok_or_else(ApiError::not_found)?;
+    let signer = full_name(st, &ev.entry.actor).await?;
+    let mut outro_args = common.clone();
+    outro_args.insert("signer".into(), signer.clone().into());
+    outro_args.insert("address".into(), src.address.clone().into());
+    let page = LetterPage {
+        ctx,
+        title: format!("{} · {}", ctx.t(&format!("form-{number}-title")), d.code),
+        head: head(ctx, src, number, ev.entry.at),
+        applicant: d.applicant.full_name.clone(),
+        intro: vec![lang.text_with(&format!("form-{number}-intro"), common)],
+        reason_label: ctx.t(&format!("form-{number}-reason")),
+        reason: ev.entry.note.clone().unwrap_or_default(),
+        outro: vec![lang.text_with(&format!("form-{number}-outro"), &outro_args)],
+        facts: vec![
+            (ctx.t("page-dossier-code"), d.code.to_string()),
+            (ctx.t("page-procedure"), src.procedure.clone()),
+            (ctx.t("page-submitted-at"), fmt_dt(d.submitted_at)),
+            (ctx.t(&format!("form-{number}-at")), fmt_dt(ev.entry.at)),
+        ],
+        signer_role: ctx.t(&format!("form-{number}-signer")),
+        signer,
+        dossier_href,
+    };
+    Ok(page.render())
+}
+
+/// Form 04: the apology with a new appointment.
+async fn letter_04(
+    st: &AppState,
+    ctx: &Ctx,
+    src: &Source,
+    common: &serde_json::Map<String, serde_json::Value>,
+    dossier_href: String,
+) -> Result<Rendered, ApiError> {
+    let lang = ctx.lang;
+    let d = &src.d;
+    let lc = &d.lifecycle;
+    let a = lc.apologies.last().ok_or_else(ApiError::not_found)?;
+    let signer = full_name(st, &a.by).await?;
+    let mut intro_args = common.clone();
+    intro_args.insert("previous".into(), fmt_day(a.previous_due_at).into());
+    let mut outro_args = common.clone();
+    outro_args.insert("new_date".into(), fmt_dt(a.new_due_at).into());
+    let page = LetterPage {
+        ctx,
+        title: format!("{} · {}", ctx.t("form-04-title"), d.code),
+        head: head(ctx, src, "04", a.at),
+        applicant: d.applicant.full_name.clone(),
+        intro: vec![lang.text_with("form-04-intro", &intro_args)],
+        reason_label: ctx.t("form-04-reason"),
+        reason: a.reason.clone(),
+        outro: vec![
+            lang.text_with("form-04-outro", &outro_args),
+            ctx.t("form-thanks"),
+        ],
+        facts: vec![
+            (ctx.t("page-dossier-code"), d.code.to_string()),
+            (ctx.t("form-04-previous"), fmt_dt(a.previous_due_at)),
+            (ctx.t("form-04-new"), fmt_dt(a.new_due_at)),
+        ],
+        signer_role: ctx.t("form-04-signer"),
+        signer,
+        dossier_href,
+    };
+    Ok(page.render())
+}
+
+/// Form 05: the control sheet of the dossier's steps.
+async fn control_05(
+    st: &AppState,
+    ctx: &Ctx,
+    src: &Source,
+    dossier_href: String,
+) -> Result<Rendered, ApiError> {
+    let lang = ctx.lang;
+    let d = &src.d;
+    let lc = &d.lifecycle;
+    if lc.steps.is_empty() {
+        return Err(ApiError::not_found());
+    }
+    let p = procedure_of(st, d).await?;
+    let mut steps = Vec::new();
+    for s in &lc.steps {
+        let name = p
+            .workflow
+            .iter()
+            .find(|w| w.id == s.id)
+            .map(|w| w.name.get(lang.code()).to_string())
+            .unwrap_or_else(|| s.id.clone());
+        let handler = match &s.handled_by {
+            Some(u) => full_name(st, u).await?,
+            None => String::new(),
+        };
+        let role = role_label(lang, Role::from(s.role).as_str());
+        let (result, class) = match s.timeliness {
+            Some(Timeliness::Early) => (ctx.t("timeliness-early"), "done"),
+            Some(Timeliness::OnTime) => (ctx.t("timeliness-on_time"), "done"),
+            Some(Timeliness::Late) => (ctx.t("timeliness-late"), "late"),
+            None if s.started_at.is_some() => (ctx.t("form-05-in-progress"), "current"),
+            None => (String::new(), ""),
+        };
+        steps.push(StepLine {
+            name: format!("{name} ({role})"),
+            handler,
+            started: fmt_opt(s.started_at),
+            due: fmt_dt(s.due_at),
+            finished: fmt_opt(s.finished_at),
+            result,
+            class,
+        });
+    }
+    let mut facts = vec![
+        (ctx.t("page-dossier-code"), d.code.to_string()),
+        (ctx.t("page-applicant"), d.applicant.full_name.clone()),
+        (ctx.t("page-procedure"), src.procedure.clone()),
+        (ctx.t("page-received-at"), fmt_opt(lc.accepted_at)),
+        (ctx.t("page-due-at"), fmt_opt(lc.due_at)),
+    ];
+    if let Some(t) = lc.appointment_at.filter(|t| Some(*t) != lc.due_at) {
+        facts.push((ctx.t("page-appointment-at"), fmt_dt(t)));
+    }
+    if let Some(t) = lc.completed_at {
+        facts.push((ctx.t("page-completed-at"), fmt_dt(t)));
+    }
+    if let Some(t) = lc.returned_at {
+        facts.push((ctx.t("page-returned-at"), fmt_dt(t)));
+    }
+    let page = ControlPage {
+        ctx,
+        title: format!("{} · {}", ctx.t("form-05-title"), d.code),
+        head: head(ctx, src, "05", lc.accepted_at.unwrap_or(d.submitted_at)),
+        facts,
+        steps,
+        dossier_href,
+    };
+    Ok(page.render())
+}
+
 /// `GET /ho-so/{code}/mau-phieu/{n}`: Form `n` (01 → the receipt).
 pub async fn form(
     State(st): State<AppState>,
@@ -262,9 +419,7 @@ pub async fn form(
         Ok(x) => x,
         Err(r) => return Ok(r.into_response()),
     };
-    let lang = ctx.lang;
     let d = &src.d;
-    let lc = &d.lifecycle;
     let dossier_href = format!("/ho-so/{}", d.code);
     let common = args(&[
         ("agency", src.agency.clone()),
@@ -274,129 +429,9 @@ pub async fn form(
         ("submitted", fmt_day(d.submitted_at)),
     ]);
     let html = match n.as_str() {
-        "02" | "03" => {
-            let (action, number) = if n == "02" {
-                ("dossier.request_supplement", "02")
-            } else {
-                ("dossier.refuse", "03")
-            };
-            let ev = last_event(&src, action).ok_or_else(ApiError::not_found)?;
-            let signer = full_name(&st, &ev.entry.actor).await?;
-            let mut outro_args = common.clone();
-            outro_args.insert("signer".into(), signer.clone().into());
-            outro_args.insert("address".into(), src.address.clone().into());
-            let page = LetterPage {
-                ctx: &ctx,
-                title: format!("{} · {}", ctx.t(&format!("form-{number}-title")), d.code),
-                head: head(&ctx, &src, number, ev.entry.at),
-                applicant: d.applicant.full_name.clone(),
-                intro: vec![lang.text_with(&format!("form-{number}-intro"), &common)],
-                reason_label: ctx.t(&format!("form-{number}-reason")),
-                reason: ev.entry.note.clone().unwrap_or_default(),
-                outro: vec![lang.text_with(&format!("form-{number}-outro"), &outro_args)],
-                facts: vec![
-                    (ctx.t("page-dossier-code"), d.code.to_string()),
-                    (ctx.t("page-procedure"), src.procedure.clone()),
-                    (ctx.t("page-submitted-at"), fmt_dt(d.submitted_at)),
-                    (ctx.t(&format!("form-{number}-at")), fmt_dt(ev.entry.at)),
-                ],
-                signer_role: ctx.t(&format!("form-{number}-signer")),
-                signer,
-                dossier_href,
-            };
-            page.render()
-        }
-        "04" => {
-            let a = lc.apologies.last().ok_or_else(ApiError::not_found)?;
-            let signer = full_name(&st, &a.by).await?;
-            let mut intro_args = common.clone();
-            intro_args.insert("previous".into(), fmt_day(a.previous_due_at).into());
-            let mut outro_args = common.clone();
-            outro_args.insert("new_date".into(), fmt_dt(a.new_due_at).into());
-            let page = LetterPage {
-                ctx: &ctx,
-                title: format!("{} · {}", ctx.t("form-04-title"), d.code),
-                head: head(&ctx, &src, "04", a.at),
-                applicant: d.applicant.full_name.clone(),
-                intro: vec![lang.text_with("form-04-intro", &intro_args)],
-                reason_label: ctx.t("form-04-reason"),
-                reason: a.reason.clone(),
-                outro: vec![
-                    lang.text_with("form-04-outro", &outro_args),
-                    ctx.t("form-thanks"),
-                ],
-                facts: vec![
-                    (ctx.t("page-dossier-code"), d.code.to_string()),
-                    (ctx.t("form-04-previous"), fmt_dt(a.previous_due_at)),
-                    (ctx.t("form-04-new"), fmt_dt(a.new_due_at)),
-                ],
-                signer_role: ctx.t("form-04-signer"),
-                signer,
-                dossier_href,
-            };
-            page.render()
-        }
-        _ => {
-            if lc.steps.is_empty() {
-                return Err(ApiError::not_found());
-            }
-            let p = procedure_of(&st, d).await?;
-            let mut steps = Vec::new();
-            for s in &lc.steps {
-                let name = p
-                    .workflow
-                    .iter()
-                    .find(|w| w.id == s.id)
-                    .map(|w| w.name.get(lang.code()).to_string())
-                    .unwrap_or_else(|| s.id.clone());
-                let handler = match &s.handled_by {
-                    Some(u) => full_name(&st, u).await?,
-                    None => String::new(),
-                };
-                let role = role_label(lang, Role::from(s.role).as_str());
-                let (result, class) = match s.timeliness {
-                    Some(Timeliness::Early) => (ctx.t("timeliness-early"), "done"),
-                    Some(Timeliness::OnTime) => (ctx.t("timeliness-on_time"), "done"),
-                    Some(Timeliness::Late) => (ctx.t("timeliness-late"), "late"),
-                    None if s.started_at.is_some() => (ctx.t("form-05-in-progress"), "current"),
-                    None => (String::new(), ""),
-                };
-                steps.push(StepLine {
-                    name: format!("{name} ({role})"),
-                    handler,
-                    started: fmt_opt(s.started_at),
-                    due: fmt_dt(s.due_at),
-                    finished: fmt_opt(s.finished_at),
-                    result,
-                    class,
-                });
-            }
-            let mut facts = vec![
-                (ctx.t("page-dossier-code"), d.code.to_string()),
-                (ctx.t("page-applicant"), d.applicant.full_name.clone()),
-                (ctx.t("page-procedure"), src.procedure.clone()),
-                (ctx.t("page-received-at"), fmt_opt(lc.accepted_at)),
-                (ctx.t("page-due-at"), fmt_opt(lc.due_at)),
-            ];
-            if let Some(t) = lc.appointment_at.filter(|t| Some(*t) != lc.due_at) {
-                facts.push((ctx.t("page-appointment-at"), fmt_dt(t)));
-            }
-            if let Some(t) = lc.completed_at {
-                facts.push((ctx.t("page-completed-at"), fmt_dt(t)));
-            }
-            if let Some(t) = lc.returned_at {
-                facts.push((ctx.t("page-returned-at"), fmt_dt(t)));
-            }
-            let page = ControlPage {
-                ctx: &ctx,
-                title: format!("{} · {}", ctx.t("form-05-title"), d.code),
-                head: head(&ctx, &src, "05", lc.accepted_at.unwrap_or(d.submitted_at)),
-                facts,
-                steps,
-                dossier_href,
-            };
-            page.render()
-        }
+        "02" | "03" => letter_02_03(&st, &ctx, &src, &n, &common, dossier_href).await?,
+        "04" => letter_04(&st, &ctx, &src, &common, dossier_href).await?,
+        _ => control_05(&st, &ctx, &src, dossier_href).await?,
     };
     Ok(ctx.render(StatusCode::OK, html))
 }
