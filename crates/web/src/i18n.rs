@@ -101,6 +101,50 @@ impl Lang {
 mod tests {
     use super::*;
 
+    /// The message keys of a Fluent file, and the keys defined twice.
+    fn keys(ftl: &str) -> (std::collections::BTreeSet<String>, Vec<String>) {
+        let mut seen = std::collections::BTreeSet::new();
+        let mut twice = Vec::new();
+        for line in ftl.lines() {
+            let Some((key, _)) = line.split_once('=') else {
+                continue;
+            };
+            let key = key.trim_end();
+            let is_key = key
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic())
+                && key
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            if is_key && !seen.insert(key.to_string()) {
+                twice.push(key.to_string());
+            }
+        }
+        (seen, twice)
+    }
+
+    #[test]
+    fn both_languages_have_exactly_the_same_keys() {
+        let vi = include_str!("../../../locales/vi/main.ftl");
+        let en = include_str!("../../../locales/en/main.ftl");
+        let (vi_keys, vi_twice) = keys(vi);
+        let (en_keys, en_twice) = keys(en);
+        assert!(vi_keys.len() > 500, "the keys were read");
+        assert_eq!(vi_twice, Vec::<String>::new(), "defined twice in vi");
+        assert_eq!(en_twice, Vec::<String>::new(), "defined twice in en");
+        let only_vi: Vec<_> = vi_keys.difference(&en_keys).collect();
+        let only_en: Vec<_> = en_keys.difference(&vi_keys).collect();
+        assert!(
+            only_vi.is_empty() && only_en.is_empty(),
+            "only in Vietnamese: {only_vi:?}; only in English: {only_en:?}"
+        );
+        for k in &vi_keys {
+            assert!(!Lang::Vi.text(k).is_empty(), "{k} (vi) is empty");
+            assert!(!Lang::En.text(k).is_empty(), "{k} (en) is empty");
+        }
+    }
+
     #[test]
     fn negotiates_and_translates() {
         let mut h = HeaderMap::new();
