@@ -38,39 +38,20 @@ pub enum Status {
     ResultReturned,
 }
 
+crate::string_forms!(Status {
+    NewlyRegistered => "newly_registered",
+    Accepted => "accepted",
+    NotAccepted => "not_accepted",
+    Processing => "processing",
+    SupplementRequested => "supplement_requested",
+    FinancialObligation => "financial_obligation",
+    Withdrawn => "withdrawn",
+    Stopped => "stopped",
+    Completed => "completed",
+    ResultReturned => "result_returned",
+});
+
 impl Status {
-    pub const ALL: [Status; 10] = [
-        Status::NewlyRegistered,
-        Status::Accepted,
-        Status::NotAccepted,
-        Status::Processing,
-        Status::SupplementRequested,
-        Status::FinancialObligation,
-        Status::Withdrawn,
-        Status::Stopped,
-        Status::Completed,
-        Status::ResultReturned,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::NewlyRegistered => "newly_registered",
-            Status::Accepted => "accepted",
-            Status::NotAccepted => "not_accepted",
-            Status::Processing => "processing",
-            Status::SupplementRequested => "supplement_requested",
-            Status::FinancialObligation => "financial_obligation",
-            Status::Withdrawn => "withdrawn",
-            Status::Stopped => "stopped",
-            Status::Completed => "completed",
-            Status::ResultReturned => "result_returned",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|x| x.as_str() == s)
-    }
-
     /// The numeric code of provincial systems (1–10).
     pub fn number(self) -> u8 {
         match self {
@@ -124,23 +105,11 @@ pub enum Channel {
     Post,
 }
 
-impl Channel {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Channel::Online => "online",
-            Channel::InPerson => "in_person",
-            Channel::Post => "post",
-        }
-    }
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "online" => Some(Self::Online),
-            "in_person" => Some(Self::InPerson),
-            "post" => Some(Self::Post),
-            _ => None,
-        }
-    }
-}
+crate::string_forms!(Channel {
+    Online => "online",
+    InPerson => "in_person",
+    Post => "post",
+});
 
 /// Roles of users. Staff roles are scoped to an agency (and its unit).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -159,33 +128,17 @@ pub enum Role {
     IocViewer,
 }
 
+crate::string_forms!(Role {
+    Citizen => "citizen",
+    Officer => "officer",
+    Specialist => "specialist",
+    Leader => "leader",
+    AgencyAdmin => "agency_admin",
+    ProvinceAdmin => "province_admin",
+    IocViewer => "ioc_viewer",
+});
+
 impl Role {
-    pub const ALL: [Role; 7] = [
-        Role::Citizen,
-        Role::Officer,
-        Role::Specialist,
-        Role::Leader,
-        Role::AgencyAdmin,
-        Role::ProvinceAdmin,
-        Role::IocViewer,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Citizen => "citizen",
-            Role::Officer => "officer",
-            Role::Specialist => "specialist",
-            Role::Leader => "leader",
-            Role::AgencyAdmin => "agency_admin",
-            Role::ProvinceAdmin => "province_admin",
-            Role::IocViewer => "ioc_viewer",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|r| r.as_str() == s)
-    }
-
     pub fn is_staff(self) -> bool {
         self != Role::Citizen
     }
@@ -243,47 +196,24 @@ pub enum Action {
     ConfirmPayment,
 }
 
+crate::string_forms!(Action {
+    Accept => "accept",
+    Refuse => "refuse",
+    RequestSupplement => "request_supplement",
+    Supplement => "supplement",
+    Forward => "forward",
+    Approve => "approve",
+    Reject => "reject",
+    ReturnResult => "return_result",
+    Withdraw => "withdraw",
+    Apologize => "apologize",
+    Stop => "stop",
+    Evaluate => "evaluate",
+    RequestPayment => "request_payment",
+    ConfirmPayment => "confirm_payment",
+});
+
 impl Action {
-    pub const ALL: [Action; 14] = [
-        Action::Accept,
-        Action::Refuse,
-        Action::RequestSupplement,
-        Action::Supplement,
-        Action::Forward,
-        Action::Approve,
-        Action::Reject,
-        Action::ReturnResult,
-        Action::Withdraw,
-        Action::Apologize,
-        Action::Stop,
-        Action::Evaluate,
-        Action::RequestPayment,
-        Action::ConfirmPayment,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::Accept => "accept",
-            Action::Refuse => "refuse",
-            Action::RequestSupplement => "request_supplement",
-            Action::Supplement => "supplement",
-            Action::Forward => "forward",
-            Action::Approve => "approve",
-            Action::Reject => "reject",
-            Action::ReturnResult => "return_result",
-            Action::Withdraw => "withdraw",
-            Action::Apologize => "apologize",
-            Action::Stop => "stop",
-            Action::Evaluate => "evaluate",
-            Action::RequestPayment => "request_payment",
-            Action::ConfirmPayment => "confirm_payment",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|a| a.as_str() == s)
-    }
-
     /// Roles that may ever take this action (before scope and state).
     pub fn roles(self) -> &'static [Role] {
         use Role::*;

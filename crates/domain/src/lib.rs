@@ -9,6 +9,7 @@ pub mod calendar;
 pub mod dossier;
 pub mod ids;
 pub mod procedure;
+pub mod strings;
 pub mod text;
 pub mod throttle;
 pub mod units;

@@ -191,21 +191,16 @@ pub enum FieldType {
     Address,
 }
 
-impl FieldType {
-    /// The name used in procedure files (`national-id` …).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FieldType::Text => "text",
-            FieldType::Number => "number",
-            FieldType::Date => "date",
-            FieldType::Choice => "choice",
-            FieldType::NationalId => "national-id",
-            FieldType::Phone => "phone",
-            FieldType::Email => "email",
-            FieldType::Address => "address",
-        }
-    }
-}
+crate::string_forms!(FieldType {
+    Text => "text",
+    Number => "number",
+    Date => "date",
+    Choice => "choice",
+    NationalId => "national-id",
+    Phone => "phone",
+    Email => "email",
+    Address => "address",
+});
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -15,21 +15,10 @@ pub enum UnitLevel {
     Commune,
 }
 
-impl UnitLevel {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            UnitLevel::Province => "province",
-            UnitLevel::Commune => "commune",
-        }
-    }
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "province" => Some(Self::Province),
-            "commune" => Some(Self::Commune),
-            _ => None,
-        }
-    }
-}
+crate::string_forms!(UnitLevel {
+    Province => "province",
+    Commune => "commune",
+});
 
 /// Đơn vị hành chính.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -117,37 +106,19 @@ pub enum AgencyKind {
     HomeAffairsDepartment,
 }
 
+crate::string_forms!(AgencyKind {
+    CommunePeoplesCommittee => "commune_peoples_committee",
+    ProvincialServiceCentre => "provincial_service_centre",
+    JusticeDepartment => "justice_department",
+    ConstructionDepartment => "construction_department",
+    AgricultureEnvironmentDepartment => "agriculture_environment_department",
+    HealthDepartment => "health_department",
+    ProvincialPolice => "provincial_police",
+    FinanceDepartment => "finance_department",
+    HomeAffairsDepartment => "home_affairs_department",
+});
+
 impl AgencyKind {
-    pub const ALL: [AgencyKind; 9] = [
-        AgencyKind::CommunePeoplesCommittee,
-        AgencyKind::ProvincialServiceCentre,
-        AgencyKind::JusticeDepartment,
-        AgencyKind::ConstructionDepartment,
-        AgencyKind::AgricultureEnvironmentDepartment,
-        AgencyKind::HealthDepartment,
-        AgencyKind::ProvincialPolice,
-        AgencyKind::FinanceDepartment,
-        AgencyKind::HomeAffairsDepartment,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AgencyKind::CommunePeoplesCommittee => "commune_peoples_committee",
-            AgencyKind::ProvincialServiceCentre => "provincial_service_centre",
-            AgencyKind::JusticeDepartment => "justice_department",
-            AgencyKind::ConstructionDepartment => "construction_department",
-            AgencyKind::AgricultureEnvironmentDepartment => "agriculture_environment_department",
-            AgencyKind::HealthDepartment => "health_department",
-            AgencyKind::ProvincialPolice => "provincial_police",
-            AgencyKind::FinanceDepartment => "finance_department",
-            AgencyKind::HomeAffairsDepartment => "home_affairs_department",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.as_str() == s)
-    }
-
     pub fn level(self) -> UnitLevel {
         match self {
             AgencyKind::CommunePeoplesCommittee => UnitLevel::Commune,

@@ -95,25 +95,11 @@ pub enum VerificationMethod {
     Demo,
 }
 
-impl VerificationMethod {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            VerificationMethod::Counter => "counter",
-            VerificationMethod::IdentityProvider => "identity_provider",
-            VerificationMethod::Demo => "demo",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        [
-            VerificationMethod::Counter,
-            VerificationMethod::IdentityProvider,
-            VerificationMethod::Demo,
-        ]
-        .into_iter()
-        .find(|m| m.as_str() == s)
-    }
-}
+motcua_domain::string_forms!(VerificationMethod {
+    Counter => "counter",
+    IdentityProvider => "identity_provider",
+    Demo => "demo",
+});
 
 /// Who verified a national ID number, how and when.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -685,22 +671,10 @@ pub enum DeliveryMode {
     Pull,
 }
 
-impl DeliveryMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeliveryMode::Push => "push",
-            DeliveryMode::Pull => "pull",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "push" => Some(DeliveryMode::Push),
-            "pull" => Some(DeliveryMode::Pull),
-            _ => None,
-        }
-    }
-}
+motcua_domain::string_forms!(DeliveryMode {
+    Push => "push",
+    Pull => "pull",
+});
 
 /// Where a delivery is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -717,27 +691,12 @@ pub enum DeliveryState {
     Failed,
 }
 
-impl DeliveryState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeliveryState::Pending => "pending",
-            DeliveryState::Delivered => "delivered",
-            DeliveryState::Acked => "acked",
-            DeliveryState::Failed => "failed",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        [
-            DeliveryState::Pending,
-            DeliveryState::Delivered,
-            DeliveryState::Acked,
-            DeliveryState::Failed,
-        ]
-        .into_iter()
-        .find(|x| x.as_str() == s)
-    }
-}
+motcua_domain::string_forms!(DeliveryState {
+    Pending => "pending",
+    Delivered => "delivered",
+    Acked => "acked",
+    Failed => "failed",
+});
 
 /// An event to publish.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -859,4 +818,17 @@ pub fn new_access_code() -> StoreResult<String> {
     let mut raw = [0u8; 8];
     getrandom::fill(&mut raw).map_err(|e| StoreError::Backend(format!("no randomness: {e}")))?;
     Ok(format!("{:010}", u64::from_le_bytes(raw) % 10_000_000_000))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{DeliveryMode, DeliveryState, VerificationMethod};
+    use motcua_domain::strings::check_serde_names;
+
+    #[test]
+    fn serde_names_are_the_string_forms() {
+        check_serde_names(&VerificationMethod::ALL, VerificationMethod::as_str);
+        check_serde_names(&DeliveryMode::ALL, DeliveryMode::as_str);
+        check_serde_names(&DeliveryState::ALL, DeliveryState::as_str);
+    }
 }

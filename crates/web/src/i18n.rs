@@ -110,10 +110,7 @@ mod tests {
                 continue;
             };
             let key = key.trim_end();
-            let is_key = key
-                .chars()
-                .next()
-                .is_some_and(|c| c.is_ascii_alphabetic())
+            let is_key = key.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
                 && key
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
