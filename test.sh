@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Every test of motcua, as CI runs them: the Rust tests of the workspace
 # (domain, store conformance on SQLite and, when MOTCUA_TEST_POSTGRES_URL is
-# set, PostgreSQL; the API, page and cluster tests over real HTTP), then the
-# browser tests in headless Chromium with axe-core. Installs what the
-# browser tests need (Debian's chromium, npm packages) when it is missing.
+# set, PostgreSQL; the API, page and cluster tests over real HTTP), the
+# OpenAPI conformance run (schemathesis), then the browser tests in headless
+# Chromium with axe-core. Installs what the browser tests need (Debian's
+# chromium, npm packages) when it is missing.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -23,6 +24,13 @@ fi
 
 echo "== cargo test --workspace"
 cargo test --workspace --locked
+
+# The OpenAPI document against the server: schemathesis (from PyPI, installed
+# when missing; SKIPPED without python3 or pip) fuzzes every operation of a
+# fresh demo server, anonymous and as a citizen, an officer and a province
+# administrator, with the binary the tests above built.
+echo "== OpenAPI conformance (schemathesis)"
+bash tests/schemathesis/run.sh
 
 echo "== browser tests (headless Chromium from Debian, axe-core)"
 # Debian's Chromium and its driver; nothing downloads a browser of its own.

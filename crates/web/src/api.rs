@@ -30,7 +30,9 @@ fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
 /// `POST /api/v1/auth/token`
 #[utoipa::path(post, path = "/api/v1/auth/token", tag = "auth",
     request_body = TokenRequest,
-    responses((status = 200, body = TokenResponse), (status = 401, description = "Wrong user name or password"), (status = 429, description = "Too many failed attempts")))]
+    responses((status = 200, body = TokenResponse), (status = 401, description = "Wrong user name or password"),
+        (status = 422, description = "The body is not a JSON object with `username` and `password`"),
+        (status = 429, description = "Too many failed attempts from this address or for this account: try again after `Retry-After` seconds")))]
 pub async fn issue_token(
     State(st): State<AppState>,
     client: crate::throttle::Client,
@@ -47,6 +49,7 @@ pub async fn issue_token(
 
 /// `DELETE /api/v1/auth/token`: revokes the token used for the call.
 #[utoipa::path(delete, path = "/api/v1/auth/token", tag = "auth",
+    security(("bearer" = [])),
     responses((status = 204, description = "Revoked"), (status = 401)))]
 pub async fn revoke_token(State(st): State<AppState>, headers: HeaderMap) -> ApiResult<StatusCode> {
     let token = auth::bearer(&headers).ok_or_else(ApiError::unauthorized)?;
@@ -60,7 +63,8 @@ pub async fn revoke_token(State(st): State<AppState>, headers: HeaderMap) -> Api
 /// `POST /api/v1/auth/register`: a citizen creates an account.
 #[utoipa::path(post, path = "/api/v1/auth/register", tag = "auth",
     request_body = RegisterRequest,
-    responses((status = 201, body = UserView), (status = 422, description = "Validation errors per field")))]
+    responses((status = 201, body = UserView), (status = 422, description = "Validation errors per field (also a user name that is taken)"),
+        (status = 429, description = "Too many accounts opened from this address: try again after `Retry-After` seconds")))]
 pub async fn register(
     State(st): State<AppState>,
     client: crate::throttle::Client,
@@ -101,7 +105,8 @@ pub fn user_view(u: &User) -> UserView {
 #[utoipa::path(post, path = "/api/v1/accounts/{username}/verify-national-id", tag = "auth",
     params(("username" = String, Path)),
     request_body = VerifyNationalIdRequest,
-    responses((status = 200, body = VerifiedView), (status = 400, description = "Malformed request"), (status = 401), (status = 403, description = "Not a one-stop officer"), (status = 422, description = "Validation errors per field, also when the number is verified for another account")))]
+    security(("bearer" = [])),
+    responses((status = 200, body = VerifiedView), (status = 400), (status = 401), (status = 403, description = "Not a one-stop officer"), (status = 422, description = "Validation errors per field, also an unknown citizen or a number verified for another account")))]
 pub async fn verify_national_id(
     State(st): State<AppState>,
     ApiUser(officer): ApiUser,
@@ -127,7 +132,8 @@ pub async fn verify_national_id(
 }
 
 /// `GET /api/v1/me`
-#[utoipa::path(get, path = "/api/v1/me", tag = "auth", responses((status = 200, body = UserView), (status = 401)))]
+#[utoipa::path(get, path = "/api/v1/me", tag = "auth", security(("bearer" = [])),
+    responses((status = 200, body = UserView), (status = 401)))]
 pub async fn me(ApiUser(u): ApiUser) -> ApiResult<Json<UserView>> {
     Ok(Json(user_view(&u)))
 }
@@ -143,7 +149,7 @@ pub struct ProcedureQuery {
 
 /// `GET /api/v1/procedures`
 #[utoipa::path(get, path = "/api/v1/procedures", tag = "procedures", params(ProcedureQuery),
-    responses((status = 200, body = Vec<ProcedureSummary>)))]
+    responses((status = 200, body = Vec<ProcedureSummary>), (status = 400)))]
 pub async fn list_procedures(
     State(st): State<AppState>,
     Query(q): Query<ProcedureQuery>,
@@ -165,7 +171,7 @@ pub async fn list_procedures(
 /// `GET /api/v1/procedures/{code}`: the full definition of the current version.
 #[utoipa::path(get, path = "/api/v1/procedures/{code}", tag = "procedures",
     params(("code" = String, Path, description = "National procedure code, e.g. 1.001193")),
-    responses((status = 200, description = "The procedure definition (see docs/procedure-format.md)", body = Object), (status = 404)))]
+    responses((status = 200, description = "The procedure definition (see docs/procedure-format.md)", body = Object), (status = 400), (status = 404)))]
 pub async fn get_procedure(
     State(st): State<AppState>,
     Path(code): Path<String>,
@@ -265,7 +271,10 @@ async fn store_uploads(
 /// reception of a paper dossier by a one-stop officer.
 #[utoipa::path(post, path = "/api/v1/dossiers", tag = "dossiers",
     request_body(content = SubmissionForm, content_type = "multipart/form-data"),
-    responses((status = 201, body = SubmitResponse), (status = 401), (status = 403), (status = 422, description = "Validation errors per field")))]
+    security(("bearer" = [])),
+    responses((status = 201, body = SubmitResponse), (status = 400, description = "Not a multipart body, or a part other than `application` and `document:<id>`"), (status = 401),
+        (status = 403, description = "Neither a citizen nor a one-stop officer, or counter reception outside the officer's agency"),
+        (status = 422, description = "Validation errors per field")))]
 pub async fn submit(
     State(st): State<AppState>,
     ApiUser(user): ApiUser,
@@ -457,7 +466,8 @@ async fn dossier_view(
 /// `GET /api/v1/dossiers/{code}`
 #[utoipa::path(get, path = "/api/v1/dossiers/{code}", tag = "dossiers",
     params(("code" = String, Path)),
-    responses((status = 200, body = DossierView), (status = 401), (status = 404)))]
+    security(("bearer" = [])),
+    responses((status = 200, body = DossierView), (status = 400), (status = 401), (status = 403, description = "The dossier belongs to another agency or applicant"), (status = 404)))]
 pub async fn get_dossier(
     State(st): State<AppState>,
     ApiUser(user): ApiUser,
@@ -474,7 +484,15 @@ pub async fn get_dossier(
 /// `GET /api/v1/dossiers/{code}/documents/{index}`: the file itself.
 #[utoipa::path(get, path = "/api/v1/dossiers/{code}/documents/{index}", tag = "dossiers",
     params(("code" = String, Path), ("index" = String, Path, description = "Position of the document in the dossier: 0, 1, …")),
-    responses((status = 200, description = "The file"), (status = 404)))]
+    security(("bearer" = [])),
+    responses((status = 200, description = "The file, with the content type it was uploaded as",
+            content(
+                (Vec<u8> = "application/pdf"), (Vec<u8> = "image/png"), (Vec<u8> = "image/jpeg"), (Vec<u8> = "image/tiff"),
+                (Vec<u8> = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"),
+                (Vec<u8> = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+                (Vec<u8> = "application/vnd.oasis.opendocument.text"), (Vec<u8> = "application/msword"),
+                (Vec<u8> = "application/vnd.ms-excel"), (Vec<u8> = "application/octet-stream"))),
+        (status = 400), (status = 401), (status = 403, description = "The dossier belongs to another agency or applicant"), (status = 404)))]
 pub async fn get_document(
     State(st): State<AppState>,
     ApiUser(user): ApiUser,
@@ -499,7 +517,8 @@ pub struct ListQuery {
 
 /// `GET /api/v1/dossiers?mine=true` or, for staff, `?q=` search.
 #[utoipa::path(get, path = "/api/v1/dossiers", tag = "dossiers", params(ListQuery),
-    responses((status = 200, body = DossierList), (status = 401)))]
+    security(("bearer" = [])),
+    responses((status = 200, body = DossierList), (status = 400), (status = 401), (status = 403, description = "Staff without an agency"), (status = 422, description = "Unknown status")))]
 pub async fn list_dossiers(
     State(st): State<AppState>,
     ApiUser(user): ApiUser,
@@ -560,7 +579,8 @@ pub struct WorkqueueParams {
 /// at their agency, most urgent first; the counts cover the whole queue.
 #[utoipa::path(get, path = "/api/v1/workqueue", tag = "dossiers",
     params(WorkqueueParams),
-    responses((status = 200, body = Workqueue), (status = 401), (status = 403), (status = 422, description = "Unknown tab")))]
+    security(("bearer" = [])),
+    responses((status = 200, body = Workqueue), (status = 400), (status = 401), (status = 403, description = "Not an officer, specialist or leader of an agency"), (status = 422, description = "Unknown tab")))]
 pub async fn workqueue(
     State(st): State<AppState>,
     ApiUser(user): ApiUser,
@@ -603,8 +623,12 @@ pub async fn workqueue(
 /// `supplement`).
 #[utoipa::path(post, path = "/api/v1/dossiers/{code}/actions", tag = "dossiers",
     params(("code" = String, Path)),
-    request_body = ActionRequest,
-    responses((status = 200, body = DossierView), (status = 403, description = "Role or unit may not act"), (status = 404), (status = 409, description = "Not allowed in the current status"), (status = 422)))]
+    request_body(content(
+        (ActionRequest = "application/json"),
+        (ActionForm = "multipart/form-data"))),
+    security(("bearer" = [])),
+    responses((status = 200, body = DossierView), (status = 400, description = "A multipart body that could not be read, or files with another action than `supplement`"), (status = 401),
+        (status = 403, description = "Role or unit may not act"), (status = 404), (status = 409, description = "Not allowed in the current status, or not the caller's step"), (status = 422)))]
 pub async fn act(
     State(st): State<AppState>,
     ApiUser(user): ApiUser,
@@ -670,7 +694,7 @@ pub async fn act(
 /// `GET /api/v1/track/{code}`: public, no personal data.
 #[utoipa::path(get, path = "/api/v1/track/{code}", tag = "dossiers",
     params(("code" = String, Path)),
-    responses((status = 200, body = TrackView), (status = 404)))]
+    responses((status = 200, body = TrackView), (status = 400), (status = 404)))]
 pub async fn track(
     State(st): State<AppState>,
     Path(code): Path<String>,

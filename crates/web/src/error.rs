@@ -147,35 +147,52 @@ impl IntoResponse for ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct ProblemBody<'a> {
+/// The body of every error answer of the API (`application/problem+json`,
+/// RFC 9457); the OpenAPI document describes this very type.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"type": "/problems/validation", "title": "The submitted data is not valid", "status": 422,
+    "errors": [{"field": "body", "code": "invalid-json", "message": "Invalid JSON"}]}))]
+pub struct Problem {
+    /// Stable kind of problem: `/problems/<slug>`, e.g.
+    /// `/problems/validation`, `/problems/unauthorized`,
+    /// `/problems/rate-limited`.
     #[serde(rename = "type")]
-    kind: String,
-    title: String,
-    status: u16,
+    pub kind: String,
+    /// Short text of the kind, in the language of `Accept-Language`.
+    pub title: String,
+    /// The HTTP status code.
+    pub status: u16,
+    /// What exactly went wrong, when there is more to say (absent
+    /// otherwise, never `null`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    detail: Option<&'a str>,
+    #[schema(nullable = false)]
+    pub detail: Option<String>,
+    /// Invalid input: one entry per field in error (absent otherwise).
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    errors: Vec<FieldBody>,
+    pub errors: Vec<ProblemField>,
 }
 
-#[derive(Serialize)]
-struct FieldBody {
-    field: String,
-    code: String,
-    message: String,
+/// One field in error.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ProblemField {
+    /// The field: `username`, `fields.birth_date`, `document:<id>`, `body` …
+    pub field: String,
+    /// Stable message key, e.g. `required`, `invalid-json`.
+    pub code: String,
+    /// The message, in the language of `Accept-Language`.
+    pub message: String,
 }
 
 pub fn problem_body(e: &ApiError, lang: Lang) -> serde_json::Value {
-    let body = ProblemBody {
+    let body = Problem {
         kind: format!("/problems/{}", e.kind),
         title: lang.text(&format!("problem-{}", e.kind)),
         status: e.status.as_u16(),
-        detail: e.detail.as_deref(),
+        detail: e.detail.clone(),
         errors: e
             .fields
             .iter()
-            .map(|f| FieldBody {
+            .map(|f| ProblemField {
                 field: f.field.clone(),
                 code: f.code.clone(),
                 message: lang.text_with(&format!("field-{}", f.code), &f.params),

@@ -449,7 +449,7 @@ pub(crate) fn new_api_key(
 }
 
 /// `GET /api/v1/exchange/registry`
-#[utoipa::path(get, path = "/api/v1/exchange/registry", tag = "exchange",
+#[utoipa::path(get, path = "/api/v1/exchange/registry", tag = "exchange", security(("bearer" = [])),
     responses((status = 200, description = "The registry document (see docs/exchange.md); API keys as SHA-256 only", body = Object),
         (status = 401), (status = 403, description = "Province administrators only")))]
 pub async fn get_registry(
@@ -463,8 +463,8 @@ pub async fn get_registry(
 
 /// `GET /api/v1/exchange/metrics`: per-service and per-client counts,
 /// errors and latency percentiles of this node's gateway.
-#[utoipa::path(get, path = "/api/v1/exchange/metrics", tag = "exchange",
-    responses((status = 200, body = Object), (status = 401), (status = 403), (status = 503, description = "The gateway does not run on this node")))]
+#[utoipa::path(get, path = "/api/v1/exchange/metrics", tag = "exchange", security(("bearer" = [])),
+    responses((status = 200, body = Object), (status = 401), (status = 403, description = "Province administrators only"), (status = 503, description = "The gateway does not run on this node")))]
 pub async fn get_metrics(
     State(st): State<AppState>,
     ProvinceAdminApi(user): ProvinceAdminApi,
@@ -478,8 +478,8 @@ pub async fn get_metrics(
 }
 
 /// `POST /api/v1/exchange/members`
-#[utoipa::path(post, path = "/api/v1/exchange/members", tag = "exchange", request_body = MemberInput,
-    responses((status = 200, body = ChangeView), (status = 403), (status = 409, description = "Taken, or the registry kept changing on other nodes (exchange-conflict)"), (status = 422)))]
+#[utoipa::path(post, path = "/api/v1/exchange/members", tag = "exchange", security(("bearer" = [])), request_body = MemberInput,
+    responses((status = 200, body = ChangeView), (status = 401), (status = 403, description = "Province administrators only"), (status = 409, description = "Taken, or the registry kept changing on other nodes (exchange-conflict)"), (status = 422, description = "Invalid JSON, or the change would make the registry invalid, e.g. name what it does not hold (`errors` says where)")))]
 pub async fn add_member(
     State(st): State<AppState>,
     ProvinceAdminApi(user): ProvinceAdminApi,
@@ -496,8 +496,8 @@ pub async fn add_member(
 
 /// `POST /api/v1/exchange/members/remove`: with its subsystems, their
 /// services and every right, key and certificate involving them.
-#[utoipa::path(post, path = "/api/v1/exchange/members/remove", tag = "exchange", request_body = MemberRef,
-    responses((status = 200, body = ChangeView), (status = 403), (status = 404), (status = 409, description = "The registry kept changing on other nodes (exchange-conflict)")))]
+#[utoipa::path(post, path = "/api/v1/exchange/members/remove", tag = "exchange", security(("bearer" = [])), request_body = MemberRef,
+    responses((status = 200, body = ChangeView), (status = 401), (status = 403, description = "Province administrators only"), (status = 404, description = "No such member"), (status = 409, description = "The registry kept changing on other nodes (exchange-conflict)"), (status = 422, description = "Invalid JSON, or the change would make the registry invalid, e.g. name what it does not hold (`errors` says where)")))]
 pub async fn remove_member(
     State(st): State<AppState>,
     ProvinceAdminApi(user): ProvinceAdminApi,
@@ -513,8 +513,8 @@ pub async fn remove_member(
 }
 
 /// `POST /api/v1/exchange/subsystems`
-#[utoipa::path(post, path = "/api/v1/exchange/subsystems", tag = "exchange", request_body = SubsystemInput,
-    responses((status = 200, body = ChangeView), (status = 403), (status = 409, description = "Taken, or the registry kept changing on other nodes (exchange-conflict)"), (status = 422)))]
+#[utoipa::path(post, path = "/api/v1/exchange/subsystems", tag = "exchange", security(("bearer" = [])), request_body = SubsystemInput,
+    responses((status = 200, body = ChangeView), (status = 401), (status = 403, description = "Province administrators only"), (status = 409, description = "Taken, or the registry kept changing on other nodes (exchange-conflict)"), (status = 422, description = "Invalid JSON, or the change would make the registry invalid, e.g. name what it does not hold (`errors` says where)")))]
 pub async fn add_subsystem(
     State(st): State<AppState>,
     ProvinceAdminApi(user): ProvinceAdminApi,
@@ -530,8 +530,8 @@ pub async fn add_subsystem(
 }
 
 /// `POST /api/v1/exchange/subsystems/remove`
-#[utoipa::path(post, path = "/api/v1/exchange/subsystems/remove", tag = "exchange", request_body = SubsystemRef,
-    responses((status = 200, body = ChangeView), (status = 403), (status = 404), (status = 409, description = "The registry kept changing on other nodes (exchange-conflict)")))]
+#[utoipa::path(post, path = "/api/v1/exchange/subsystems/remove", tag = "exchange", security(("bearer" = [])), request_body = SubsystemRef,
+    responses((status = 200, body = ChangeView), (status = 401), (status = 403, description = "Province administrators only"), (status = 404, description = "No such subsystem"), (status = 409, description = "The registry kept changing on other nodes (exchange-conflict)"), (status = 422, description = "Invalid JSON, or the change would make the registry invalid, e.g. name what it does not hold (`errors` says where)")))]
 pub async fn remove_subsystem(
     State(st): State<AppState>,
     ProvinceAdminApi(user): ProvinceAdminApi,
@@ -545,8 +545,8 @@ pub async fn remove_subsystem(
 
 /// `POST /api/v1/exchange/services`: adds a service or replaces the one
 /// with the same id.
-#[utoipa::path(post, path = "/api/v1/exchange/services", tag = "exchange", request_body = ServiceInput,
-    responses((status = 200, body = ChangeView), (status = 403), (status = 409, description = "The registry kept changing on other nodes (exchange-conflict)"), (status = 422)))]
+#[utoipa::path(post, path = "/api/v1/exchange/services", tag = "exchange", security(("bearer" = [])), request_body = ServiceInput,
+    responses((status = 200, body = ChangeView), (status = 401), (status = 403, description = "Province administrators only"), (status = 409, description = "The registry kept changing on other nodes (exchange-conflict)"), (status = 422, description = "Invalid JSON, or the change would make the registry invalid, e.g. name what it does not hold (`errors` says where)")))]
 pub async fn put_service(
     State(st): State<AppState>,
     ProvinceAdminApi(user): ProvinceAdminApi,
@@ -563,8 +563,8 @@ pub async fn put_service(
 }
 
 /// `POST /api/v1/exchange/services/remove`: with the access rights to it.
-#[utoipa::path(post, path = "/api/v1/exchange/services/remove", tag = "exchange", request_body = ServiceRef,
-    responses((status = 200, body = ChangeView), (status = 403), (status = 404), (status = 409, description = "The registry kept changing on other nodes (exchange-conflict)")))]
+#[utoipa::path(post, path = "/api/v1/exchange/services/remove", tag = "exchange", security(("bearer" = [])), request_body = ServiceRef,
+    responses((status = 200, body = ChangeView), (status = 401), (status = 403, description = "Province administrators only"), (status = 404, description = "No such service"), (status = 409, description = "The registry kept changing on other nodes (exchange-conflict)"), (status = 422, description = "Invalid JSON, or the change would make the registry invalid, e.g. name what it does not hold (`errors` says where)")))]
 pub async fn remove_service(
     State(st): State<AppState>,
     ProvinceAdminApi(user): ProvinceAdminApi,
@@ -578,8 +578,8 @@ pub async fn remove_service(
 
 /// `POST /api/v1/exchange/access/grant`: replaces an existing right of the
 /// same client and service.
-#[utoipa::path(post, path = "/api/v1/exchange/access/grant", tag = "exchange", request_body = AccessInput,
-    responses((status = 200, body = ChangeView), (status = 403), (status = 409, description = "The registry kept changing on other nodes (exchange-conflict)"), (status = 422)))]
+#[utoipa::path(post, path = "/api/v1/exchange/access/grant", tag = "exchange", security(("bearer" = [])), request_body = AccessInput,
+    responses((status = 200, body = ChangeView), (status = 401), (status = 403, description = "Province administrators only"), (status = 409, description = "The registry kept changing on other nodes (exchange-conflict)"), (status = 422, description = "Invalid JSON, or the change would make the registry invalid, e.g. name what it does not hold (`errors` says where)")))]
 pub async fn grant(
     State(st): State<AppState>,
     ProvinceAdminApi(user): ProvinceAdminApi,
@@ -596,8 +596,8 @@ pub async fn grant(
 }
 
 /// `POST /api/v1/exchange/access/revoke`
-#[utoipa::path(post, path = "/api/v1/exchange/access/revoke", tag = "exchange", request_body = AccessRef,
-    responses((status = 200, body = ChangeView), (status = 403), (status = 404), (status = 409, description = "The registry kept changing on other nodes (exchange-conflict)")))]
+#[utoipa::path(post, path = "/api/v1/exchange/access/revoke", tag = "exchange", security(("bearer" = [])), request_body = AccessRef,
+    responses((status = 200, body = ChangeView), (status = 401), (status = 403, description = "Province administrators only"), (status = 404, description = "No such right"), (status = 409, description = "The registry kept changing on other nodes (exchange-conflict)"), (status = 422, description = "Invalid JSON, or the change would make the registry invalid, e.g. name what it does not hold (`errors` says where)")))]
 pub async fn revoke(
     State(st): State<AppState>,
     ProvinceAdminApi(user): ProvinceAdminApi,
@@ -614,8 +614,8 @@ pub async fn revoke(
 
 /// `POST /api/v1/exchange/api-keys`: creates a key for a client subsystem;
 /// the clear key is in this answer only.
-#[utoipa::path(post, path = "/api/v1/exchange/api-keys", tag = "exchange", request_body = ApiKeyInput,
-    responses((status = 201, body = ApiKeyCreated), (status = 403), (status = 409, description = "The registry kept changing on other nodes (exchange-conflict)"), (status = 422)))]
+#[utoipa::path(post, path = "/api/v1/exchange/api-keys", tag = "exchange", security(("bearer" = [])), request_body = ApiKeyInput,
+    responses((status = 201, body = ApiKeyCreated), (status = 401), (status = 403, description = "Province administrators only"), (status = 409, description = "The registry kept changing on other nodes (exchange-conflict)"), (status = 422, description = "Invalid JSON, or the change would make the registry invalid, e.g. name what it does not hold (`errors` says where)")))]
 pub async fn create_api_key(
     State(st): State<AppState>,
     ProvinceAdminApi(user): ProvinceAdminApi,
@@ -641,9 +641,9 @@ pub async fn create_api_key(
 
 /// `POST /api/v1/exchange/api-keys/{id}/revoke`: disables the key (kept for
 /// the record).
-#[utoipa::path(post, path = "/api/v1/exchange/api-keys/{id}/revoke", tag = "exchange",
+#[utoipa::path(post, path = "/api/v1/exchange/api-keys/{id}/revoke", tag = "exchange", security(("bearer" = [])),
     params(("id" = String, Path, description = "The key's public id")),
-    responses((status = 200, body = ChangeView), (status = 403), (status = 404), (status = 409, description = "The registry kept changing on other nodes (exchange-conflict)")))]
+    responses((status = 200, body = ChangeView), (status = 400), (status = 401), (status = 403, description = "Province administrators only"), (status = 404, description = "No such key"), (status = 409, description = "The registry kept changing on other nodes (exchange-conflict)")))]
 pub async fn revoke_api_key(
     State(st): State<AppState>,
     ProvinceAdminApi(user): ProvinceAdminApi,
@@ -656,8 +656,8 @@ pub async fn revoke_api_key(
 
 /// `POST /api/v1/exchange/client-certs`: binds a TLS client certificate
 /// (by fingerprint) to a client subsystem.
-#[utoipa::path(post, path = "/api/v1/exchange/client-certs", tag = "exchange", request_body = ClientCertInput,
-    responses((status = 200, body = ChangeView), (status = 403), (status = 409, description = "Taken, or the registry kept changing on other nodes (exchange-conflict)"), (status = 422)))]
+#[utoipa::path(post, path = "/api/v1/exchange/client-certs", tag = "exchange", security(("bearer" = [])), request_body = ClientCertInput,
+    responses((status = 200, body = ChangeView), (status = 401), (status = 403, description = "Province administrators only"), (status = 409, description = "Taken, or the registry kept changing on other nodes (exchange-conflict)"), (status = 422, description = "Invalid JSON, or the change would make the registry invalid, e.g. name what it does not hold (`errors` says where)")))]
 pub async fn add_client_cert(
     State(st): State<AppState>,
     ProvinceAdminApi(user): ProvinceAdminApi,
@@ -674,8 +674,8 @@ pub async fn add_client_cert(
 }
 
 /// `POST /api/v1/exchange/client-certs/remove`
-#[utoipa::path(post, path = "/api/v1/exchange/client-certs/remove", tag = "exchange", request_body = ClientCertRef,
-    responses((status = 200, body = ChangeView), (status = 403), (status = 404), (status = 409, description = "The registry kept changing on other nodes (exchange-conflict)")))]
+#[utoipa::path(post, path = "/api/v1/exchange/client-certs/remove", tag = "exchange", security(("bearer" = [])), request_body = ClientCertRef,
+    responses((status = 200, body = ChangeView), (status = 401), (status = 403, description = "Province administrators only"), (status = 404, description = "No such certificate"), (status = 409, description = "The registry kept changing on other nodes (exchange-conflict)"), (status = 422, description = "Invalid JSON, or the change would make the registry invalid, e.g. name what it does not hold (`errors` says where)")))]
 pub async fn remove_client_cert(
     State(st): State<AppState>,
     ProvinceAdminApi(user): ProvinceAdminApi,

@@ -365,8 +365,8 @@ impl Connected<SocketAddr> for ClientAddr {
         pubsub_api::event_types, pubsub_api::list_subscriptions, pubsub_api::create_subscription,
         pubsub_api::delete_subscription, pubsub_api::deliveries,
     ),
-    components(schemas(views::Application, views::ApplicantInput)),
-    modifiers(&BearerAuth),
+    components(schemas(views::Application, views::ApplicantInput, error::Problem, error::ProblemField)),
+    modifiers(&BearerAuth, &ProblemResponses),
     tags((name = "auth"), (name = "procedures"), (name = "dossiers"), (name = "operations"),
         (name = "exchange", description = "The data exchange registry (province administrators); the gateway itself listens on its own port, see docs/exchange.md"))
 )]
@@ -386,14 +386,91 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
+/// Every error answer of the API is `application/problem+json`
+/// ([`error::Problem`], written once by [`error::problem_language`]): each
+/// documented 4xx or 5xx of an `/api/` operation gets that content (a
+/// handler's attribute names the status and, when it has more to say, a
+/// description), a 429 its `Retry-After`, and every operation that reads a
+/// body the 413 of the body limit. A response without a description of
+/// its own gets the standard one (the document requires one).
+struct ProblemResponses;
+
+impl ProblemResponses {
+    fn description(status: &str) -> &'static str {
+        match status {
+            "200" => "OK",
+            "201" => "Created",
+            "204" => "No content",
+            "400" => {
+                "The request could not be read: a path segment, query string or multipart body the server could not parse"
+            }
+            "401" => "Not signed in: no bearer token, or one that is unknown, expired or revoked",
+            "403" => "The signed-in account may not do this",
+            "404" => "Not found",
+            "409" => "In conflict with the current state",
+            "413" => "The request body is larger than the server accepts",
+            "422" => "Invalid input: `errors` names each field in error",
+            "429" => "Too many attempts: try again after `Retry-After` seconds",
+            "503" => "Temporarily unavailable",
+            _ => "Error",
+        }
+    }
+}
+
+impl utoipa::Modify for ProblemResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::header::Header;
+        use utoipa::openapi::{Content, Ref, RefOr, Response, Type, schema::Object};
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let api = path.starts_with("/api/");
+            let ops = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for op in ops.into_iter().flatten() {
+                let responses = &mut op.responses.responses;
+                if api && op.request_body.is_some() && !responses.contains_key("413") {
+                    responses.insert("413".into(), RefOr::T(Response::new("")));
+                }
+                for (status, response) in responses.iter_mut() {
+                    let RefOr::T(r) = response else { continue };
+                    if r.description.is_empty() {
+                        r.description = Self::description(status).to_string();
+                    }
+                    if !api || !(status.starts_with('4') || status.starts_with('5')) {
+                        continue;
+                    }
+                    if r.content.is_empty() {
+                        r.content.insert(
+                            "application/problem+json".into(),
+                            RefOr::T(Content::new(Some(Ref::from_schema_name("Problem")))),
+                        );
+                    }
+                    if status == "429" {
+                        let mut h = Header::new(Object::with_type(Type::Integer));
+                        h.description = Some("Seconds to wait before the next attempt".into());
+                        r.headers.insert("Retry-After".into(), RefOr::T(h));
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// `GET /healthz`: the process is up.
-#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "ok")))]
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "The text `ok`", body = String, content_type = "text/plain")))]
 async fn healthz() -> &'static str {
     "ok"
 }
 
 /// `GET /readyz`: the database answers.
-#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "ready"), (status = 503, description = "database unavailable")))]
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses((status = 200, description = "The text `ready`", body = String, content_type = "text/plain"),
+        (status = 503, description = "The database does not answer (the text `database unavailable`)", body = String, content_type = "text/plain")))]
 async fn readyz(State(st): State<AppState>) -> Response {
     match st.store.ping().await {
         Ok(()) => "ready".into_response(),
@@ -405,7 +482,8 @@ async fn readyz(State(st): State<AppState>) -> Response {
 }
 
 /// `GET /metrics`: Prometheus text format.
-#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text exposition")))]
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain")))]
 async fn metrics_text(State(st): State<AppState>) -> Result<Response, ApiError> {
     let counts = api::status_counts(&st).await?;
     let pending = st.store.pending_events().await?;
@@ -622,4 +700,206 @@ async fn no_store_for_the_signed_in(
 /// Answers JSON with a status (helper for handlers).
 pub fn json<T: serde::Serialize>(status: StatusCode, v: T) -> Response {
     (status, Json(v)).into_response()
+}
+
+#[cfg(test)]
+mod openapi_tests {
+    use std::collections::BTreeSet;
+
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    fn doc() -> Value {
+        serde_json::to_value(ApiDoc::openapi()).expect("document")
+    }
+
+    fn schema<'a>(doc: &'a Value, name: &str) -> &'a Value {
+        &doc["components"]["schemas"][name]
+    }
+
+    fn properties(schema: &Value) -> BTreeSet<String> {
+        schema["properties"]
+            .as_object()
+            .map(|p| p.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    fn keys(v: &Value) -> BTreeSet<String> {
+        v.as_object()
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Each operation as (method, path, operation).
+    fn operations(doc: &Value) -> Vec<(String, String, Value)> {
+        let mut out = Vec::new();
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            for (method, op) in item.as_object().expect("path item") {
+                out.push((method.clone(), path.clone(), op.clone()));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_error_of_the_api_is_a_documented_problem() {
+        let doc = doc();
+        let problem = json!({ "$ref": "#/components/schemas/Problem" });
+        for (method, path, op) in operations(&doc) {
+            let responses = op["responses"].as_object().expect("responses");
+            for (status, r) in responses {
+                assert!(
+                    r["description"].as_str().is_some_and(|d| !d.is_empty()),
+                    "{method} {path} {status}: no description"
+                );
+                if path.starts_with("/api/") && (status.starts_with('4') || status.starts_with('5'))
+                {
+                    assert_eq!(
+                        keys(&r["content"]),
+                        BTreeSet::from(["application/problem+json".to_string()]),
+                        "{method} {path} {status}"
+                    );
+                    assert_eq!(
+                        r["content"]["application/problem+json"]["schema"], problem,
+                        "{method} {path} {status}"
+                    );
+                }
+            }
+            let secured = op["security"].as_array().is_some_and(|s| !s.is_empty());
+            if secured {
+                assert!(
+                    responses.contains_key("401"),
+                    "{method} {path}: signed in but no 401"
+                );
+            }
+            if path.starts_with("/api/") && !op["requestBody"].is_null() {
+                assert!(responses.contains_key("413"), "{method} {path}: no 413");
+            }
+            if let Some(r) = responses.get("429") {
+                assert!(!r["headers"]["Retry-After"].is_null(), "{method} {path}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_problem_schema_is_the_body_written() {
+        let doc = doc();
+        let s = schema(&doc, "Problem");
+        let mut e = ApiError::validation(vec![error::FieldProblem::new("username", "required")])
+            .detail("more");
+        let full = error::problem_body(&e, i18n::Lang::En);
+        assert_eq!(keys(&full), properties(s));
+        assert_eq!(
+            keys(&full["errors"][0]),
+            properties(schema(&doc, "ProblemField"))
+        );
+        e = ApiError::unauthorized();
+        let least = error::problem_body(&e, i18n::Lang::En);
+        let required: BTreeSet<String> = s["required"]
+            .as_array()
+            .expect("required")
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect();
+        assert_eq!(keys(&least), required);
+        // Absent when there is nothing more to say, never null.
+        assert_eq!(s["properties"]["detail"]["type"], json!("string"));
+    }
+
+    #[test]
+    fn a_dossier_without_evaluation_says_null() {
+        let doc = doc();
+        let t = &schema(&doc, "DossierView")["properties"]["evaluation"]["type"];
+        assert_eq!(t, &json!(["object", "null"]));
+    }
+
+    #[test]
+    fn the_documented_actions_are_the_lifecycle_actions() {
+        let doc = doc();
+        let names: Vec<&str> = motcua_domain::dossier::Action::ALL
+            .iter()
+            .map(|a| a.as_str())
+            .collect();
+        assert_eq!(schema(&doc, "ActionName")["enum"], json!(names));
+    }
+
+    #[test]
+    fn the_pubsub_lists_are_arrays_of_the_store_types() {
+        use motcua_store::{Delivery, DeliveryMode, DeliveryState, PubEvent, Subscription};
+        let doc = doc();
+        for (path, item) in [
+            ("/api/v1/exchange/pubsub/event-types", "EventTypeView"),
+            ("/api/v1/exchange/pubsub/subscriptions", "SubscriptionView"),
+            ("/api/v1/exchange/pubsub/deliveries", "DeliveryView"),
+        ] {
+            assert_eq!(
+                doc["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]["schema"],
+                json!({ "type": "array", "items": { "$ref": format!("#/components/schemas/{item}") } }),
+                "{path}"
+            );
+        }
+        let at = chrono::DateTime::<chrono::Utc>::from_timestamp(1_800_000_000, 0).expect("time");
+        let sub = Subscription {
+            id: 1,
+            client: "VN/GOV/UBND-HN/MOTCUA".into(),
+            event_type: "dossier.accepted".into(),
+            mode: DeliveryMode::Push,
+            url: Some("http://127.0.0.1:9/hook".into()),
+            created_by: "province.admin".into(),
+            created_at: at,
+            deleted_at: Some(at),
+        };
+        let sub = serde_json::to_value(&sub).expect("subscription");
+        assert_eq!(keys(&sub), properties(schema(&doc, "SubscriptionView")));
+        let delivery = Delivery {
+            id: 2,
+            subscription_id: 1,
+            client: "VN/GOV/UBND-HN/MOTCUA".into(),
+            mode: DeliveryMode::Pull,
+            url: None,
+            event: PubEvent {
+                id: 3,
+                event_id: "e1".into(),
+                event_type: "dossier.accepted".into(),
+                source_key: "k".into(),
+                payload: json!({}),
+                published_at: at,
+            },
+            state: DeliveryState::Pending,
+            attempts: 0,
+            next_attempt_at: at,
+            last_status: Some(200),
+            last_error: Some("timeout".into()),
+            updated_at: at,
+            done_at: Some(at),
+        };
+        let delivery = serde_json::to_value(&delivery).expect("delivery");
+        assert_eq!(keys(&delivery), properties(schema(&doc, "DeliveryView")));
+        assert_eq!(
+            keys(&delivery["event"]),
+            properties(schema(&doc, "PubEventView"))
+        );
+        let modes: Vec<Value> = [DeliveryMode::Push, DeliveryMode::Pull]
+            .iter()
+            .map(|m| serde_json::to_value(m).expect("mode"))
+            .collect();
+        assert_eq!(schema(&doc, "DeliveryModeView")["enum"], json!(modes));
+        let states: Vec<Value> = [
+            DeliveryState::Pending,
+            DeliveryState::Delivered,
+            DeliveryState::Acked,
+            DeliveryState::Failed,
+        ]
+        .iter()
+        .map(|s| serde_json::to_value(s).expect("state"))
+        .collect();
+        assert_eq!(schema(&doc, "DeliveryStateView")["enum"], json!(states));
+        let types = motcua_exchange::pubsub::EventTypes::builtin();
+        let first = types.list().next().expect("an event type");
+        assert_eq!(
+            keys(&serde_json::to_value(first).expect("event type")),
+            properties(schema(&doc, "EventTypeView"))
+        );
+    }
 }

@@ -49,10 +49,99 @@ fn registry(st: &AppState) -> ApiResult<Arc<ExchangeHandle>> {
         .ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "exchange-disabled"))
 }
 
+// The answers' shapes, for the OpenAPI document: the handlers answer the
+// store's and the exchange's own types (serialized as below; a test holds
+// the two together).
+
+/// An event type.
+#[allow(dead_code)]
+#[derive(ToSchema)]
+pub struct EventTypeView {
+    /// E.g. `dossier.accepted`.
+    pub name: String,
+    pub description: String,
+    /// The JSON Schema of the payload.
+    #[schema(value_type = Object)]
+    pub schema: serde_json::Value,
+}
+
+/// How a subscriber receives events.
+#[allow(dead_code)]
+#[derive(serde::Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryModeView {
+    Push,
+    Pull,
+}
+
+/// Where a delivery is.
+#[allow(dead_code)]
+#[derive(serde::Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryStateView {
+    Pending,
+    Delivered,
+    Acked,
+    Failed,
+}
+
+/// A subscription of a client subsystem to an event type.
+#[allow(dead_code)]
+#[derive(ToSchema)]
+pub struct SubscriptionView {
+    pub id: i64,
+    /// The subscriber, `INSTANCE/CLASS/MEMBER/SUBSYSTEM`.
+    pub client: String,
+    pub event_type: String,
+    pub mode: DeliveryModeView,
+    /// Push only: where each event is POSTed.
+    pub url: Option<String>,
+    /// The province administrator who created it.
+    pub created_by: String,
+    pub created_at: chrono::DateTime<Utc>,
+    /// When it was ended (`null`: live).
+    pub deleted_at: Option<chrono::DateTime<Utc>>,
+}
+
+/// A published event.
+#[allow(dead_code)]
+#[derive(ToSchema)]
+pub struct PubEventView {
+    pub event_id: String,
+    pub event_type: String,
+    pub source_key: String,
+    /// The event's data, valid against its type's schema.
+    #[schema(value_type = Object)]
+    pub payload: serde_json::Value,
+    pub published_at: chrono::DateTime<Utc>,
+}
+
+/// One event for one subscription.
+#[allow(dead_code)]
+#[derive(ToSchema)]
+pub struct DeliveryView {
+    pub id: i64,
+    pub subscription_id: i64,
+    pub client: String,
+    pub mode: DeliveryModeView,
+    pub url: Option<String>,
+    pub event: PubEventView,
+    pub state: DeliveryStateView,
+    /// Push attempts made so far.
+    pub attempts: u32,
+    pub next_attempt_at: chrono::DateTime<Utc>,
+    /// The HTTP status of the last push attempt.
+    pub last_status: Option<u16>,
+    pub last_error: Option<String>,
+    pub updated_at: chrono::DateTime<Utc>,
+    /// Delivered, acknowledged or failed at.
+    pub done_at: Option<chrono::DateTime<Utc>>,
+}
+
 /// `GET /api/v1/exchange/pubsub/event-types`: the built-in event types
 /// with the JSON Schemas of their payloads.
-#[utoipa::path(get, path = "/api/v1/exchange/pubsub/event-types", tag = "exchange",
-    responses((status = 200, description = "[{name, description, schema}]", body = Object), (status = 401), (status = 403)))]
+#[utoipa::path(get, path = "/api/v1/exchange/pubsub/event-types", tag = "exchange", security(("bearer" = [])),
+    responses((status = 200, body = Vec<EventTypeView>), (status = 401), (status = 403, description = "Province administrators only")))]
 pub async fn event_types(
     State(st): State<AppState>,
     ProvinceAdminApi(user): ProvinceAdminApi,
@@ -65,8 +154,8 @@ pub async fn event_types(
 
 /// `GET /api/v1/exchange/pubsub/subscriptions`: every subscription, ended
 /// ones included (`deleted_at`).
-#[utoipa::path(get, path = "/api/v1/exchange/pubsub/subscriptions", tag = "exchange",
-    responses((status = 200, body = Object), (status = 401), (status = 403)))]
+#[utoipa::path(get, path = "/api/v1/exchange/pubsub/subscriptions", tag = "exchange", security(("bearer" = [])),
+    responses((status = 200, body = Vec<SubscriptionView>), (status = 401), (status = 403, description = "Province administrators only")))]
 pub async fn list_subscriptions(
     State(st): State<AppState>,
     ProvinceAdminApi(user): ProvinceAdminApi,
@@ -91,8 +180,9 @@ pub struct SubscriptionInput {
 /// `POST /api/v1/exchange/pubsub/subscriptions`: allows a client subsystem
 /// to receive an event type, by push or pull. Only events published after
 /// this are delivered.
-#[utoipa::path(post, path = "/api/v1/exchange/pubsub/subscriptions", tag = "exchange", request_body = SubscriptionInput,
-    responses((status = 201, body = Object), (status = 401), (status = 403), (status = 422)))]
+#[utoipa::path(post, path = "/api/v1/exchange/pubsub/subscriptions", tag = "exchange", security(("bearer" = [])), request_body = SubscriptionInput,
+    responses((status = 201, body = SubscriptionView), (status = 401), (status = 403, description = "Province administrators only"),
+        (status = 422, description = "Invalid JSON, an unknown event type or client subsystem, or a mode and url that do not fit")))]
 pub async fn create_subscription(
     State(st): State<AppState>,
     ProvinceAdminApi(user): ProvinceAdminApi,
@@ -165,9 +255,10 @@ pub async fn create_subscription(
 
 /// `DELETE /api/v1/exchange/pubsub/subscriptions/{id}`: ends a
 /// subscription (kept with its deliveries; pending ones are not delivered).
-#[utoipa::path(delete, path = "/api/v1/exchange/pubsub/subscriptions/{id}", tag = "exchange",
+#[utoipa::path(delete, path = "/api/v1/exchange/pubsub/subscriptions/{id}", tag = "exchange", security(("bearer" = [])),
     params(("id" = i64, Path, description = "The subscription's id")),
-    responses((status = 200, body = Object), (status = 401), (status = 403), (status = 404)))]
+    responses((status = 200, description = "The subscription, ended", body = SubscriptionView), (status = 400, description = "The id is not an integer"), (status = 401),
+        (status = 403, description = "Province administrators only"), (status = 404, description = "No live subscription with this id")))]
 pub async fn delete_subscription(
     State(st): State<AppState>,
     ProvinceAdminApi(user): ProvinceAdminApi,
@@ -198,9 +289,10 @@ pub struct DeliveriesQuery {
 
 /// `GET /api/v1/exchange/pubsub/deliveries?subscription=&state=&limit=`:
 /// deliveries, newest first, with attempts, last status and error.
-#[utoipa::path(get, path = "/api/v1/exchange/pubsub/deliveries", tag = "exchange",
-    params(("subscription" = Option<i64>, Query), ("state" = Option<String>, Query, description = "pending, delivered, acked or failed"), ("limit" = Option<u32>, Query)),
-    responses((status = 200, body = Object), (status = 401), (status = 403), (status = 422)))]
+#[utoipa::path(get, path = "/api/v1/exchange/pubsub/deliveries", tag = "exchange", security(("bearer" = [])),
+    params(("subscription" = Option<i64>, Query), ("state" = Option<String>, Query, description = "pending, delivered, acked or failed"), ("limit" = Option<u32>, Query, description = "100 by default, 1000 at most")),
+    responses((status = 200, body = Vec<DeliveryView>), (status = 400, description = "The query string could not be read (e.g. a limit that is not a number)"), (status = 401),
+        (status = 403, description = "Province administrators only"), (status = 422, description = "Unknown state")))]
 pub async fn deliveries(
     State(st): State<AppState>,
     ProvinceAdminApi(user): ProvinceAdminApi,

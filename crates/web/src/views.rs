@@ -159,21 +159,67 @@ pub struct SubmitResponse {
     pub due_at: Option<DateTime<Utc>>,
 }
 
+/// The actions of a dossier's lifecycle (the names of
+/// `motcua_domain::dossier::Action`), for the OpenAPI document.
+#[allow(dead_code)]
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionName {
+    Accept,
+    Refuse,
+    RequestSupplement,
+    Supplement,
+    Forward,
+    Approve,
+    Reject,
+    ReturnResult,
+    Withdraw,
+    Apologize,
+    Stop,
+    Evaluate,
+    RequestPayment,
+    ConfirmPayment,
+}
+
+/// How satisfied the applicant is, for the OpenAPI document.
+#[allow(dead_code)]
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SatisfactionLevelName {
+    Dissatisfied,
+    Satisfied,
+    VerySatisfied,
+}
+
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ActionRequest {
-    /// accept, refuse, request_supplement, supplement, forward, approve,
-    /// reject, return_result, withdraw, apologize, stop, evaluate,
-    /// request_payment, confirm_payment
+    /// The action; who may take which, and when, is the lifecycle's rule
+    /// (403 or 409 otherwise).
+    #[schema(value_type = ActionName)]
     pub action: String,
     pub note: Option<String>,
     /// `apologize`: the new appointment, RFC 3339 or `YYYY-MM-DD`
     /// (end of that office day).
     pub new_due_at: Option<String>,
     /// `evaluate`: dissatisfied, satisfied or very_satisfied.
+    #[schema(value_type = Option<SatisfactionLevelName>)]
     pub level: Option<String>,
     /// `evaluate`: criterion → 0..2 points.
     #[serde(default)]
     pub scores: std::collections::BTreeMap<String, u8>,
+}
+
+/// Multipart form of `POST /api/v1/dossiers/{code}/actions` (for the
+/// OpenAPI document): the `supplement` action with its files.
+#[allow(dead_code)]
+#[derive(ToSchema)]
+pub struct ActionForm {
+    /// JSON text of [`ActionRequest`].
+    pub action: String,
+    /// One file part per document, named `document:<document id>`.
+    #[schema(value_type = Option<String>, format = Binary)]
+    #[schema(rename = "document:<id>")]
+    pub document: Option<Vec<u8>>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -246,7 +292,8 @@ pub struct DossierView {
     pub steps: serde_json::Value,
     #[schema(value_type = Vec<Object>)]
     pub apologies: Vec<serde_json::Value>,
-    #[schema(value_type = Object)]
+    /// The applicant's evaluation, `null` until they gave one.
+    #[schema(value_type = Option<Object>)]
     pub evaluation: Option<serde_json::Value>,
     pub last_note: Option<String>,
     pub version: i64,
