@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use clap::Parser;
 use motcua_bench::*;
 use serde_json::{Value, json};
@@ -797,39 +797,124 @@ async fn run() -> anyhow::Result<ExitCode> {
     eprintln!("nginx binary:  {}", nginx_bin.display());
     eprintln!("data under:    {}", run_dir.display());
 
-    let result = bench(
-        &args, &bin, &nginx_bin, &repo, &run_dir, &data_dir, &m, stamp,
-    )
-    .await;
+    let cx = Ctx {
+        args: &args,
+        bin: &bin,
+        nginx_bin: &nginx_bin,
+        repo: &repo,
+        run_dir: &run_dir,
+        data_dir: &data_dir,
+        machine: &m,
+        stamp,
+    };
+    let result = bench(&cx).await;
     if !args.keep_data {
         let _ = std::fs::remove_dir_all(&run_dir);
     }
     result
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn bench(
-    args: &Args,
-    bin: &Path,
-    nginx_bin: &Path,
-    repo: &Path,
-    run_dir: &Path,
-    data_dir: &Path,
-    m: &Machine,
-    stamp: chrono::DateTime<Utc>,
-) -> anyhow::Result<ExitCode> {
-    let load_at_start = load_average();
-    let fsync = fsync_latency(data_dir, args.fsync_samples, false)?;
-    let fsync_pre = fsync_latency(data_dir, args.fsync_samples, true)?;
+// ---------------------------------------------------------------------------
+// The run.
+// ---------------------------------------------------------------------------
 
-    let mut server = start_server(bin, repo, data_dir, &[]).await?;
+/// What the run knows before it starts anything.
+struct Ctx<'a> {
+    args: &'a Args,
+    bin: &'a Path,
+    nginx_bin: &'a Path,
+    repo: &'a Path,
+    run_dir: &'a Path,
+    data_dir: &'a Path,
+    machine: &'a Machine,
+    stamp: DateTime<Utc>,
+}
+
+/// The machine and the disk before the load.
+struct Probes {
+    load_at_start: String,
+    /// `fdatasync` of appends that grow the file, and of appends over
+    /// zeros written ahead (as the message log writes).
+    fsync: Latency,
+    fsync_pre: Latency,
+}
+
+/// What every load run shares: the citizens asked for, the server whose
+/// CPU is measured, and nginx.
+struct Rig<'a> {
+    ids: &'a Arc<Vec<String>>,
+    server_pid: u32,
+    nginx: &'a Nginx,
+}
+
+impl Rig<'_> {
+    /// One load run against `t` (nginx's CPU counted when it is in the path).
+    async fn run(&self, t: &Target, load: &Load) -> anyhow::Result<RunResult> {
+        let nginx = (t.kind == Kind::Nginx).then_some(self.nginx);
+        run_load(t, self.ids, load, self.server_pid, nginx).await
+    }
+
+    /// `rounds` rounds of every target one after the other, each target's
+    /// runs merged; `announce` says what starts.
+    async fn rounds(
+        &self,
+        targets: &[Target],
+        rounds: u32,
+        load: &Load,
+        announce: impl Fn(u32, &Target),
+    ) -> anyhow::Result<Vec<RunResult>> {
+        let mut totals: Vec<RunResult> = targets.iter().map(|_| RunResult::default()).collect();
+        for round in 1..=rounds {
+            for (t, total) in targets.iter().zip(totals.iter_mut()) {
+                announce(round, t);
+                total.merge(self.run(t, load).await?);
+            }
+        }
+        Ok(totals)
+    }
+}
+
+/// The measurements of the three passes, each in the order of the targets.
+struct Passes {
+    /// One client (empty with `--serial-secs 0`).
+    serial: Vec<RunResult>,
+    /// The closed loop, over all rounds.
+    runs: Vec<RunResult>,
+    /// The open loop at `rate` (empty with `--paced-secs 0`).
+    paced: Vec<RunResult>,
+    rate: f64,
+}
+
+/// Everything the report is made of.
+struct Outcome {
+    targets: [Target; 3],
+    probes: Probes,
+    nginx_version: String,
+    /// nginx's worker processes (its master not counted).
+    nginx_workers: usize,
+    citizens: usize,
+    passes: Passes,
+    /// Records and batches in the message log at the end.
+    records: u64,
+    batches: u64,
+}
+
+async fn bench(cx: &Ctx<'_>) -> anyhow::Result<ExitCode> {
+    let args = cx.args;
+    let probes = Probes {
+        load_at_start: load_average(),
+        fsync: fsync_latency(cx.data_dir, args.fsync_samples, false)?,
+        fsync_pre: fsync_latency(cx.data_dir, args.fsync_samples, true)?,
+    };
+
+    let mut server = start_server(cx.bin, cx.repo, cx.data_dir, &[]).await?;
     let server_pid = server.pid().context("the server is not running")?;
     let gateway = gateway_base(&server)?;
     let provider = provider_addr(&server.base).await?;
-    let ids = Arc::new(national_ids(data_dir).await?);
+    let ids = Arc::new(national_ids(cx.data_dir).await?);
     let nginx = start_nginx(
-        nginx_bin,
-        &run_dir.join("nginx"),
+        cx.nginx_bin,
+        &cx.run_dir.join("nginx"),
         &args.nginx_workers,
         provider,
         &format!("/citizens/{}", ids[0]),
@@ -841,7 +926,49 @@ async fn bench(
     eprintln!("gateway:       {gateway}/r1/{DEMO_SERVICE}");
     eprintln!("citizens:      {}", ids.len());
 
-    let targets = [
+    let targets = targets(provider, nginx.addr, &gateway);
+    let rig = Rig {
+        ids: &ids,
+        server_pid,
+        nginx: &nginx,
+    };
+    let passes = run_passes(args, &targets, &rig).await?;
+    let (records, batches) = log_counts(&cx.data_dir.join("exchange-log"));
+    let nginx_version = nginx_version(cx.nginx_bin);
+    drop(nginx);
+    server.kill()?;
+
+    let outcome = Outcome {
+        targets,
+        probes,
+        nginx_version,
+        nginx_workers,
+        citizens: ids.len(),
+        passes,
+        records,
+        batches,
+    };
+    let figures = Figures::of(&outcome.passes);
+    let report = report(cx, &outcome, &figures);
+    print!("{}", report.text);
+    if !args.no_json {
+        write_json(cx, &outcome, &figures, &report)?;
+    }
+
+    if figures.errors > 0 {
+        bail!(
+            "{} request(s) failed: the figures are not valid",
+            figures.errors
+        );
+    }
+    if outcome.passes.runs.iter().any(|r| r.ok == 0) {
+        bail!("a target answered no request in the measured time");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn targets(provider: SocketAddr, nginx: SocketAddr, gateway: &str) -> [Target; 3] {
+    [
         Target {
             kind: Kind::Direct,
             key: "a_direct",
@@ -852,7 +979,7 @@ async fn bench(
             kind: Kind::Nginx,
             key: "b_nginx",
             label: "(b) nginx -> provider",
-            base: format!("http://{}/citizens", nginx.addr),
+            base: format!("http://{nginx}/citizens"),
         },
         Target {
             kind: Kind::Gateway,
@@ -860,8 +987,11 @@ async fn bench(
             label: "(c) gateway -> provider",
             base: format!("{gateway}/r1/{DEMO_SERVICE}"),
         },
-    ];
+    ]
+}
 
+/// One client per target, then the closed loop, then the open loop.
+async fn run_passes(args: &Args, targets: &[Target], rig: &Rig<'_>) -> anyhow::Result<Passes> {
     // One client first: the cost of each hop without queueing.
     let mut serial = Vec::new();
     if args.serial_secs > 0 {
@@ -871,10 +1001,9 @@ async fn bench(
             duration: Duration::from_secs(args.serial_secs),
             rate: None,
         };
-        for t in &targets {
+        for t in targets {
             eprintln!("1 client, {}: {} s …", t.label, args.serial_secs);
-            let nginx = (t.kind == Kind::Nginx).then_some(&nginx);
-            serial.push(run_load(t, &ids, &load, server_pid, nginx).await?);
+            serial.push(rig.run(t, &load).await?);
         }
     }
     let load = Load {
@@ -883,17 +1012,14 @@ async fn bench(
         duration: Duration::from_secs(args.duration_secs),
         rate: None,
     };
-    let mut runs: Vec<RunResult> = targets.iter().map(|_| RunResult::default()).collect();
-    for round in 1..=args.rounds {
-        for (t, total) in targets.iter().zip(runs.iter_mut()) {
+    let runs = rig
+        .rounds(targets, args.rounds, &load, |round, t| {
             eprintln!(
                 "round {round}/{}: {} clients, {}: {} s warm-up + {} s …",
                 args.rounds, args.clients, t.label, args.warmup_secs, args.duration_secs
             );
-            let nginx = (t.kind == Kind::Nginx).then_some(&nginx);
-            total.merge(run_load(t, &ids, &load, server_pid, nginx).await?);
-        }
-    }
+        })
+        .await?;
     // Open loop at the same offered rate for every target: what a hop adds
     // to the latency when no target is saturated.
     let lowest = runs
@@ -913,62 +1039,128 @@ async fn bench(
             duration: Duration::from_secs(args.paced_secs),
             rate: Some(rate),
         };
-        paced = targets.iter().map(|_| RunResult::default()).collect();
-        for round in 1..=args.rounds {
-            for (t, total) in targets.iter().zip(paced.iter_mut()) {
+        paced = rig
+            .rounds(targets, args.rounds, &load, |round, t| {
                 eprintln!(
                     "round {round}/{}: {} clients at {rate:.0} requests/s, {}: 1 s warm-up + {} s …",
                     args.rounds, args.clients, t.label, args.paced_secs
                 );
-                let nginx = (t.kind == Kind::Nginx).then_some(&nginx);
-                total.merge(run_load(t, &ids, &load, server_pid, nginx).await?);
-            }
+            })
+            .await?;
+    }
+    Ok(Passes {
+        serial,
+        runs,
+        paced,
+        rate,
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Figures.
+// ---------------------------------------------------------------------------
+
+fn ratio(x: f64, y: f64) -> f64 {
+    if y > 0.0 { x / y } else { 0.0 }
+}
+
+/// What the report and the JSON give, computed from the passes.
+struct Figures {
+    lat: Vec<Latency>,
+    serial_lat: Vec<Latency>,
+    paced_lat: Vec<Latency>,
+    c_b: f64,
+    c_a: f64,
+    b_a: f64,
+    /// p50 added over (a) in the closed loop.
+    saturated_added_p50: f64,
+    saturated_nginx_p50: f64,
+    /// p50 added over (a) at the same offered load below saturation when
+    /// the open loop ran, else in the closed loop: what the target judges.
+    added_p50: f64,
+    nginx_added_p50: f64,
+    /// Failed requests of every pass.
+    errors: u64,
+}
+
+impl Figures {
+    fn of(p: &Passes) -> Self {
+        let lats = |runs: &[RunResult]| -> Vec<Latency> {
+            runs.iter().map(|r| latency(r.latencies.clone())).collect()
+        };
+        let lat = lats(&p.runs);
+        let serial_lat = lats(&p.serial);
+        let (a, b, c) = (&p.runs[0], &p.runs[1], &p.runs[2]);
+        let c_b = ratio(c.per_sec(), b.per_sec());
+        let c_a = ratio(c.per_sec(), a.per_sec());
+        let b_a = ratio(b.per_sec(), a.per_sec());
+        // At saturation a closed loop's p50 is about clients / throughput
+        // (Little's law): this difference follows the throughput.
+        let saturated_added_p50 = lat[2].p50 - lat[0].p50;
+        let saturated_nginx_p50 = lat[1].p50 - lat[0].p50;
+        let paced_lat = lats(&p.paced);
+        // The latency target is judged at the same offered load below
+        // saturation when that pass ran.
+        let (added_p50, nginx_added_p50) = match paced_lat.as_slice() {
+            [a, b, c] => (c.p50 - a.p50, b.p50 - a.p50),
+            _ => (saturated_added_p50, saturated_nginx_p50),
+        };
+        let errors: u64 = p
+            .runs
+            .iter()
+            .chain(&p.serial)
+            .chain(&p.paced)
+            .map(|r| r.errors)
+            .sum();
+        Self {
+            lat,
+            serial_lat,
+            paced_lat,
+            c_b,
+            c_a,
+            b_a,
+            saturated_added_p50,
+            saturated_nginx_p50,
+            added_p50,
+            nginx_added_p50,
+            errors,
         }
     }
-    let (records, batches) = log_counts(&data_dir.join("exchange-log"));
-    let nginx_version = nginx_version(nginx_bin);
-    drop(nginx);
-    server.kill()?;
+}
 
-    // ---- figures ----
-    let lat: Vec<Latency> = runs.iter().map(|r| latency(r.latencies.clone())).collect();
-    let serial_lat: Vec<Latency> = serial
-        .iter()
-        .map(|r| latency(r.latencies.clone()))
-        .collect();
-    let (a, b, c) = (&runs[0], &runs[1], &runs[2]);
-    let ratio = |x: f64, y: f64| if y > 0.0 { x / y } else { 0.0 };
-    let c_b = ratio(c.per_sec(), b.per_sec());
-    let c_a = ratio(c.per_sec(), a.per_sec());
-    let b_a = ratio(b.per_sec(), a.per_sec());
-    // At saturation a closed loop's p50 is about clients / throughput
-    // (Little's law): this difference follows the throughput.
-    let saturated_added_p50 = lat[2].p50 - lat[0].p50;
-    let saturated_nginx_p50 = lat[1].p50 - lat[0].p50;
-    let paced_lat: Vec<Latency> = paced.iter().map(|r| latency(r.latencies.clone())).collect();
-    // The latency target is judged at the same offered load below
-    // saturation when that pass ran.
-    let (added_p50, nginx_added_p50) = match paced_lat.as_slice() {
-        [a, b, c] => (c.p50 - a.p50, b.p50 - a.p50),
-        _ => (saturated_added_p50, saturated_nginx_p50),
-    };
-    let errors: u64 = runs
-        .iter()
-        .chain(&serial)
-        .chain(&paced)
-        .map(|r| r.errors)
-        .sum();
+// ---------------------------------------------------------------------------
+// The printed report and the JSON.
+// ---------------------------------------------------------------------------
 
+struct Report {
+    text: String,
+    /// Other processes took more than `NOISY_PCT` of the machine.
+    noisy: bool,
+}
+
+fn report(cx: &Ctx<'_>, o: &Outcome, f: &Figures) -> Report {
     let mut out = String::new();
-    let w = &mut out;
+    write_header(&mut out, cx, o);
+    write_serial(&mut out, cx, o, f);
+    write_closed_loop(&mut out, cx, o, f);
+    write_open_loop(&mut out, cx, o, f);
+    let noisy = write_cpu(&mut out, cx, o);
+    write_errors(&mut out, o);
+    Report { text: out, noisy }
+}
+
+/// The machine, the disk, nginx, the load and the gateway's settings.
+fn write_header(w: &mut String, cx: &Ctx<'_>, o: &Outcome) {
+    let (args, m) = (cx.args, cx.machine);
+    let (fsync, fsync_pre) = (&o.probes.fsync, &o.probes.fsync_pre);
     let _ = writeln!(w, "motcua exchange benchmark");
     let _ = writeln!(w, "=========================");
-    let _ = writeln!(w, "date:        {}", stamp.format("%Y-%m-%d %H:%M:%S UTC"));
     let _ = writeln!(
         w,
-        "machine:     {} CPU(s), {}, {} RAM, Linux {}",
-        m.nproc, m.cpu_model, m.memory, m.kernel
+        "date:        {}",
+        cx.stamp.format("%Y-%m-%d %H:%M:%S UTC")
     );
+    let _ = writeln!(w, "machine:     {}", m.summary());
     let _ = writeln!(w, "disk:        {}", m.work_fs);
     let _ = writeln!(
         w,
@@ -976,90 +1168,114 @@ async fn bench(
          over zeros written ahead (as the message log writes) p50 {:.3} ms, p99 {:.3} ms",
         fsync.p50, fsync.p99, fsync.mean, args.fsync_samples, fsync_pre.p50, fsync_pre.p99
     );
-    let _ = writeln!(w, "load avg:    {load_at_start} (at start)");
+    let _ = writeln!(w, "load avg:    {} (at start)", o.probes.load_at_start);
     let _ = writeln!(
         w,
-        "nginx:       {nginx_version}, worker_processes {} ({nginx_workers} workers), upstream keepalive 128, HTTP/1.1",
-        args.nginx_workers
+        "nginx:       {}, worker_processes {} ({} workers), upstream keepalive 128, HTTP/1.1",
+        o.nginx_version, args.nginx_workers, o.nginx_workers
     );
     let _ = writeln!(
         w,
         "load:        {} clients, closed loop, keep-alive, GET a citizen by national ID ({} cycling), \
          {} s warm-up + {} s per target and round, {} round(s) of a, b, c one after the other",
-        args.clients,
-        ids.len(),
-        args.warmup_secs,
-        args.duration_secs,
-        args.rounds
+        args.clients, o.citizens, args.warmup_secs, args.duration_secs, args.rounds
     );
     let _ = writeln!(
         w,
         "gateway:     API key + X-Road-Client, access check, message log (hash chain, Ed25519-signed batch, fdatasync) before each answer"
     );
-    if !serial.is_empty() {
-        let _ = writeln!(
-            w,
-            "\nOne client ({} s each): the cost of a hop without queueing",
-            args.serial_secs
-        );
-        write_table(w, &targets, &serial, &serial_lat);
-        let _ = writeln!(
-            w,
-            "  added p50 over (a): nginx {:+.3} ms, gateway {:+.3} ms",
-            serial_lat[1].p50 - serial_lat[0].p50,
-            serial_lat[2].p50 - serial_lat[0].p50
-        );
+}
+
+/// The one-client pass, when it ran.
+fn write_serial(w: &mut String, cx: &Ctx<'_>, o: &Outcome, f: &Figures) {
+    if o.passes.serial.is_empty() {
+        return;
     }
+    let _ = writeln!(
+        w,
+        "\nOne client ({} s each): the cost of a hop without queueing",
+        cx.args.serial_secs
+    );
+    write_table(w, &o.targets, &o.passes.serial, &f.serial_lat);
+    let _ = writeln!(
+        w,
+        "  added p50 over (a): nginx {:+.3} ms, gateway {:+.3} ms",
+        f.serial_lat[1].p50 - f.serial_lat[0].p50,
+        f.serial_lat[2].p50 - f.serial_lat[0].p50
+    );
+}
+
+/// The closed loop and the throughput ratios.
+fn write_closed_loop(w: &mut String, cx: &Ctx<'_>, o: &Outcome, f: &Figures) {
+    let args = cx.args;
     let _ = writeln!(
         w,
         "\n{} clients, closed loop ({} s per target): each client sends again as soon as its answer is in",
         args.clients,
         args.duration_secs * u64::from(args.rounds)
     );
-    write_table(w, &targets, &runs, &lat);
+    write_table(w, &o.targets, &o.passes.runs, &f.lat);
     let _ = writeln!(w);
-    let _ = writeln!(w, "  b/a (nginx vs direct):      {b_a:.3}");
-    let _ = writeln!(w, "  c/a (gateway vs direct):    {c_a:.3}");
+    let _ = writeln!(w, "  b/a (nginx vs direct):      {:.3}", f.b_a);
+    let _ = writeln!(w, "  c/a (gateway vs direct):    {:.3}", f.c_a);
     let _ = writeln!(
         w,
-        "  c/b (gateway vs nginx):     {c_b:.3}   target >= {TARGET_RATIO_CB}   {}",
-        pass(c_b >= TARGET_RATIO_CB)
+        "  c/b (gateway vs nginx):     {:.3}   target >= {TARGET_RATIO_CB}   {}",
+        f.c_b,
+        pass(f.c_b >= TARGET_RATIO_CB)
     );
     let _ = writeln!(
         w,
-        "  p50 added at saturation:    gateway {saturated_added_p50:+.3} ms (c - a), nginx {saturated_nginx_p50:+.3} ms (b - a); \
-         a saturated closed loop's p50 is about clients / throughput, so this follows the throughput"
+        "  p50 added at saturation:    gateway {:+.3} ms (c - a), nginx {:+.3} ms (b - a); \
+         a saturated closed loop's p50 is about clients / throughput, so this follows the throughput",
+        f.saturated_added_p50, f.saturated_nginx_p50
     );
+}
+
+/// The open loop when it ran, the latency target and the message log.
+fn write_open_loop(w: &mut String, cx: &Ctx<'_>, o: &Outcome, f: &Figures) {
+    let args = cx.args;
+    let paced = &o.passes.paced;
     if !paced.is_empty() {
         let _ = writeln!(
             w,
-            "\n{} clients, open loop at {rate:.0} requests/s ({} s per target): the same offered load for each target, \
+            "\n{} clients, open loop at {:.0} requests/s ({} s per target): the same offered load for each target, \
              latency from each request's scheduled send time",
             args.clients,
+            o.passes.rate,
             args.paced_secs * u64::from(args.rounds)
         );
-        write_table(w, &targets, &paced, &paced_lat);
+        write_table(w, &o.targets, paced, &f.paced_lat);
     }
     let _ = writeln!(
         w,
-        "\n  p50 added by the gateway:   {added_p50:+.3} ms (c - a{})   target <= {TARGET_ADDED_P50_MS} ms   {}",
+        "\n  p50 added by the gateway:   {:+.3} ms (c - a{})   target <= {TARGET_ADDED_P50_MS} ms   {}",
+        f.added_p50,
         if paced.is_empty() {
             ", closed loop"
         } else {
             ", open loop"
         },
-        pass(added_p50 <= TARGET_ADDED_P50_MS)
+        pass(f.added_p50 <= TARGET_ADDED_P50_MS)
     );
     let _ = writeln!(
         w,
-        "  p50 added by nginx:         {nginx_added_p50:+.3} ms (b - a)"
+        "  p50 added by nginx:         {:+.3} ms (b - a)",
+        f.nginx_added_p50
     );
     let _ = writeln!(
         w,
-        "  message log:                {records} records in {batches} fsynced batches ({:.1} per batch, warm-up and 1-client pass included)",
-        ratio(records as f64, batches as f64)
+        "  message log:                {} records in {} fsynced batches ({:.1} per batch, warm-up and 1-client pass included)",
+        o.records,
+        o.batches,
+        ratio(o.records as f64, o.batches as f64)
     );
+}
 
+/// The CPU shares of the closed loop; true if other processes took more
+/// than `NOISY_PCT` of the machine during one of them.
+fn write_cpu(w: &mut String, cx: &Ctx<'_>, o: &Outcome) -> bool {
+    let (args, m) = (cx.args, cx.machine);
     let _ = writeln!(
         w,
         "\nCPU during the measured runs (share of {} CPU(s) x {} s per target):",
@@ -1067,7 +1283,7 @@ async fn bench(
         args.duration_secs * u64::from(args.rounds)
     );
     let mut noisy = false;
-    for (t, r) in targets.iter().zip(&runs) {
+    for (t, r) in o.targets.iter().zip(&o.passes.runs) {
         let capacity = m.nproc as f64 * r.secs;
         let pct = |s: f64| {
             if capacity > 0.0 {
@@ -1108,69 +1324,77 @@ async fn bench(
             "  NOISY: other processes used more than {NOISY_PCT} % of the machine; rerun on a quiet machine"
         );
     }
-    for (t, r) in targets.iter().zip(&runs) {
-        for e in &r.error_samples {
-            let _ = writeln!(w, "  error ({}): {e}", t.label);
-        }
-    }
-    for (t, r) in targets.iter().zip(&serial) {
-        for e in &r.error_samples {
-            let _ = writeln!(w, "  error ({}, 1 client): {e}", t.label);
-        }
-    }
-    for (t, r) in targets.iter().zip(&paced) {
-        for e in &r.error_samples {
-            let _ = writeln!(w, "  error ({}, open loop): {e}", t.label);
-        }
-    }
-    print!("{out}");
+    noisy
+}
 
-    if !args.no_json {
-        let json_out = json!({
-            "bench": "exchange",
-            "date": stamp.to_rfc3339(),
-            "machine": {
-                "nproc": m.nproc, "cpu": m.cpu_model, "memory": m.memory,
-                "kernel": m.kernel, "filesystem": m.work_fs,
-            },
-            "fdatasync_ms": latency_json(&fsync),
-            "fdatasync_preallocated_ms": latency_json(&fsync_pre),
-            "nginx": { "version": nginx_version, "worker_processes": args.nginx_workers, "workers": nginx_workers },
-            "clients": args.clients,
-            "warmup_secs": args.warmup_secs,
-            "duration_secs": args.duration_secs,
-            "rounds": args.rounds,
-            "citizens": ids.len(),
-            "runs": targets.iter().zip(&runs).zip(&lat).map(|((t, r), l)| run_json(t, r, l)).collect::<Vec<_>>(),
-            "serial": targets.iter().zip(&serial).zip(&serial_lat).map(|((t, r), l)| run_json(t, r, l)).collect::<Vec<_>>(),
-            "ratios": { "b_a": round(b_a), "c_a": round(c_a), "c_b": round(c_b) },
-            "added_p50_ms": { "gateway": round(added_p50), "nginx": round(nginx_added_p50) },
-            "saturated_added_p50_ms": { "gateway": round(saturated_added_p50), "nginx": round(saturated_nginx_p50) },
-            "open_loop": {
-                "rate": rate,
-                "secs_per_round": args.paced_secs,
-                "runs": targets.iter().zip(&paced).zip(&paced_lat).map(|((t, r), l)| run_json(t, r, l)).collect::<Vec<_>>(),
-            },
-            "message_log": { "records": records, "batches": batches },
-            "targets": {
-                "c_b": { "target": TARGET_RATIO_CB, "pass": c_b >= TARGET_RATIO_CB },
-                "added_p50_ms": { "target": TARGET_ADDED_P50_MS, "pass": added_p50 <= TARGET_ADDED_P50_MS },
-            },
-            "noisy": noisy,
-            "report": out,
-        });
-        let dir = Path::new(BENCH_DIR).join("results");
-        std::fs::create_dir_all(&dir)?;
-        let file = dir.join(format!("exchange-{}.json", stamp.format("%Y%m%dT%H%M%SZ")));
-        std::fs::write(&file, serde_json::to_string_pretty(&json_out)?)?;
-        println!("\nwritten: {}", file.display());
+/// The first error answers of each pass.
+fn write_errors(w: &mut String, o: &Outcome) {
+    let passes = [
+        (&o.passes.runs, ""),
+        (&o.passes.serial, ", 1 client"),
+        (&o.passes.paced, ", open loop"),
+    ];
+    for (runs, which) in passes {
+        for (t, r) in o.targets.iter().zip(runs) {
+            for e in &r.error_samples {
+                let _ = writeln!(w, "  error ({}{which}): {e}", t.label);
+            }
+        }
     }
+}
 
-    if errors > 0 {
-        bail!("{errors} request(s) failed: the figures are not valid");
-    }
-    if runs.iter().any(|r| r.ok == 0) {
-        bail!("a target answered no request in the measured time");
-    }
-    Ok(ExitCode::SUCCESS)
+/// bench/results/exchange-<timestamp>.json: the figures and the printed
+/// report.
+fn write_json(cx: &Ctx<'_>, o: &Outcome, f: &Figures, report: &Report) -> anyhow::Result<()> {
+    let (args, m, p) = (cx.args, cx.machine, &o.passes);
+    let runs_json = |runs: &[RunResult], lats: &[Latency]| -> Vec<Value> {
+        o.targets
+            .iter()
+            .zip(runs)
+            .zip(lats)
+            .map(|((t, r), l)| run_json(t, r, l))
+            .collect()
+    };
+    let json_out = json!({
+        "bench": "exchange",
+        "date": cx.stamp.to_rfc3339(),
+        "machine": {
+            "nproc": m.nproc, "cpu": m.cpu_model, "memory": m.memory,
+            "kernel": m.kernel, "filesystem": m.work_fs,
+        },
+        "fdatasync_ms": latency_json(&o.probes.fsync),
+        "fdatasync_preallocated_ms": latency_json(&o.probes.fsync_pre),
+        "nginx": { "version": o.nginx_version, "worker_processes": args.nginx_workers, "workers": o.nginx_workers },
+        "clients": args.clients,
+        "warmup_secs": args.warmup_secs,
+        "duration_secs": args.duration_secs,
+        "rounds": args.rounds,
+        "citizens": o.citizens,
+        "runs": runs_json(&p.runs, &f.lat),
+        "serial": runs_json(&p.serial, &f.serial_lat),
+        "ratios": { "b_a": round(f.b_a), "c_a": round(f.c_a), "c_b": round(f.c_b) },
+        "added_p50_ms": { "gateway": round(f.added_p50), "nginx": round(f.nginx_added_p50) },
+        "saturated_added_p50_ms": { "gateway": round(f.saturated_added_p50), "nginx": round(f.saturated_nginx_p50) },
+        "open_loop": {
+            "rate": p.rate,
+            "secs_per_round": args.paced_secs,
+            "runs": runs_json(&p.paced, &f.paced_lat),
+        },
+        "message_log": { "records": o.records, "batches": o.batches },
+        "targets": {
+            "c_b": { "target": TARGET_RATIO_CB, "pass": f.c_b >= TARGET_RATIO_CB },
+            "added_p50_ms": { "target": TARGET_ADDED_P50_MS, "pass": f.added_p50 <= TARGET_ADDED_P50_MS },
+        },
+        "noisy": report.noisy,
+        "report": report.text,
+    });
+    let dir = Path::new(BENCH_DIR).join("results");
+    std::fs::create_dir_all(&dir)?;
+    let file = dir.join(format!(
+        "exchange-{}.json",
+        cx.stamp.format("%Y%m%dT%H%M%SZ")
+    ));
+    std::fs::write(&file, serde_json::to_string_pretty(&json_out)?)?;
+    println!("\nwritten: {}", file.display());
+    Ok(())
 }

@@ -25,6 +25,17 @@ pub struct Machine {
     pub work_fs: String,
 }
 
+impl Machine {
+    /// "2 CPU(s), <model>, 23.5 GiB RAM, Linux <release>", the `machine:`
+    /// line of every report.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} CPU(s), {}, {} RAM, Linux {}",
+            self.nproc, self.cpu_model, self.memory, self.kernel
+        )
+    }
+}
+
 pub fn machine(work_dir: &Path) -> Machine {
     let nproc = Command::new("nproc")
         .output()

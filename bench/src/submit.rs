@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use clap::{Parser, ValueEnum};
 use motcua_bench::*;
 use motcua_domain::audit::{AuditEntry, payload_hash};
@@ -925,32 +925,116 @@ fn pass(ok: bool) -> &'static str {
     if ok { "PASS" } else { "MISS" }
 }
 
+/// What the run knows before it starts anything.
+struct Setup {
+    repo: PathBuf,
+    bin: PathBuf,
+    procedure: Procedure,
+    stamp: DateTime<Utc>,
+    /// The throw-away data directories of this run.
+    run_dir: PathBuf,
+    machine: Machine,
+    load_at_start: String,
+}
+
+/// The measurements of the run.
+struct Results {
+    srv: ServerRun,
+    /// (sequential, concurrent); `None` with `--skip-ceiling`.
+    ceiling: Option<(CeilingRun, CeilingRun)>,
+}
+
+/// What the report and the JSON give, computed from the measurements.
+struct Figures {
+    /// Length of the measured server run.
+    secs: f64,
+    per_sec: f64,
+    /// Server / ceiling; `None` without a ceiling.
+    ratio: Option<f64>,
+    /// Submissions answered with `201`, warm-up included.
+    acknowledged: u64,
+    /// Every acknowledged dossier and its file are in the database.
+    durable: bool,
+    count_matches: bool,
+    /// CPU seconds the machine had during the measured server run.
+    cpu_capacity: f64,
+}
+
+impl Figures {
+    fn of(r: &Results, m: &Machine) -> Self {
+        let (srv, measured) = (&r.srv, &r.srv.measured);
+        let secs = measured.elapsed.as_secs_f64();
+        let per_sec = if secs > 0.0 {
+            measured.successes as f64 / secs
+        } else {
+            0.0
+        };
+        // PostgreSQL: the ceiling is pgbench inserting the same rows; SQLite:
+        // the sequential in-process loop.
+        let ceiling_per_sec = r.ceiling.as_ref().map(|(seq, conc)| match &conc.raw {
+            Some(r) => r.tps,
+            None => seq.per_sec(),
+        });
+        let ratio = ceiling_per_sec.map(|c| if c > 0.0 { per_sec / c } else { 0.0 });
+        let acknowledged = srv.warmup.successes + measured.successes;
+        Self {
+            secs,
+            per_sec,
+            ratio,
+            acknowledged,
+            durable: srv.missing.is_empty() && srv.missing_files == 0,
+            count_matches: srv.stored_dossiers == acknowledged,
+            cpu_capacity: m.nproc as f64 * secs,
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if args.concurrency == 0 {
         bail!("--concurrency must be at least 1");
     }
+    let setup = prepare(&args)?;
+    let result = run_all(
+        &args,
+        &setup.bin,
+        &setup.repo,
+        &setup.procedure,
+        &setup.run_dir,
+    )
+    .await;
+    if !args.keep_data {
+        let _ = std::fs::remove_dir_all(&setup.run_dir);
+    }
+    let results = result?;
+    let figures = Figures::of(&results, &setup.machine);
+    let out = report(&args, &setup, &results, &figures);
+    print!("{out}");
+    std::io::stdout().flush()?;
+    if !args.no_json {
+        write_json(&args, &setup, &results, &figures, &out)?;
+    }
+
+    if !figures.durable || results.srv.duplicate_codes > 0 {
+        bail!("an acknowledged submission is missing after the kill, or a code was given twice");
+    }
+    if results.srv.measured.successes == 0 {
+        bail!("no submission succeeded");
+    }
+    Ok(())
+}
+
+/// Finds the binary, reads the bench procedure and makes the run's
+/// directory.
+fn prepare(args: &Args) -> anyhow::Result<Setup> {
     let bench_dir = Path::new(BENCH_DIR);
     let repo = bench_dir
         .parent()
         .context("bench crate has no parent directory")?
         .to_path_buf();
     let bin = find_motcua(args.motcua.as_deref(), &repo)?;
-    let yaml_path = bench_dir.join(PROCEDURE_FILE);
-    let yaml = std::fs::read_to_string(&yaml_path)
-        .with_context(|| format!("cannot read {}", yaml_path.display()))?;
-    let procedure = parse_procedure(&yaml_path.display().to_string(), &yaml).map_err(|issues| {
-        anyhow::anyhow!(
-            "{} does not lint clean:\n{}",
-            yaml_path.display(),
-            issues
-                .iter()
-                .map(|i| i.to_string())
-                .collect::<Vec<_>>()
-                .join("\n")
-        )
-    })?;
+    let procedure = bench_procedure(bench_dir)?;
 
     let work_root = args.work_dir.clone().unwrap_or_else(std::env::temp_dir);
     let stamp = Utc::now();
@@ -961,57 +1045,71 @@ async fn main() -> anyhow::Result<()> {
     ));
     std::fs::create_dir_all(&run_dir)
         .with_context(|| format!("cannot create {}", run_dir.display()))?;
-    let m = machine(&run_dir);
+    let machine = machine(&run_dir);
     let load_at_start = load_average();
-    if m.work_fs.starts_with("tmpfs") || m.work_fs.starts_with("ramfs") {
+    if machine.work_fs.starts_with("tmpfs") || machine.work_fs.starts_with("ramfs") {
         eprintln!(
             "WARNING: {} is on {}: fsync costs nothing there; use --work-dir on a real disk",
             run_dir.display(),
-            m.work_fs
+            machine.work_fs
         );
     }
     eprintln!("motcua binary: {}", bin.display());
     eprintln!("data under:    {}", run_dir.display());
+    Ok(Setup {
+        repo,
+        bin,
+        procedure,
+        stamp,
+        run_dir,
+        machine,
+        load_at_start,
+    })
+}
 
-    let result = run_all(&args, &bin, &repo, &procedure, &run_dir).await;
-    if !args.keep_data {
-        let _ = std::fs::remove_dir_all(&run_dir);
-    }
-    let (srv, ceiling) = result?;
+/// The bench procedure, which must lint clean.
+fn bench_procedure(bench_dir: &Path) -> anyhow::Result<Procedure> {
+    let yaml_path = bench_dir.join(PROCEDURE_FILE);
+    let yaml = std::fs::read_to_string(&yaml_path)
+        .with_context(|| format!("cannot read {}", yaml_path.display()))?;
+    parse_procedure(&yaml_path.display().to_string(), &yaml).map_err(|issues| {
+        anyhow::anyhow!(
+            "{} does not lint clean:\n{}",
+            yaml_path.display(),
+            issues
+                .iter()
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    })
+}
 
-    // ---- figures ----
-    let measured = &srv.measured;
-    let secs = measured.elapsed.as_secs_f64();
-    let per_sec = if secs > 0.0 {
-        measured.successes as f64 / secs
-    } else {
-        0.0
-    };
-    // PostgreSQL: the ceiling is pgbench inserting the same rows; SQLite:
-    // the sequential in-process loop.
-    let ceiling_per_sec = ceiling.as_ref().map(|(seq, conc)| match &conc.raw {
-        Some(r) => r.tps,
-        None => seq.per_sec(),
-    });
-    let ratio = ceiling_per_sec.map(|c| if c > 0.0 { per_sec / c } else { 0.0 });
-    let acknowledged = srv.warmup.successes + measured.successes;
-    let durable = srv.missing.is_empty() && srv.missing_files == 0;
-    let count_matches = srv.stored_dossiers == acknowledged;
-    let cpu_capacity = m.nproc as f64 * secs;
-
+/// The printed report.
+fn report(args: &Args, s: &Setup, r: &Results, f: &Figures) -> String {
     let mut out = String::new();
-    let w = &mut out;
+    write_header(&mut out, args, s);
+    write_server(&mut out, s, r, f);
+    write_durability(&mut out, r, f);
+    write_ceilings(&mut out, args, s, r, f);
+    write_targets(&mut out, args, f);
+    out
+}
+
+/// The machine, the database and the workload.
+fn write_header(w: &mut String, args: &Args, s: &Setup) {
     use std::fmt::Write as _;
+    let m = &s.machine;
     let _ = writeln!(w, "motcua submission benchmark");
     let _ = writeln!(w, "===========================");
-    let _ = writeln!(w, "date:        {}", stamp.format("%Y-%m-%d %H:%M:%S UTC"));
     let _ = writeln!(
         w,
-        "machine:     {} CPU(s), {}, {} RAM, Linux {}",
-        m.nproc, m.cpu_model, m.memory, m.kernel
+        "date:        {}",
+        s.stamp.format("%Y-%m-%d %H:%M:%S UTC")
     );
+    let _ = writeln!(w, "machine:     {}", m.summary());
     let _ = writeln!(w, "data dir:    {}", m.work_fs);
-    let _ = writeln!(w, "load avg:    {} (at start)", load_at_start);
+    let _ = writeln!(w, "load avg:    {} (at start)", s.load_at_start);
     match args.backend {
         Backend::Sqlite => {
             let _ = writeln!(
@@ -1039,6 +1137,12 @@ async fn main() -> anyhow::Result<()> {
         args.warmup
     );
     let _ = writeln!(w);
+}
+
+/// The server run: successes, errors, throughput, latency and CPU.
+fn write_server(w: &mut String, s: &Setup, r: &Results, f: &Figures) {
+    use std::fmt::Write as _;
+    let (srv, measured) = (&r.srv, &r.srv.measured);
     let _ = writeln!(w, "server (motcua serve, HTTP on loopback)");
     let _ = writeln!(w, "  successes (201):  {}", measured.successes);
     let _ = writeln!(
@@ -1056,8 +1160,8 @@ async fn main() -> anyhow::Result<()> {
         let short: String = e.chars().take(400).collect();
         let _ = writeln!(w, "    - {short}");
     }
-    let _ = writeln!(w, "  elapsed:          {secs:.2} s");
-    let _ = writeln!(w, "  submissions/s:    {per_sec:.1}");
+    let _ = writeln!(w, "  elapsed:          {:.2} s", f.secs);
+    let _ = writeln!(w, "  submissions/s:    {:.1}", f.per_sec);
     let l = &srv.latency;
     let _ = writeln!(
         w,
@@ -1065,13 +1169,13 @@ async fn main() -> anyhow::Result<()> {
         l.p50, l.p90, l.p99, l.max, l.mean
     );
     if let Some(c) = srv.cpu {
-        let pct = |x: f64| 100.0 * x / cpu_capacity.max(1e-9);
+        let pct = |x: f64| 100.0 * x / f.cpu_capacity.max(1e-9);
         let _ = writeln!(
             w,
             "  CPU:              server {:.1} s ({:.0}% of {} cores), {:.2} ms per submission; load generator {:.1} s ({:.0}%)",
             c.subject,
             pct(c.subject),
-            m.nproc,
+            s.machine.nproc,
             1000.0 * c.subject / (measured.successes.max(1) as f64),
             c.loadgen,
             pct(c.loadgen),
@@ -1090,19 +1194,29 @@ async fn main() -> anyhow::Result<()> {
             pct(c.steal),
         );
     }
+}
+
+/// The durability check after the kill, and the outbox.
+fn write_durability(w: &mut String, r: &Results, f: &Figures) {
+    use std::fmt::Write as _;
+    let srv = &r.srv;
     let _ = writeln!(
         w,
         "  durability check: server killed with SIGKILL; {} dossiers in the database, {} acknowledged ({} warm-up + {} measured): {}",
         srv.stored_dossiers,
-        acknowledged,
+        f.acknowledged,
         srv.warmup.successes,
-        measured.successes,
-        if count_matches { "equal" } else { "DIFFERENT" }
+        srv.measured.successes,
+        if f.count_matches {
+            "equal"
+        } else {
+            "DIFFERENT"
+        }
     );
     let _ = writeln!(
         w,
         "                    every acknowledged code present with its file: {}{}{}",
-        if durable { "yes" } else { "NO" },
+        if f.durable { "yes" } else { "NO" },
         if srv.missing.is_empty() {
             String::new()
         } else {
@@ -1127,13 +1241,19 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     let _ = writeln!(w);
-    match &ceiling {
+}
+
+/// Both ceilings, or that they were skipped.
+fn write_ceilings(w: &mut String, args: &Args, s: &Setup, r: &Results, f: &Figures) {
+    use std::fmt::Write as _;
+    let nproc = s.machine.nproc;
+    match &r.ceiling {
         Some((seq, conc)) => {
             write_ceiling(
                 w,
                 "ceiling (in-process, sequential: object put + create_dossier, same durability)",
                 seq,
-                m.nproc,
+                nproc,
             );
             let _ = writeln!(w);
             write_ceiling(
@@ -1143,12 +1263,12 @@ async fn main() -> anyhow::Result<()> {
                     args.concurrency
                 ),
                 conc,
-                m.nproc,
+                nproc,
             );
             let _ = writeln!(
                 w,
                 "  server / this:    {:.2}",
-                per_sec / conc.per_sec().max(1e-9)
+                f.per_sec / conc.per_sec().max(1e-9)
             );
         }
         None => {
@@ -1156,6 +1276,11 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     let _ = writeln!(w);
+}
+
+/// The ratio to the ceiling and the targets.
+fn write_targets(w: &mut String, args: &Args, f: &Figures) {
+    use std::fmt::Write as _;
     let _ = writeln!(
         w,
         "ratio server/ceiling ({}): {}",
@@ -1164,7 +1289,7 @@ async fn main() -> anyhow::Result<()> {
         } else {
             "in-process sequential"
         },
-        ratio
+        f.ratio
             .map(|r| format!("{r:.2}"))
             .unwrap_or_else(|| "n/a".into())
     );
@@ -1172,10 +1297,10 @@ async fn main() -> anyhow::Result<()> {
     let _ = writeln!(
         w,
         "  >= {TARGET_PER_SEC:.0} submissions/s:      {:.1}  {}",
-        per_sec,
-        pass(per_sec >= TARGET_PER_SEC)
+        f.per_sec,
+        pass(f.per_sec >= TARGET_PER_SEC)
     );
-    match ratio {
+    match f.ratio {
         Some(r) => {
             let _ = writeln!(
                 w,
@@ -1193,66 +1318,60 @@ async fn main() -> anyhow::Result<()> {
     let _ = writeln!(
         w,
         "  durable acknowledgements:    {}",
-        if durable { "PASS" } else { "FAIL" }
+        if f.durable { "PASS" } else { "FAIL" }
     );
-    print!("{out}");
-    std::io::stdout().flush()?;
+}
 
-    if !args.no_json {
-        let json_out = json!({
-            "date": stamp.to_rfc3339(),
-            "load_average_at_start": load_at_start,
-            "machine": { "nproc": m.nproc, "cpu_model": m.cpu_model, "kernel": m.kernel, "memory": m.memory, "data_dir_filesystem": m.work_fs },
-            "motcua_binary": bin.display().to_string(),
-            "backend": args.backend.as_str(),
-            "durability": args.durability.as_str(),
-            "workload": {
-                "concurrency": args.concurrency, "duration_secs": args.duration_secs, "max_requests": args.max_requests,
-                "warmup": args.warmup, "fields": 10, "pdf_bytes": PDF_BYTES, "procedure_code": PROCEDURE_CODE, "unit_code": UNIT,
-            },
-            "server": {
-                "successes": measured.successes,
-                "errors": measured.errors + srv.warmup.errors,
-                "error_samples": srv.warmup.error_samples.iter().chain(&measured.error_samples).take(SHOWN_ERRORS).collect::<Vec<_>>(),
-                "elapsed_secs": round(secs),
-                "submissions_per_sec": round(per_sec),
-                "latency_ms": latency_json(&srv.latency),
-                "server_cpu_secs": srv.cpu.map(|c| round(c.subject)),
-                "loadgen_cpu_secs": srv.cpu.map(|c| round(c.loadgen)),
-                "other_processes_cpu_secs": srv.cpu.map(|c| round(c.others)),
-                "steal_secs": srv.cpu.map(|c| round(c.steal)),
-                "warmup_successes": srv.warmup.successes,
-                "stored_dossiers_after_kill": srv.stored_dossiers,
-                "outbox_pending_after_kill": srv.outbox_pending,
-                "acknowledged": acknowledged,
-                "count_matches": count_matches,
-                "missing_acknowledged": srv.missing.len(),
-                "missing_files": srv.missing_files,
-                "duplicate_codes": srv.duplicate_codes,
-            },
-            "ceiling": ceiling.as_ref().map(|(c, _)| ceiling_json(c, 1)),
-            "ceiling_concurrent": ceiling.as_ref().map(|(_, c)| ceiling_json(c, args.concurrency)),
-            "ratio": ratio.map(|r| (r * 1000.0).round() / 1000.0),
-            "targets": {
-                "submissions_per_sec": { "target": TARGET_PER_SEC, "pass": per_sec >= TARGET_PER_SEC },
-                "ratio": { "target": TARGET_RATIO, "pass": ratio.map(|r| r >= TARGET_RATIO) },
-                "durable": durable,
-            },
-            "report": out,
-        });
-        let dir = bench_dir.join("results");
-        std::fs::create_dir_all(&dir)?;
-        let file = dir.join(format!("submit-{}.json", stamp.format("%Y%m%dT%H%M%SZ")));
-        std::fs::write(&file, serde_json::to_string_pretty(&json_out)?)?;
-        println!("\nwritten: {}", file.display());
-    }
-
-    if !durable || srv.duplicate_codes > 0 {
-        bail!("an acknowledged submission is missing after the kill, or a code was given twice");
-    }
-    if measured.successes == 0 {
-        bail!("no submission succeeded");
-    }
+/// bench/results/submit-<timestamp>.json: the figures and the printed
+/// report `out`.
+fn write_json(args: &Args, s: &Setup, r: &Results, f: &Figures, out: &str) -> anyhow::Result<()> {
+    let (m, srv, measured) = (&s.machine, &r.srv, &r.srv.measured);
+    let json_out = json!({
+        "date": s.stamp.to_rfc3339(),
+        "load_average_at_start": s.load_at_start,
+        "machine": { "nproc": m.nproc, "cpu_model": m.cpu_model, "kernel": m.kernel, "memory": m.memory, "data_dir_filesystem": m.work_fs },
+        "motcua_binary": s.bin.display().to_string(),
+        "backend": args.backend.as_str(),
+        "durability": args.durability.as_str(),
+        "workload": {
+            "concurrency": args.concurrency, "duration_secs": args.duration_secs, "max_requests": args.max_requests,
+            "warmup": args.warmup, "fields": 10, "pdf_bytes": PDF_BYTES, "procedure_code": PROCEDURE_CODE, "unit_code": UNIT,
+        },
+        "server": {
+            "successes": measured.successes,
+            "errors": measured.errors + srv.warmup.errors,
+            "error_samples": srv.warmup.error_samples.iter().chain(&measured.error_samples).take(SHOWN_ERRORS).collect::<Vec<_>>(),
+            "elapsed_secs": round(f.secs),
+            "submissions_per_sec": round(f.per_sec),
+            "latency_ms": latency_json(&srv.latency),
+            "server_cpu_secs": srv.cpu.map(|c| round(c.subject)),
+            "loadgen_cpu_secs": srv.cpu.map(|c| round(c.loadgen)),
+            "other_processes_cpu_secs": srv.cpu.map(|c| round(c.others)),
+            "steal_secs": srv.cpu.map(|c| round(c.steal)),
+            "warmup_successes": srv.warmup.successes,
+            "stored_dossiers_after_kill": srv.stored_dossiers,
+            "outbox_pending_after_kill": srv.outbox_pending,
+            "acknowledged": f.acknowledged,
+            "count_matches": f.count_matches,
+            "missing_acknowledged": srv.missing.len(),
+            "missing_files": srv.missing_files,
+            "duplicate_codes": srv.duplicate_codes,
+        },
+        "ceiling": r.ceiling.as_ref().map(|(c, _)| ceiling_json(c, 1)),
+        "ceiling_concurrent": r.ceiling.as_ref().map(|(_, c)| ceiling_json(c, args.concurrency)),
+        "ratio": f.ratio.map(|r| (r * 1000.0).round() / 1000.0),
+        "targets": {
+            "submissions_per_sec": { "target": TARGET_PER_SEC, "pass": f.per_sec >= TARGET_PER_SEC },
+            "ratio": { "target": TARGET_RATIO, "pass": f.ratio.map(|r| r >= TARGET_RATIO) },
+            "durable": f.durable,
+        },
+        "report": out,
+    });
+    let dir = Path::new(BENCH_DIR).join("results");
+    std::fs::create_dir_all(&dir)?;
+    let file = dir.join(format!("submit-{}.json", s.stamp.format("%Y%m%dT%H%M%SZ")));
+    std::fs::write(&file, serde_json::to_string_pretty(&json_out)?)?;
+    println!("\nwritten: {}", file.display());
     Ok(())
 }
 
@@ -1262,7 +1381,7 @@ async fn run_all(
     repo: &Path,
     procedure: &Procedure,
     run_dir: &Path,
-) -> anyhow::Result<(ServerRun, Option<(CeilingRun, CeilingRun)>)> {
+) -> anyhow::Result<Results> {
     let server_dir = run_dir.join("server");
     std::fs::create_dir_all(&server_dir)?;
     let srv = server_run(args, bin, repo, &server_dir).await?;
@@ -1290,5 +1409,5 @@ async fn run_all(
         .await?;
         Some((sequential, concurrent))
     };
-    Ok((srv, ceiling))
+    Ok(Results { srv, ceiling })
 }
