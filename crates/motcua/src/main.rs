@@ -318,13 +318,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
             served?;
-            motcua::audit::copy_checkpoint(inst.store.as_ref(), &cfg).await?;
+            let copied = motcua::audit::copy_checkpoint(inst.store.as_ref(), &cfg).await;
             if let Some(s) = inst.sqlite {
                 s.close().await;
             }
             if let Some(p) = inst.postgres {
                 p.close().await;
             }
+            copied?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Exchange { command } => exchange_command(&cfg, command).await,

@@ -11,3 +11,4 @@ mod pages;
 mod s3;
 mod scale;
 mod stories;
+mod tamper;
