@@ -132,15 +132,28 @@ pub fn read_checkpoint_file(cfg: &Config) -> anyhow::Result<Option<Checkpoint>> 
 }
 
 /// Copies the database's newest checkpoint to the file when it is newer
-/// than the file's; returns whether it wrote.
+/// than the file's; returns whether it wrote. A file whose checkpoint the
+/// chain does not contain (an older copy of the database restored, or its
+/// newest records deleted, and the chain grown again since) is evidence:
+/// it is left as it is, and that is an error.
 pub async fn copy_checkpoint(store: &dyn Store, cfg: &Config) -> anyhow::Result<bool> {
     let Some(cp) = store.audit_checkpoint().await? else {
         return Ok(false);
     };
     let path = cfg.audit.checkpoint_path(&cfg.data_dir);
     let current = read_checkpoint_file(cfg).ok().flatten();
-    if current.as_ref().is_some_and(|c| c.seq >= cp.seq) {
-        return Ok(false);
+    if let Some(c) = &current {
+        if c.seq >= cp.seq {
+            return Ok(false);
+        }
+        let hash_at = store.audit_record(c.seq).await?.map(|r| r.hash);
+        if hash_at.as_deref() != Some(c.hash.as_str()) {
+            anyhow::bail!(
+                "{} holds the checkpoint of record {}, which is not in the audit chain: not replaced (run motcua audit verify)",
+                path.display(),
+                c.seq
+            );
+        }
     }
     let json = serde_json::to_vec_pretty(&cp)?;
     tokio::task::spawn_blocking(move || write_atomically(&path, &json, false)).await??;

@@ -364,8 +364,11 @@ async fn serve(cfg: &Config, with_demo: bool) -> anyhow::Result<ExitCode> {
         }
     }
     served?;
-    motcua::audit::copy_checkpoint(inst.store.as_ref(), cfg).await?;
+    // Closed first, so that a refused copy (the chain no longer holds the
+    // copied head) leaves the database shut cleanly.
+    let copied = motcua::audit::copy_checkpoint(inst.store.as_ref(), cfg).await;
     close(inst).await;
+    copied?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -404,8 +407,8 @@ async fn procedures_import(cfg: &Config, dir: &std::path::Path) -> anyhow::Resul
     }
     let inst = motcua::open(cfg).await?;
     let (added, unchanged) = motcua::import_procedures(inst.store.as_ref(), &procs).await?;
-    motcua::audit::copy_checkpoint(inst.store.as_ref(), cfg).await?;
     println!("{added} procedure version(s) added, {unchanged} unchanged.");
+    motcua::audit::copy_checkpoint(inst.store.as_ref(), cfg).await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -478,8 +481,8 @@ async fn users(cfg: &Config, command: UserCmd) -> anyhow::Result<ExitCode> {
             motcua::system_audit("user.create", &serde_json::json!({ "username": username })),
         )
         .await?;
-    motcua::audit::copy_checkpoint(inst.store.as_ref(), cfg).await?;
     println!("Created user {} (id {}).", user.username, user.id);
+    motcua::audit::copy_checkpoint(inst.store.as_ref(), cfg).await?;
     Ok(ExitCode::SUCCESS)
 }
 

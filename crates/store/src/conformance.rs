@@ -1468,19 +1468,32 @@ pub async fn audit_checkpoint_and_state(store: &dyn Store) -> Result<(), String>
     row[col("id")] = Cell::Int(999);
     row[col("code")] = Cell::Text("UB00073-000101-0001".into());
     row[col("status")] = Cell::Text("completed".into());
+    // And one whose lifecycle (what its page shows) says another status
+    // than its column and records.
+    let mut other = e(store.bulk_export("dossiers", None, 1).await, "export")?.remove(0);
+    other[col("id")] = Cell::Int(998);
+    other[col("code")] = Cell::Text("UB00073-000101-0002".into());
+    let Cell::Text(lifecycle) = &other[col("lifecycle")] else {
+        return Err("the lifecycle is text".into());
+    };
+    let mut lifecycle: serde_json::Value =
+        serde_json::from_str(lifecycle).map_err(|x| x.to_string())?;
+    lifecycle["status"] = "withdrawn".into();
+    other[col("lifecycle")] = Cell::Text(lifecycle.to_string());
     e(
         store
             .bulk_import(&[TableRows {
                 table: "dossiers",
-                rows: vec![row],
+                rows: vec![row, other],
             }])
             .await,
-        "import a tampered row",
+        "import tampered rows",
     )?;
     let problems = e(store.dossier_state_problems(10).await, "state")?;
+    let named: Vec<&str> = problems.iter().map(|p| p.code.as_str()).collect();
     check(
-        problems.len() == 1 && problems[0].code.as_str() == "UB00073-000101-0001",
-        "the tampered dossier is named, and only it",
+        named == ["UB00073-000101-0001", "UB00073-000101-0002"],
+        "the tampered dossiers are named, and only they",
     )?;
     Ok(())
 }

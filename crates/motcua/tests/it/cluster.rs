@@ -35,6 +35,12 @@ impl PgDb {
             eprintln!("SKIPPED {test}: {URL_VAR} is not set (no PostgreSQL to test against)");
             return None;
         };
+        Some(Self::make(admin, test, "").await)
+    }
+
+    /// A new database on the server of `admin`, created with `CREATE
+    /// DATABASE <name> <options>`.
+    async fn make(admin: String, test: &str, options: &str) -> Self {
         static N: AtomicU32 = AtomicU32::new(0);
         let name = format!(
             "motcua_it_{}_{}_{}",
@@ -47,12 +53,30 @@ impl PgDb {
         let mut c = sqlx::PgConnection::connect(&admin)
             .await
             .expect("connect to the test server");
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "CREATE DATABASE {name} {options}"
+        )))
+        .execute(&mut c)
+        .await
+        .expect("create database");
+        let _ = c.close().await;
+        Self { admin, name, url }
+    }
+
+    /// A database of its own holding a copy of this one, dropped like it.
+    /// The connections still open to this one are ended first (a template
+    /// must have none).
+    pub async fn copy(&self, test: &str) -> Self {
+        let mut c = sqlx::PgConnection::connect(&self.admin)
+            .await
+            .expect("connect to the test server");
+        sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()")
+            .bind(&self.name)
             .execute(&mut c)
             .await
-            .expect("create database");
+            .expect("end the connections to the database copied");
         let _ = c.close().await;
-        Some(Self { admin, name, url })
+        Self::make(self.admin.clone(), test, &format!("TEMPLATE {}", self.name)).await
     }
 
     pub async fn connect(&self) -> sqlx::PgConnection {

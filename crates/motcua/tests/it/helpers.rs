@@ -53,13 +53,28 @@ pub async fn spawn_app_opts(exchange: bool) -> TestApp {
 /// [`spawn_app_opts`] with the configuration changed by `adjust` first.
 pub async fn spawn_app_with(exchange: bool, adjust: impl FnOnce(&mut Config)) -> TestApp {
     let dir = temp_dir("app");
+    let mut config = app_config(&dir, None);
+    adjust(&mut config);
+    start_app(dir, config, exchange).await
+}
+
+/// The configuration of [`spawn_app`] for an installation in `dir`, on
+/// `database_url` (by default SQLite in the data directory).
+pub fn app_config(dir: &std::path::Path, database_url: Option<String>) -> Config {
     let mut config = Config {
         data_dir: dir.join("data"),
         procedures_dir: workspace().join("procedures"),
+        database_url,
         ..Config::default()
     };
     config.exchange.listen = "127.0.0.1:0".into();
-    adjust(&mut config);
+    config
+}
+
+/// Starts the real application on the installation of `config` (in
+/// `dir`), seeding the demo data unless it is there already: a new
+/// installation, or one stopped with [`TestApp::stop`] started again.
+pub async fn start_app(dir: PathBuf, config: Config, exchange: bool) -> TestApp {
     let inst = motcua::open(&config).await.expect("open installation");
     motcua::demo::seed(inst.store.as_ref(), &config)
         .await

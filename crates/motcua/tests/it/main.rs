@@ -12,3 +12,4 @@ mod s3;
 mod scale;
 mod security;
 mod stories;
+mod tamper;

@@ -5,7 +5,7 @@ use motcua_domain::dossier::{Lifecycle, Role, Status};
 use motcua_domain::{AgencyCode, DossierCode};
 
 use super::audit::{AuditSigner, append_audit};
-use super::{Arg, Conn, args, marks, ms, rows};
+use super::{Arg, Conn, Dialect, args, marks, ms, rows};
 use crate::query::{self, FindSql};
 use crate::{
     Dossier, DossierSummary, DossierUpdate, LateDossier, NewDossier, QueueCount, StoreError,
@@ -403,14 +403,25 @@ pub(super) async fn late(
     .collect()
 }
 
-/// Dossiers whose status is not the one their newest audit record set.
+/// Dossiers whose status is not the one their newest audit record set, in
+/// the status column (what lists show) or in the lifecycle (what the
+/// dossier's page shows and its rules act on).
 pub(super) async fn state_problems(
     c: &mut dyn Conn,
     limit: u32,
 ) -> StoreResult<Vec<crate::StateProblem>> {
+    // The lifecycle's own status. A lifecycle that is not JSON gives NULL
+    // on SQLite (reported as unreadable); on PostgreSQL the cast fails the
+    // query, and with it `audit verify`.
+    let lifecycle_status = match c.dialect() {
+        Dialect::Sqlite => {
+            "CASE WHEN json_valid(d.lifecycle) THEN json_extract(d.lifecycle, '$.status') END"
+        }
+        Dialect::Postgres => "((d.lifecycle::jsonb ->> 'status') COLLATE \"C\")",
+    };
     let rows = c
         .fetch(
-            "SELECT code, status, audit_seq, a_seq, a_code, a_status, newest FROM (SELECT d.code, d.status, d.audit_seq, a.seq AS a_seq, a.dossier_code AS a_code, a.to_status AS a_status, (SELECT MAX(b.seq) FROM audit b WHERE b.dossier_code = d.code AND b.to_status IS NOT NULL) AS newest FROM dossiers d LEFT JOIN audit a ON a.seq = d.audit_seq) x WHERE a_seq IS NULL OR a_code IS DISTINCT FROM code OR a_status IS DISTINCT FROM status OR newest IS DISTINCT FROM audit_seq ORDER BY code LIMIT $1",
+            &format!("SELECT code, status, l_status, audit_seq, a_seq, a_code, a_status, newest FROM (SELECT d.code, d.status, {lifecycle_status} AS l_status, d.audit_seq, a.seq AS a_seq, a.dossier_code AS a_code, a.to_status AS a_status, (SELECT MAX(b.seq) FROM audit b WHERE b.dossier_code = d.code AND b.to_status IS NOT NULL) AS newest FROM dossiers d LEFT JOIN audit a ON a.seq = d.audit_seq) x WHERE a_seq IS NULL OR a_code IS DISTINCT FROM code OR a_status IS DISTINCT FROM status OR l_status IS DISTINCT FROM status OR newest IS DISTINCT FROM audit_seq ORDER BY code LIMIT $1"),
             args![i64::from(limit)],
         )
         .await?;
@@ -418,6 +429,7 @@ pub(super) async fn state_problems(
         .map(|r| {
             let status = r.text("status")?;
             let audit_seq = r.opt_int("audit_seq")?;
+            let lifecycle = r.opt_text("l_status")?;
             let reason = match (audit_seq, r.opt_int("a_seq")?) {
                 (None, _) => "it names no audit record".to_string(),
                 (Some(s), None) => format!("its audit record {s} is missing"),
@@ -427,6 +439,10 @@ pub(super) async fn state_problems(
                 (Some(s), Some(_)) if r.opt_text("a_status")?.as_deref() != Some(&status) => format!(
                     "its status {status} is not the {} set by its audit record {s} (changed outside the application)",
                     r.opt_text("a_status")?.unwrap_or_default()
+                ),
+                (Some(s), Some(_)) if lifecycle.as_deref() != Some(&status) => format!(
+                    "its lifecycle's status {} is not the {status} set by its audit record {s} (changed outside the application)",
+                    lifecycle.as_deref().unwrap_or("(unreadable)")
                 ),
                 (Some(s), Some(_)) => format!(
                     "its audit record {s} is not its newest ({})",
