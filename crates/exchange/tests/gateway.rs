@@ -1,6 +1,7 @@
 //! The gateway over real HTTP: real upstream servers and the gateway router
 //! on 127.0.0.1, the message log in a temporary directory.
-
+// Tests read top to bottom as stories; the length limit is for code.
+#![allow(clippy::too_many_lines)]
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;

@@ -487,7 +487,7 @@ impl Backend for PostgresBackend {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::too_many_lines)]
 mod tests {
     use super::*;
     use std::collections::BTreeSet;

@@ -1,6 +1,8 @@
 //! The story tests every storage backend must pass. A backend crate calls
 //! [`run_all`] (or each story) on a fresh, migrated, empty store. A
 //! behaviour this suite does not test does not exist.
+// Stories read top to bottom as the tests they are.
+#![allow(clippy::too_many_lines)]
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use motcua_domain::audit::{AuditEntry, verify_chain};

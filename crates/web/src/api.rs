@@ -267,6 +267,52 @@ async fn store_uploads(
     Ok(out)
 }
 
+/// The applicant of a dossier received at the counter, as the officer
+/// typed them; problems go to `errs`.
+async fn counter_applicant(
+    st: &AppState,
+    a: &crate::views::ApplicantInput,
+    errs: &mut Vec<FieldProblem>,
+) -> Result<Applicant, ApiError> {
+    let nid = NationalId::parse(&a.national_id);
+    if nid.is_err() {
+        errs.push(FieldProblem::new(
+            "applicant.national_id",
+            "invalid-national-id",
+        ));
+    }
+    let full_name = motcua_domain::text::nfc(a.full_name.trim());
+    if full_name.chars().count() < 2 {
+        errs.push(FieldProblem::new("applicant.full_name", "required"));
+    }
+    let phone = a
+        .phone
+        .as_deref()
+        .filter(|s| !s.trim().is_empty())
+        .and_then(|s| {
+            parse_phone(s)
+                .map_err(|_| errs.push(FieldProblem::new("applicant.phone", "invalid-phone")))
+                .ok()
+        });
+    // An applicant whose account holds this number *verified* sees the
+    // dossier under "my dossiers"; a typed number links nothing.
+    let owner = match &nid {
+        Ok(n) => st
+            .store
+            .user_by_verified_national_id(n.as_str())
+            .await?
+            .map(|u| u.id),
+        Err(_) => None,
+    };
+    Ok(Applicant {
+        user_id: owner,
+        full_name,
+        national_id: nid.map(|n| n.to_string()).unwrap_or_default(),
+        phone,
+        email: a.email.clone().filter(|e| !e.trim().is_empty()),
+    })
+}
+
 /// `POST /api/v1/dossiers`: online submission by a citizen, or counter
 /// reception of a paper dossier by a one-stop officer.
 #[utoipa::path(post, path = "/api/v1/dossiers", tag = "dossiers",
@@ -343,43 +389,7 @@ pub async fn submit(
             .applicant
             .as_ref()
             .ok_or_else(|| ApiError::field("applicant", "applicant-required"))?;
-        let nid = NationalId::parse(&a.national_id);
-        if nid.is_err() {
-            errs.push(FieldProblem::new(
-                "applicant.national_id",
-                "invalid-national-id",
-            ));
-        }
-        let full_name = motcua_domain::text::nfc(a.full_name.trim());
-        if full_name.chars().count() < 2 {
-            errs.push(FieldProblem::new("applicant.full_name", "required"));
-        }
-        let phone = a
-            .phone
-            .as_deref()
-            .filter(|s| !s.trim().is_empty())
-            .and_then(|s| {
-                parse_phone(s)
-                    .map_err(|_| errs.push(FieldProblem::new("applicant.phone", "invalid-phone")))
-                    .ok()
-            });
-        // An applicant whose account holds this number *verified* sees the
-        // dossier under "my dossiers"; a typed number links nothing.
-        let owner = match &nid {
-            Ok(n) => st
-                .store
-                .user_by_verified_national_id(n.as_str())
-                .await?
-                .map(|u| u.id),
-            Err(_) => None,
-        };
-        Applicant {
-            user_id: owner,
-            full_name,
-            national_id: nid.map(|n| n.to_string()).unwrap_or_default(),
-            phone,
-            email: a.email.clone().filter(|e| !e.trim().is_empty()),
-        }
+        counter_applicant(&st, a, &mut errs).await?
     };
 
     let today = motcua_store::vietnam_day(st.clock.now());

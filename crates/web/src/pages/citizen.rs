@@ -567,7 +567,6 @@ fn doc_input(
     a: &Attempt,
     errs: &BTreeMap<String, FieldProblem>,
 ) -> DocInput {
-    let l = ctx.lang.code();
     let kept: Vec<KeptView> = a
         .kept
         .get(&d.id)
@@ -581,11 +580,23 @@ fn doc_input(
         })
         .unwrap_or_default();
     DocInput {
-        html_id: format!("d-{}", d.id),
-        name: format!("document:{}", d.id),
         kept_name: format!("kept:{}", d.id),
-        label: d.name.get(l).to_string(),
         required: d.required,
+        error: errs.get(&d.id).map(|e| problem_text(ctx.lang, e)),
+        kept,
+        ..upload_input(ctx, d, "d")
+    }
+}
+
+/// A file input for document `d`, its id prefixed with `prefix`: optional,
+/// nothing kept, no error.
+fn upload_input(ctx: &Ctx, d: &motcua_domain::procedure::DocumentSpec, prefix: &str) -> DocInput {
+    DocInput {
+        html_id: format!("{prefix}-{}", d.id),
+        name: format!("document:{}", d.id),
+        kept_name: String::new(),
+        label: d.name.get(ctx.lang.code()).to_string(),
+        required: false,
         accept_attr: d
             .accept
             .iter()
@@ -594,9 +605,90 @@ fn doc_input(
             .join(","),
         accept_text: d.accept.join(", ").to_uppercase(),
         multiple: d.max_count > 1,
-        error: errs.get(&d.id).map(|e| problem_text(ctx.lang, e)),
-        kept,
+        error: None,
+        kept: Vec::new(),
     }
+}
+
+/// What the apply form says about registry data: read (with the exchange's
+/// id), or why it was not.
+fn prefill_notes(ctx: &Ctx, pf: &PrefillForm) -> Vec<(bool, String)> {
+    let l = ctx.lang.code();
+    let mut prefill_notes = Vec::new();
+    match (&pf.done, pf.problem) {
+        (Some((done, _)), _) => {
+            for src in &done.sources {
+                let mut args = serde_json::Map::new();
+                args.insert("registry".into(), src.name.get(l).into());
+                let ok = src.origin == prefill::Origin::Exchange;
+                let key = match (&src.origin, src.reason.as_deref()) {
+                    (prefill::Origin::Exchange, _) => {
+                        args.insert(
+                            "id".into(),
+                            src.x_road_id.clone().unwrap_or_default().into(),
+                        );
+                        "prefill-done"
+                    }
+                    (_, Some("not-found")) => "prefill-not-found",
+                    (_, Some("invalid-answer")) => "prefill-invalid-answer",
+                    _ => "prefill-unreachable",
+                };
+                prefill_notes.push((ok, ctx.lang.text_with(key, &args)));
+            }
+        }
+        (None, Some(TokenProblem::Expired)) => {
+            prefill_notes.push((false, ctx.t("prefill-expired")))
+        }
+        (None, Some(TokenProblem::Invalid)) => {
+            prefill_notes.push((false, ctx.t("prefill-invalid")))
+        }
+        (None, None) if pf.unverified => {
+            prefill_notes.push((false, ctx.t("prefill-needs-verification")))
+        }
+        (None, None) => {}
+    }
+    prefill_notes
+}
+
+/// The error summary of the apply form, in the order of the page, each
+/// linked to its input.
+fn error_summary(
+    ctx: &Ctx,
+    a: &Attempt,
+    errs: &BTreeMap<String, FieldProblem>,
+    applicant: &[FieldView],
+    unit_error: Option<&str>,
+    fields: &[FieldView],
+    documents: &[DocInput],
+) -> Vec<(String, String)> {
+    let mut summary = Vec::new();
+    for f in applicant {
+        if let Some(e) = &f.error {
+            summary.push((format!("#{}", f.html_id), format!("{}: {e}", f.label)));
+        }
+    }
+    if let Some(e) = unit_error {
+        summary.push(("#unit-code".into(), format!("{}: {e}", ctx.t("page-unit"))));
+    }
+    for f in fields {
+        if let Some(e) = &f.error {
+            summary.push((format!("#{}", f.html_id), format!("{}: {e}", f.label)));
+        }
+    }
+    for d in documents {
+        if let Some(e) = &d.error {
+            summary.push((format!("#{}", d.html_id), format!("{}: {e}", d.label)));
+        }
+    }
+    for e in &a.errors {
+        if !errs.contains_key(&e.field) || summary.is_empty() {
+            // errors not tied to an input
+            if !summary.iter().any(|(h, _)| h.ends_with(&e.field)) && e.field.is_empty() {
+                summary.push((String::new(), problem_text(ctx.lang, e)));
+            }
+        }
+    }
+    summary
 }
 
 /// Renders the apply form (online, or counter reception when `counter`).
@@ -653,34 +745,16 @@ pub fn render_apply(
         .iter()
         .map(|d| doc_input(ctx, p, d, a, &errs))
         .collect();
-    let mut summary = Vec::new();
-    for f in &applicant {
-        if let Some(e) = &f.error {
-            summary.push((format!("#{}", f.html_id), format!("{}: {e}", f.label)));
-        }
-    }
     let unit_error = errs.get("unit_code").map(|e| problem_text(ctx.lang, e));
-    if let Some(e) = &unit_error {
-        summary.push(("#unit-code".into(), format!("{}: {e}", ctx.t("page-unit"))));
-    }
-    for f in &fields {
-        if let Some(e) = &f.error {
-            summary.push((format!("#{}", f.html_id), format!("{}: {e}", f.label)));
-        }
-    }
-    for d in &documents {
-        if let Some(e) = &d.error {
-            summary.push((format!("#{}", d.html_id), format!("{}: {e}", d.label)));
-        }
-    }
-    for e in &a.errors {
-        if !errs.contains_key(&e.field) || summary.is_empty() {
-            // errors not tied to an input
-            if !summary.iter().any(|(h, _)| h.ends_with(&e.field)) && e.field.is_empty() {
-                summary.push((String::new(), problem_text(ctx.lang, e)));
-            }
-        }
-    }
+    let summary = error_summary(
+        ctx,
+        a,
+        &errs,
+        &applicant,
+        unit_error.as_deref(),
+        &fields,
+        &documents,
+    );
     let kept_note = documents.iter().any(|d| !d.kept.is_empty());
     let title = if counter {
         ctx.t("page-counter")
@@ -710,39 +784,7 @@ pub fn render_apply(
                 .collect(),
         }
     });
-    let mut prefill_notes = Vec::new();
-    match (&pf.done, pf.problem) {
-        (Some((done, _)), _) => {
-            for src in &done.sources {
-                let mut args = serde_json::Map::new();
-                args.insert("registry".into(), src.name.get(l).into());
-                let ok = src.origin == prefill::Origin::Exchange;
-                let key = match (&src.origin, src.reason.as_deref()) {
-                    (prefill::Origin::Exchange, _) => {
-                        args.insert(
-                            "id".into(),
-                            src.x_road_id.clone().unwrap_or_default().into(),
-                        );
-                        "prefill-done"
-                    }
-                    (_, Some("not-found")) => "prefill-not-found",
-                    (_, Some("invalid-answer")) => "prefill-invalid-answer",
-                    _ => "prefill-unreachable",
-                };
-                prefill_notes.push((ok, ctx.lang.text_with(key, &args)));
-            }
-        }
-        (None, Some(TokenProblem::Expired)) => {
-            prefill_notes.push((false, ctx.t("prefill-expired")))
-        }
-        (None, Some(TokenProblem::Invalid)) => {
-            prefill_notes.push((false, ctx.t("prefill-invalid")))
-        }
-        (None, None) if pf.unverified => {
-            prefill_notes.push((false, ctx.t("prefill-needs-verification")))
-        }
-        (None, None) => {}
-    }
+    let prefill_notes = prefill_notes(ctx, pf);
     let page = ApplyPage {
         consent,
         prefill_notes,
@@ -1557,20 +1599,9 @@ fn action_forms(
         .collect()
 }
 
-async fn render_dossier(
-    st: &AppState,
-    ctx: &Ctx,
-    user: &User,
-    d: &Dossier,
-    flash: Option<String>,
-    failed: Option<(Action, String, String)>,
-) -> PageResult {
-    let lang = ctx.lang;
-    let l = lang.code();
-    let p = procedure_of(st, d).await?;
+/// The dates (and the outcome) of a dossier as its page lists them.
+fn dossier_dates(ctx: &Ctx, d: &Dossier) -> Vec<(String, String)> {
     let lc = &d.lifecycle;
-    let staff = crate::auth::is_staff(user);
-    let agency = st.store.agency(&d.agency_code).await?;
     let mut dates = vec![(ctx.t("page-submitted-at"), fmt_dt(d.submitted_at))];
     for (k, v) in [
         ("page-accepted-at", lc.accepted_at),
@@ -1590,7 +1621,12 @@ async fn render_dossier(
         };
         dates.push((ctx.t("page-outcome"), ctx.t(k)));
     }
-    let reason = lc.last_note.as_ref().and_then(|n| {
+    dates
+}
+
+/// The reason given for the dossier's current status, if it needs one.
+fn reason_of(ctx: &Ctx, lc: &motcua_domain::dossier::Lifecycle) -> Option<(String, String)> {
+    lc.last_note.as_ref().and_then(|n| {
         let k = match lc.status {
             Status::NotAccepted => "page-reason-refused",
             Status::SupplementRequested => "page-reason-supplement",
@@ -1604,13 +1640,12 @@ async fn render_dossier(
             _ => return None,
         };
         Some((ctx.t(k), n.clone()))
-    });
-    let apologies = lc
-        .apologies
-        .iter()
-        .map(|a| (fmt_dt(a.at), fmt_dt(a.new_due_at), a.reason.clone()))
-        .collect();
-    let applicant = vec![
+    })
+}
+
+/// Who applied, and through which channel.
+fn applicant_facts(ctx: &Ctx, d: &Dossier) -> Vec<(String, String)> {
+    vec![
         (ctx.t("reg-full-name"), d.applicant.full_name.clone()),
         (ctx.t("reg-national-id"), d.applicant.national_id.clone()),
         (
@@ -1625,7 +1660,50 @@ async fn render_dossier(
             ctx.t("page-channel"),
             ctx.t(&format!("channel-{}", d.channel.as_str())),
         ),
-    ];
+    ]
+}
+
+/// The dossier's documents: (document, file name, link, stage).
+fn document_links(ctx: &Ctx, p: &Procedure, d: &Dossier) -> Vec<(String, String, String, String)> {
+    let l = ctx.lang.code();
+    d.documents
+        .iter()
+        .enumerate()
+        .map(|(i, doc)| {
+            (
+                p.document(&doc.document_id)
+                    .map(|s| s.name.get(l).to_string())
+                    .unwrap_or_else(|| doc.document_id.clone()),
+                doc.filename.clone(),
+                format!("/ho-so/{}/tai-lieu/{i}", d.code),
+                ctx.t(&format!("stage-{}", doc.stage)),
+            )
+        })
+        .collect()
+}
+
+async fn render_dossier(
+    st: &AppState,
+    ctx: &Ctx,
+    user: &User,
+    d: &Dossier,
+    flash: Option<String>,
+    failed: Option<(Action, String, String)>,
+) -> PageResult {
+    let lang = ctx.lang;
+    let l = lang.code();
+    let p = procedure_of(st, d).await?;
+    let lc = &d.lifecycle;
+    let staff = crate::auth::is_staff(user);
+    let agency = st.store.agency(&d.agency_code).await?;
+    let dates = dossier_dates(ctx, d);
+    let reason = reason_of(ctx, lc);
+    let apologies = lc
+        .apologies
+        .iter()
+        .map(|a| (fmt_dt(a.at), fmt_dt(a.new_due_at), a.reason.clone()))
+        .collect();
+    let applicant = applicant_facts(ctx, d);
     let fields = p
         .fields
         .iter()
@@ -1639,21 +1717,7 @@ async fn render_dossier(
         })
         .collect();
     let sources = source_lines(ctx, &p, &d.fields);
-    let documents = d
-        .documents
-        .iter()
-        .enumerate()
-        .map(|(i, doc)| {
-            (
-                p.document(&doc.document_id)
-                    .map(|s| s.name.get(l).to_string())
-                    .unwrap_or_else(|| doc.document_id.clone()),
-                doc.filename.clone(),
-                format!("/ho-so/{}/tai-lieu/{i}", d.code),
-                ctx.t(&format!("stage-{}", doc.stage)),
-            )
-        })
-        .collect();
+    let documents = document_links(ctx, &p, d);
     let now = st.clock.now();
     let steps = step_views(ctx, &p, lc, now);
     let events = timeline(st, &d.code)
@@ -1685,23 +1749,7 @@ async fn render_dossier(
     let supplement_docs = if allowed.contains(&Action::Supplement) {
         p.documents
             .iter()
-            .map(|doc| DocInput {
-                html_id: format!("s-{}", doc.id),
-                name: format!("document:{}", doc.id),
-                kept_name: String::new(),
-                label: doc.name.get(l).to_string(),
-                required: false,
-                accept_attr: doc
-                    .accept
-                    .iter()
-                    .map(|e| format!(".{e}"))
-                    .collect::<Vec<_>>()
-                    .join(","),
-                accept_text: doc.accept.join(", ").to_uppercase(),
-                multiple: doc.max_count > 1,
-                error: None,
-                kept: Vec::new(),
-            })
+            .map(|doc| upload_input(ctx, doc, "s"))
             .collect()
     } else {
         Vec::new()
