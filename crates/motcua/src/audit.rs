@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use ed25519_dalek::SigningKey;
-use motcua_domain::audit::{ChainVerifier, Checkpoint};
+use motcua_domain::audit::Checkpoint;
 use motcua_store::Store;
 use serde::{Deserialize, Serialize};
 
@@ -226,18 +226,10 @@ async fn check_anchor(
 
 /// Verifies the whole chain, its anchors, and every dossier's status.
 pub async fn verify(store: &dyn Store, cfg: &Config) -> anyhow::Result<Verdict> {
-    let mut v = ChainVerifier::new();
-    let mut after = 0;
-    loop {
-        let batch = store.audit_records(after, 5000).await?;
-        let Some(last) = batch.last() else { break };
-        after = last.seq;
-        for r in &batch {
-            if let Err(e) = v.push(r) {
-                return Ok(broken(format!("record {}", e.seq), e.reason));
-            }
-        }
-    }
+    let records = match crate::verify_audit(store).await? {
+        Ok(n) => n,
+        Err(e) => return Ok(broken(format!("record {}", e.seq), e.reason)),
+    };
     let head = store.audit_head().await?;
     let head_ref = head.as_ref().map(|(s, h)| (*s, h.as_str()));
     let key = load_or_create_key(cfg)?.verifying_key();
@@ -268,7 +260,7 @@ pub async fn verify(store: &dyn Store, cfg: &Config) -> anyhow::Result<Verdict> 
         .map(|c| c.seq)
         .max();
     Ok(Verdict::Intact {
-        records: v.count(),
+        records,
         anchored_at,
     })
 }
