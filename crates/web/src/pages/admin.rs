@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use askama::Template;
-use axum::extract::{Multipart, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use chrono::Datelike;
@@ -20,6 +20,7 @@ use motcua_domain::{AgencyCode, UnitCode};
 use motcua_store::{ImportOutcome, NewUser, StoreError, StoredProcedure, User};
 use serde::Deserialize;
 
+use super::access::{AdminPage, CheckedMultipart};
 use super::*;
 use crate::AppState;
 use crate::error::ApiError;
@@ -37,7 +38,7 @@ const AGENCY_ROLES: [Role; 4] = [
 const PROVINCE_ROLES: [Role; 2] = [Role::ProvinceAdmin, Role::IocViewer];
 
 /// The signed-in administrator and the agencies they manage.
-struct Admin {
+pub(crate) struct Admin {
     user: User,
     /// `ProvinceAdmin` or `AgencyAdmin`, as recorded in the audit chain.
     role: Role,
@@ -84,12 +85,9 @@ async fn province_of(st: &AppState, u: &UnitCode) -> Result<Option<UnitCode>, Ap
     }
 }
 
-/// The administrator of this request, a redirect to log in, or 403.
-async fn admin(st: &AppState, ctx: &Ctx) -> Result<Result<Admin, Redirect>, ApiError> {
-    let user = match ctx.require_user() {
-        Ok(u) => u,
-        Err(r) => return Ok(Err(r)),
-    };
+/// `user` as an administrator, with the agencies they manage (403 for
+/// anyone else).
+pub(crate) async fn admin_of(st: &AppState, user: User) -> Result<Admin, ApiError> {
     let role = if crate::auth::has(&user, Role::ProvinceAdmin) {
         Role::ProvinceAdmin
     } else if crate::auth::has(&user, Role::AgencyAdmin) {
@@ -125,21 +123,12 @@ async fn admin(st: &AppState, ctx: &Ctx) -> Result<Result<Admin, Redirect>, ApiE
     } else {
         vec![mine]
     };
-    Ok(Ok(Admin {
+    Ok(Admin {
         user,
         role,
         province,
         agencies,
-    }))
-}
-
-macro_rules! admin_or_login {
-    ($st:expr, $ctx:expr) => {
-        match admin($st, $ctx).await? {
-            Ok(a) => a,
-            Err(r) => return Ok(r.into_response()),
-        }
-    };
+    })
 }
 
 fn agency_name(lang: crate::i18n::Lang, a: &Agency) -> String {
@@ -237,8 +226,7 @@ struct HomePage<'a> {
 }
 
 /// `GET /quan-tri`: what the administrator manages.
-pub async fn home(State(st): State<AppState>, ctx: Ctx) -> PageResult {
-    let a = admin_or_login!(&st, &ctx);
+pub async fn home(State(st): State<AppState>, ctx: Ctx, AdminPage(a): AdminPage) -> PageResult {
     let users = st
         .store
         .users()
@@ -443,8 +431,12 @@ async fn render_users(st: &AppState, ctx: &Ctx, a: &Admin, v: UsersView) -> Page
 
 /// `GET /quan-tri/nguoi-dung`: the users of the administrator's scope and
 /// the form to create one.
-pub async fn users(State(st): State<AppState>, ctx: Ctx, Query(q): Query<DoneQuery>) -> PageResult {
-    let a = admin_or_login!(&st, &ctx);
+pub async fn users(
+    State(st): State<AppState>,
+    ctx: Ctx,
+    AdminPage(a): AdminPage,
+    Query(q): Query<DoneQuery>,
+) -> PageResult {
     let view = UsersView {
         flash: flash_of(&ctx, &q),
         secret: None,
@@ -457,10 +449,12 @@ pub async fn users(State(st): State<AppState>, ctx: Ctx, Query(q): Query<DoneQue
 }
 
 /// `POST /quan-tri/nguoi-dung`: creates a staff account.
-pub async fn create_user(State(st): State<AppState>, ctx: Ctx, mp: Multipart) -> PageResult {
-    let form = FormData::read(&st, mp).await?;
-    ctx.check_csrf(form.get("csrf"))?;
-    let a = admin_or_login!(&st, &ctx);
+pub async fn create_user(
+    State(st): State<AppState>,
+    ctx: Ctx,
+    AdminPage(a): AdminPage,
+    CheckedMultipart(form): CheckedMultipart,
+) -> PageResult {
     let lang = ctx.lang;
     let username = form.get("username").unwrap_or_default().trim().to_string();
     let full_name = motcua_domain::text::nfc(form.get("full_name").unwrap_or_default().trim());
@@ -584,13 +578,10 @@ async fn managed_user(st: &AppState, a: &Admin, id: i64) -> Result<User, ApiErro
 /// also ends every session of the user) or enables an account.
 pub async fn set_disabled(
     State(st): State<AppState>,
-    ctx: Ctx,
+    AdminPage(a): AdminPage,
     Path(id): Path<i64>,
-    mp: Multipart,
+    CheckedMultipart(form): CheckedMultipart,
 ) -> PageResult {
-    let form = FormData::read(&st, mp).await?;
-    ctx.check_csrf(form.get("csrf"))?;
-    let a = admin_or_login!(&st, &ctx);
     let u = managed_user(&st, &a, id).await?;
     let disabled = form.get("disabled") == Some("1");
     let action = if disabled {
@@ -618,12 +609,10 @@ pub async fn set_disabled(
 pub async fn reset_password(
     State(st): State<AppState>,
     ctx: Ctx,
+    AdminPage(a): AdminPage,
     Path(id): Path<i64>,
-    mp: Multipart,
+    CheckedMultipart(form): CheckedMultipart,
 ) -> PageResult {
-    let form = FormData::read(&st, mp).await?;
-    ctx.check_csrf(form.get("csrf"))?;
-    let a = admin_or_login!(&st, &ctx);
     let u = managed_user(&st, &a, id).await?;
     let given = form.get("password").unwrap_or_default().to_string();
     if !given.is_empty() && given.chars().count() < 8 {
@@ -782,9 +771,9 @@ async fn render_agencies(
 pub async fn agencies(
     State(st): State<AppState>,
     ctx: Ctx,
+    AdminPage(a): AdminPage,
     Query(q): Query<DoneQuery>,
 ) -> PageResult {
-    let a = admin_or_login!(&st, &ctx);
     let form = AgencyForm {
         kind: AgencyKind::CommunePeoplesCommittee.as_str().into(),
         ..Default::default()
@@ -796,9 +785,9 @@ pub async fn agencies(
 pub async fn agency_edit(
     State(st): State<AppState>,
     ctx: Ctx,
+    AdminPage(a): AdminPage,
     Path(code): Path<String>,
 ) -> PageResult {
-    let a = admin_or_login!(&st, &ctx);
     if !a.is_province() {
         return Err(ApiError::forbidden());
     }
@@ -819,10 +808,12 @@ pub async fn agency_edit(
 }
 
 /// `POST /quan-tri/co-quan`: creates (`mode=create`) or updates an agency.
-pub async fn agency_save(State(st): State<AppState>, ctx: Ctx, mp: Multipart) -> PageResult {
-    let form = FormData::read(&st, mp).await?;
-    ctx.check_csrf(form.get("csrf"))?;
-    let a = admin_or_login!(&st, &ctx);
+pub async fn agency_save(
+    State(st): State<AppState>,
+    ctx: Ctx,
+    AdminPage(a): AdminPage,
+    CheckedMultipart(form): CheckedMultipart,
+) -> PageResult {
     if !a.is_province() {
         return Err(ApiError::forbidden());
     }
@@ -1011,9 +1002,9 @@ async fn render_procedures(
 pub async fn procedures(
     State(st): State<AppState>,
     ctx: Ctx,
+    AdminPage(a): AdminPage,
     Query(q): Query<DoneQuery>,
 ) -> PageResult {
-    let a = admin_or_login!(&st, &ctx);
     if let Some(code) = q.ma.as_deref().map(str::trim).filter(|c| !c.is_empty()) {
         return Ok(
             Redirect::to(&format!("/quan-tri/thu-tuc/{}", url_encode(code))).into_response(),
@@ -1032,10 +1023,12 @@ pub async fn procedures(
 }
 
 /// `POST /quan-tri/thu-tuc/nhap`: imports a procedure file after the lint.
-pub async fn import_procedure(State(st): State<AppState>, ctx: Ctx, mp: Multipart) -> PageResult {
-    let form = FormData::read(&st, mp).await?;
-    ctx.check_csrf(form.get("csrf"))?;
-    let a = admin_or_login!(&st, &ctx);
+pub async fn import_procedure(
+    State(st): State<AppState>,
+    ctx: Ctx,
+    AdminPage(a): AdminPage,
+    CheckedMultipart(form): CheckedMultipart,
+) -> PageResult {
     if !a.is_province() {
         return Err(ApiError::forbidden());
     }
@@ -1163,10 +1156,10 @@ struct ProcedurePage<'a> {
 pub async fn procedure_latest(
     State(st): State<AppState>,
     ctx: Ctx,
+    AdminPage(a): AdminPage,
     Path(code): Path<String>,
     Query(q): Query<DoneQuery>,
 ) -> PageResult {
-    let a = admin_or_login!(&st, &ctx);
     render_procedure(&st, &ctx, &a, &code, None, &q).await
 }
 
@@ -1174,10 +1167,10 @@ pub async fn procedure_latest(
 pub async fn procedure_version(
     State(st): State<AppState>,
     ctx: Ctx,
+    AdminPage(a): AdminPage,
     Path((code, version)): Path<(String, u32)>,
     Query(q): Query<DoneQuery>,
 ) -> PageResult {
-    let a = admin_or_login!(&st, &ctx);
     render_procedure(&st, &ctx, &a, &code, Some(version), &q).await
 }
 
@@ -1300,13 +1293,10 @@ async fn render_procedure(
 /// (`enabled=1`) or disables a version.
 pub async fn procedure_toggle(
     State(st): State<AppState>,
-    ctx: Ctx,
+    AdminPage(a): AdminPage,
     Path((code, version)): Path<(String, u32)>,
-    mp: Multipart,
+    CheckedMultipart(form): CheckedMultipart,
 ) -> PageResult {
-    let form = FormData::read(&st, mp).await?;
-    ctx.check_csrf(form.get("csrf"))?;
-    let a = admin_or_login!(&st, &ctx);
     if !a.is_province() {
         return Err(ApiError::forbidden());
     }
@@ -1354,13 +1344,10 @@ pub async fn procedure_toggle(
 /// `unavailable` or `reset` (back to the province's or the default).
 pub async fn procedure_availability(
     State(st): State<AppState>,
-    ctx: Ctx,
+    AdminPage(a): AdminPage,
     Path(code): Path<String>,
-    mp: Multipart,
+    CheckedMultipart(form): CheckedMultipart,
 ) -> PageResult {
-    let form = FormData::read(&st, mp).await?;
-    ctx.check_csrf(form.get("csrf"))?;
-    let a = admin_or_login!(&st, &ctx);
     let province = a
         .province
         .clone()
@@ -1440,9 +1427,9 @@ struct LinksPage<'a> {
 pub async fn link_reviews(
     State(st): State<AppState>,
     ctx: Ctx,
+    AdminPage(a): AdminPage,
     Query(q): Query<DoneQuery>,
 ) -> PageResult {
-    let a = admin_or_login!(&st, &ctx);
     let rows = st
         .store
         .link_reviews(false)
@@ -1476,13 +1463,10 @@ pub async fn link_reviews(
 /// `POST /quan-tri/lien-ket-ho-so/{id}`: `decision` is `keep` or `remove`.
 pub async fn link_review_decide(
     State(st): State<AppState>,
-    ctx: Ctx,
+    AdminPage(a): AdminPage,
     Path(id): Path<String>,
-    mp: Multipart,
+    CheckedMultipart(form): CheckedMultipart,
 ) -> PageResult {
-    let form = FormData::read(&st, mp).await?;
-    ctx.check_csrf(form.get("csrf"))?;
-    let a = admin_or_login!(&st, &ctx);
     let id: i64 = id.parse().map_err(|_| ApiError::not_found())?;
     let review = st
         .store
@@ -1582,9 +1566,9 @@ impl HolidaysPage<'_> {
 pub async fn holidays(
     State(st): State<AppState>,
     ctx: Ctx,
+    AdminPage(a): AdminPage,
     Query(q): Query<DoneQuery>,
 ) -> PageResult {
-    let a = admin_or_login!(&st, &ctx);
     let flash = flash_of(&ctx, &q);
     render_holidays(&st, &ctx, &a, flash, BTreeMap::new(), Vec::new()).await
 }
@@ -1788,12 +1772,14 @@ fn apply_day_change(
 /// day: `date`) or `delete` (remove the override `kind` on `date`). The
 /// new overrides are written with their audit record and put in force on
 /// this node at once; other nodes reload them within a minute.
-pub async fn holidays_save(State(st): State<AppState>, ctx: Ctx, mp: Multipart) -> PageResult {
+pub async fn holidays_save(
+    State(st): State<AppState>,
+    ctx: Ctx,
+    AdminPage(a): AdminPage,
+    CheckedMultipart(form): CheckedMultipart,
+) -> PageResult {
     use motcua_domain::calendar::WorkingCalendar;
 
-    let form = FormData::read(&st, mp).await?;
-    ctx.check_csrf(form.get("csrf"))?;
-    let a = admin_or_login!(&st, &ctx);
     if !a.is_province() {
         return Err(ApiError::forbidden());
     }

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use askama::Template;
-use axum::extract::{Multipart, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -18,6 +18,7 @@ use motcua_domain::{DossierCode, UnitCode};
 use motcua_store::{Applicant, Dossier, DossierQuery, StoredDocument, User};
 use serde::Deserialize;
 
+use super::access::{CheckedMultipart, CheckedMultipartKeeping, SignedIn};
 use super::*;
 use crate::AppState;
 use crate::error::{ApiError, FieldProblem};
@@ -813,12 +814,9 @@ pub fn render_apply(
 pub async fn apply_form(
     State(st): State<AppState>,
     ctx: Ctx,
+    SignedIn(user): SignedIn,
     Path(code): Path<String>,
 ) -> PageResult {
-    let user = match ctx.require_user() {
-        Ok(u) => u,
-        Err(r) => return Ok(r.into_response()),
-    };
     if !crate::auth::has(&user, motcua_domain::dossier::Role::Citizen) {
         return Err(ApiError::forbidden());
     }
@@ -1060,15 +1058,10 @@ pub struct Checked {
 pub async fn apply_submit(
     State(st): State<AppState>,
     ctx: Ctx,
+    SignedIn(user): SignedIn,
     Path(code): Path<String>,
-    mp: Multipart,
+    CheckedMultipartKeeping(form): CheckedMultipartKeeping,
 ) -> PageResult {
-    let form = FormData::read_keeping_input(&st, mp).await?;
-    ctx.check_csrf(form.get("csrf"))?;
-    let user = match ctx.require_user() {
-        Ok(u) => u,
-        Err(r) => return Ok(r.into_response()),
-    };
     if !crate::auth::has(&user, motcua_domain::dossier::Role::Citizen) {
         return Err(ApiError::forbidden());
     }
@@ -1177,11 +1170,12 @@ fn qr_svg(text: &str) -> String {
     }
 }
 
-pub async fn receipt(State(st): State<AppState>, ctx: Ctx, Path(code): Path<String>) -> PageResult {
-    let user = match ctx.require_user() {
-        Ok(u) => u,
-        Err(r) => return Ok(r.into_response()),
-    };
+pub async fn receipt(
+    State(st): State<AppState>,
+    ctx: Ctx,
+    SignedIn(user): SignedIn,
+    Path(code): Path<String>,
+) -> PageResult {
     let d = load_dossier(&st, &user, &code).await?;
     audit_view(&st, &user, &d, "dossier.view_personal_data").await?;
     let p = procedure_of(&st, &d).await?;
@@ -1316,11 +1310,11 @@ struct MyDossiersPage<'a> {
     identity_note: Option<String>,
 }
 
-pub async fn my_dossiers(State(st): State<AppState>, ctx: Ctx) -> PageResult {
-    let user = match ctx.require_user() {
-        Ok(u) => u,
-        Err(r) => return Ok(r.into_response()),
-    };
+pub async fn my_dossiers(
+    State(st): State<AppState>,
+    ctx: Ctx,
+    SignedIn(user): SignedIn,
+) -> PageResult {
     let q = DossierQuery {
         applicant_user_id: Some(user.id),
         limit: 200,
@@ -1486,13 +1480,10 @@ pub struct DossierQueryParams {
 pub async fn dossier(
     State(st): State<AppState>,
     ctx: Ctx,
+    SignedIn(user): SignedIn,
     Path(code): Path<String>,
     Query(q): Query<DossierQueryParams>,
 ) -> PageResult {
-    let user = match ctx.require_user() {
-        Ok(u) => u,
-        Err(r) => return Ok(r.into_response()),
-    };
     let d = load_dossier(&st, &user, &code).await?;
     audit_view(&st, &user, &d, "dossier.view_personal_data").await?;
     let flash = q
@@ -1799,13 +1790,9 @@ async fn render_dossier(
 /// `GET /ho-so/{code}/tai-lieu/{index}`: a document, inline; audited for staff.
 pub async fn document(
     State(st): State<AppState>,
-    ctx: Ctx,
+    SignedIn(user): SignedIn,
     Path((code, index)): Path<(String, String)>,
 ) -> PageResult {
-    let user = match ctx.require_user() {
-        Ok(u) => u,
-        Err(r) => return Ok(r.into_response()),
-    };
     let d = load_dossier(&st, &user, &code).await?;
     document_response(&st, &user, &d, &index).await
 }
@@ -1814,15 +1801,10 @@ pub async fn document(
 pub async fn act(
     State(st): State<AppState>,
     ctx: Ctx,
+    SignedIn(user): SignedIn,
     Path(code): Path<String>,
-    mp: Multipart,
+    CheckedMultipart(form): CheckedMultipart,
 ) -> PageResult {
-    let form = FormData::read(&st, mp).await?;
-    ctx.check_csrf(form.get("csrf"))?;
-    let user = match ctx.require_user() {
-        Ok(u) => u,
-        Err(r) => return Ok(r.into_response()),
-    };
     let code = DossierCode::parse(&code).map_err(|_| ApiError::not_found())?;
     let d = load_dossier(&st, &user, code.as_str()).await?;
     let p = procedure_of(&st, &d).await?;

@@ -13,11 +13,10 @@
 //! is shown on the answer itself, once.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use askama::Template;
 use axum::Router;
-use axum::extract::{Multipart, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::middleware;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -26,6 +25,8 @@ use motcua_domain::dossier::Role;
 use motcua_exchange::registry::{Endpoint, Service};
 use motcua_exchange::{ClientId, ServiceId};
 use motcua_store::User;
+
+use super::access::{CheckedMultipart, ExchangeAdminPage};
 use serde::Deserialize;
 
 use super::{Ctx, FormData, fmt_dt, fmt_opt, text_opt};
@@ -57,35 +58,6 @@ impl Ctx {
             .as_ref()
             .is_some_and(|u| crate::auth::has(u, Role::ProvinceAdmin))
     }
-}
-
-/// The province administrator of this request and the exchange; a redirect
-/// to log in, 403 for everyone else, 503 when the exchange is off.
-async fn province_admin(
-    st: &AppState,
-    ctx: &Ctx,
-) -> Result<Result<(User, Arc<ExchangeHandle>), Redirect>, ApiError> {
-    let user = match ctx.require_user() {
-        Ok(u) => u,
-        Err(r) => return Ok(Err(r)),
-    };
-    if !crate::auth::has(&user, Role::ProvinceAdmin) {
-        return Err(ApiError::forbidden());
-    }
-    let ex = st
-        .exchange
-        .clone()
-        .ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "exchange-disabled"))?;
-    Ok(Ok((user, ex)))
-}
-
-macro_rules! admin_or_login {
-    ($st:expr, $ctx:expr) => {
-        match province_admin($st, $ctx).await? {
-            Ok(a) => a,
-            Err(r) => return Ok(r.into_response()),
-        }
-    };
 }
 
 // ---------------------------------------------------------------------------
@@ -691,9 +663,9 @@ async fn render_registry(
 pub async fn registry(
     State(st): State<AppState>,
     ctx: Ctx,
+    ExchangeAdminPage(_, ex): ExchangeAdminPage,
     Query(q): Query<DoneQuery>,
 ) -> PageResult {
-    let (_, ex) = admin_or_login!(&st, &ctx);
     let flash = q
         .xong
         .as_deref()
@@ -710,10 +682,12 @@ pub async fn registry(
 
 /// `POST /quan-tri/lien-thong`: one change of the registry, named by `op`
 /// (see [`OPS`] for the fields of each).
-pub async fn registry_save(State(st): State<AppState>, ctx: Ctx, mp: Multipart) -> PageResult {
-    let form = FormData::read(&st, mp).await?;
-    ctx.check_csrf(form.get("csrf"))?;
-    let (user, ex) = admin_or_login!(&st, &ctx);
+pub async fn registry_save(
+    State(st): State<AppState>,
+    ctx: Ctx,
+    ExchangeAdminPage(user, ex): ExchangeAdminPage,
+    CheckedMultipart(form): CheckedMultipart,
+) -> PageResult {
     let op = form.get("op").unwrap_or_default().to_string();
     let Some(fields) = fields_of(&op) else {
         return Err(ApiError::bad_request("op"));
@@ -844,8 +818,7 @@ fn human_bytes(n: u64) -> String {
 /// `GET /quan-tri/lien-thong/giam-sat`: the gateway of this node — health
 /// of the message log, requests, errors and latency per service and per
 /// client since it started, and when the registry was last reloaded.
-pub async fn monitor(State(st): State<AppState>, ctx: Ctx) -> PageResult {
-    let (_, ex) = admin_or_login!(&st, &ctx);
+pub async fn monitor(ctx: Ctx, ExchangeAdminPage(_, ex): ExchangeAdminPage) -> PageResult {
     let status = ex.reload_status();
     let when = |t: Option<chrono::DateTime<chrono::Utc>>| {
         t.map(fmt_dt).unwrap_or_else(|| ctx.t("xadm-never"))

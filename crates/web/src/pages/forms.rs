@@ -4,6 +4,7 @@
 //! are built from the dossier's audit timeline and lifecycle. A form that
 //! does not apply to the dossier (no refusal, no apology …) is a 404.
 
+use super::access::SignedIn;
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -72,12 +73,9 @@ async fn full_name(st: &AppState, username: &str) -> Result<String, ApiError> {
 async fn load(
     st: &AppState,
     ctx: &Ctx,
+    user: User,
     code: &str,
-) -> Result<Result<(User, Source), Redirect>, ApiError> {
-    let user = match ctx.require_user() {
-        Ok(u) => u,
-        Err(r) => return Ok(Err(r)),
-    };
+) -> Result<(User, Source), ApiError> {
     if !crate::auth::is_staff(&user) {
         return Err(ApiError::forbidden());
     }
@@ -114,7 +112,7 @@ async fn load(
         events,
         d,
     };
-    Ok(Ok((user, src)))
+    Ok((user, src))
 }
 
 fn head(ctx: &Ctx, src: &Source, number: &'static str, at: DateTime<Utc>) -> FormHead {
@@ -153,11 +151,13 @@ struct IndexPage<'a> {
 
 /// `GET /ho-so/{code}/mau-phieu`: the forms of a dossier, those that apply
 /// as links.
-pub async fn index(State(st): State<AppState>, ctx: Ctx, Path(code): Path<String>) -> PageResult {
-    let (_user, src) = match load(&st, &ctx, &code).await? {
-        Ok(x) => x,
-        Err(r) => return Ok(r.into_response()),
-    };
+pub async fn index(
+    State(st): State<AppState>,
+    ctx: Ctx,
+    SignedIn(user): SignedIn,
+    Path(code): Path<String>,
+) -> PageResult {
+    let (_user, src) = load(&st, &ctx, user, &code).await?;
     let c = src.d.code.to_string();
     let lc = &src.d.lifecycle;
     let applies = [
@@ -405,6 +405,7 @@ async fn control_05(
 pub async fn form(
     State(st): State<AppState>,
     ctx: Ctx,
+    SignedIn(user): SignedIn,
     Path((code, n)): Path<(String, String)>,
 ) -> PageResult {
     if !matches!(n.as_str(), "01" | "02" | "03" | "04" | "05") {
@@ -415,10 +416,7 @@ pub async fn form(
             Redirect::to(&format!("/ho-so/{}/bien-nhan", url_encode(&code))).into_response(),
         );
     }
-    let (_user, src) = match load(&st, &ctx, &code).await? {
-        Ok(x) => x,
-        Err(r) => return Ok(r.into_response()),
-    };
+    let (_user, src) = load(&st, &ctx, user, &code).await?;
     let d = &src.d;
     let dossier_href = format!("/ho-so/{}", d.code);
     let common = args(&[

@@ -9,6 +9,7 @@
 //! can compute it, and every node derives the same value; anonymous forms
 //! (login, registration) use a double-submit cookie `motcua_csrf`.
 
+pub mod access;
 mod admin;
 mod citizen;
 pub mod exchange_admin;
@@ -349,6 +350,19 @@ impl FromRequestParts<AppState> for Ctx {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, ApiError> {
+        // Built once per request: the access extractors and the handler
+        // share it.
+        if let Some(ctx) = parts.extensions.get::<Ctx>() {
+            return Ok(ctx.clone());
+        }
+        let ctx = Self::build(parts, st).await?;
+        parts.extensions.insert(ctx.clone());
+        Ok(ctx)
+    }
+}
+
+impl Ctx {
+    async fn build(parts: &mut Parts, st: &AppState) -> Result<Self, ApiError> {
         let headers = &parts.headers;
         let lang = lang_of(headers);
         let secure = is_secure(parts);

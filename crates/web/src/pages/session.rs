@@ -1,13 +1,13 @@
 //! Signing in and out, registration.
 
 use askama::Template;
-use axum::Form;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use motcua_store::User;
 use serde::Deserialize;
 
+use super::access::{CheckedForm, WithCsrf};
 use super::{Ctx, SESSION_COOKIE, by_field, problem_text, set_cookie};
 use crate::error::{ApiError, FieldProblem};
 use crate::redirect::{safe_target, target_or_home};
@@ -90,9 +90,8 @@ pub async fn login(
     client: Client,
     ctx: Ctx,
     headers: HeaderMap,
-    Form(f): Form<LoginForm>,
+    CheckedForm(f): CheckedForm<LoginForm>,
 ) -> PageResult {
-    ctx.check_csrf(f.csrf.as_deref())?;
     let next = safe_target(f.next.as_deref());
     let username = f.username.trim().to_string();
     let fail = |msg: String, status: StatusCode| {
@@ -139,8 +138,7 @@ fn clear_session(ctx: &Ctx) -> Response {
 }
 
 /// `POST /dang-xuat`: revokes this session.
-pub async fn logout(State(st): State<AppState>, ctx: Ctx, Form(f): Form<CsrfForm>) -> PageResult {
-    ctx.check_csrf(f.csrf.as_deref())?;
+pub async fn logout(State(st): State<AppState>, ctx: Ctx, _: CheckedForm<CsrfForm>) -> PageResult {
     if let Some(tok) = ctx.session_token() {
         st.store.revoke_token(&auth::token_hash(tok)).await?;
     }
@@ -151,9 +149,8 @@ pub async fn logout(State(st): State<AppState>, ctx: Ctx, Form(f): Form<CsrfForm
 pub async fn logout_everywhere(
     State(st): State<AppState>,
     ctx: Ctx,
-    Form(f): Form<CsrfForm>,
+    _: CheckedForm<CsrfForm>,
 ) -> PageResult {
-    ctx.check_csrf(f.csrf.as_deref())?;
     if let Some(u) = &ctx.user {
         st.store.revoke_user_tokens(u.id).await?;
     }
@@ -281,9 +278,8 @@ pub async fn register(
     State(st): State<AppState>,
     client: Client,
     ctx: Ctx,
-    Form(f): Form<RegisterForm>,
+    CheckedForm(f): CheckedForm<RegisterForm>,
 ) -> PageResult {
-    ctx.check_csrf(f.csrf.as_deref())?;
     let registered = crate::service::register_citizen(
         &st,
         crate::service::Registration {
@@ -303,4 +299,22 @@ pub async fn register(
         Err(e) => return Err(e),
     };
     start_session(&st, &ctx, &user, Some("/ho-so")).await
+}
+
+impl WithCsrf for LoginForm {
+    fn csrf(&self) -> Option<&str> {
+        self.csrf.as_deref()
+    }
+}
+
+impl WithCsrf for CsrfForm {
+    fn csrf(&self) -> Option<&str> {
+        self.csrf.as_deref()
+    }
+}
+
+impl WithCsrf for RegisterForm {
+    fn csrf(&self) -> Option<&str> {
+        self.csrf.as_deref()
+    }
 }

@@ -1,13 +1,14 @@
 //! The one-stop back office: workqueue, search, counter reception.
 
 use askama::Template;
-use axum::extract::{Multipart, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use motcua_domain::dossier::{Channel, Role};
 use motcua_store::{DossierQuery, User};
 use serde::Deserialize;
 
+use super::access::{CheckedForm, CheckedMultipartKeeping, OfficerPage, StaffPage, WithCsrf};
 use super::citizen::{Attempt, Opt, Row, procedure_names, render_apply, row_of};
 use super::*;
 use crate::AppState;
@@ -46,25 +47,14 @@ pub struct QueueQuery {
     q: Option<String>,
 }
 
-fn staff_user(ctx: &Ctx) -> Result<Result<User, Redirect>, ApiError> {
-    match ctx.require_user() {
-        Err(r) => Ok(Err(r)),
-        Ok(u) if crate::auth::is_staff(&u) && u.agency_code.is_some() => Ok(Ok(u)),
-        Ok(_) => Err(ApiError::forbidden()),
-    }
-}
-
 /// `GET /can-bo`: the workqueue of the signed-in staff member's roles, or
 /// a search by code, national ID number or name (`?q=`).
 pub async fn workqueue(
     State(st): State<AppState>,
     ctx: Ctx,
+    StaffPage(user): StaffPage,
     Query(q): Query<QueueQuery>,
 ) -> PageResult {
-    let user = match staff_user(&ctx)? {
-        Ok(u) => u,
-        Err(r) => return Ok(r.into_response()),
-    };
     let agency = user.agency_code.clone().ok_or_else(ApiError::forbidden)?;
     let text = q.q.clone().unwrap_or_default().trim().to_string();
     let searching = !text.is_empty();
@@ -185,16 +175,8 @@ pub struct CounterQuery {
 
 async fn counter_setup(
     st: &AppState,
-    ctx: &Ctx,
     q: &CounterQuery,
-) -> Result<Result<(User, motcua_domain::procedure::Procedure), Redirect>, ApiError> {
-    let user = match staff_user(ctx)? {
-        Ok(u) => u,
-        Err(r) => return Ok(Err(r)),
-    };
-    if !crate::auth::has(&user, Role::Officer) {
-        return Err(ApiError::forbidden());
-    }
+) -> Result<Result<motcua_domain::procedure::Procedure, Redirect>, ApiError> {
     let code = q.thu_tuc.clone().unwrap_or_default();
     if code.is_empty() {
         return Ok(Err(Redirect::to("/can-bo")));
@@ -205,16 +187,17 @@ async fn counter_setup(
         .await?
         .ok_or_else(ApiError::not_found)?
         .definition;
-    Ok(Ok((user, p)))
+    Ok(Ok(p))
 }
 
 /// `GET /can-bo/tiep-nhan?thu_tuc=…`: the apply form for a walk-in citizen.
 pub async fn counter_form(
     State(st): State<AppState>,
     ctx: Ctx,
+    _officer: OfficerPage,
     Query(q): Query<CounterQuery>,
 ) -> PageResult {
-    let (_user, p) = match counter_setup(&st, &ctx, &q).await? {
+    let p = match counter_setup(&st, &q).await? {
         Ok(x) => x,
         Err(r) => return Ok(r.into_response()),
     };
@@ -234,12 +217,11 @@ pub async fn counter_form(
 pub async fn counter_submit(
     State(st): State<AppState>,
     ctx: Ctx,
+    OfficerPage(user): OfficerPage,
     Query(q): Query<CounterQuery>,
-    mp: Multipart,
+    CheckedMultipartKeeping(form): CheckedMultipartKeeping,
 ) -> PageResult {
-    let form = FormData::read_keeping_input(&st, mp).await?;
-    ctx.check_csrf(form.get("csrf"))?;
-    let (user, p) = match counter_setup(&st, &ctx, &q).await? {
+    let p = match counter_setup(&st, &q).await? {
         Ok(x) => x,
         Err(r) => return Ok(r.into_response()),
     };
@@ -304,14 +286,6 @@ struct VerifyPage<'a> {
 pub struct VerifyQuery {
     #[serde(rename = "tai-khoan")]
     username: Option<String>,
-}
-
-fn officer_user(ctx: &Ctx) -> Result<Result<User, Redirect>, ApiError> {
-    match staff_user(ctx)? {
-        Ok(u) if crate::auth::has(&u, Role::Officer) => Ok(Ok(u)),
-        Ok(_) => Err(ApiError::forbidden()),
-        Err(r) => Ok(Err(r)),
-    }
 }
 
 /// The account's facts an officer compares with the identity card.
@@ -397,13 +371,17 @@ async fn render_verify(
 pub async fn verify_form(
     State(st): State<AppState>,
     ctx: Ctx,
+    _officer: OfficerPage,
     Query(q): Query<VerifyQuery>,
 ) -> PageResult {
-    if let Err(r) = officer_user(&ctx)? {
-        return Ok(r.into_response());
-    }
     let username = q.username.unwrap_or_default().trim().to_string();
     render_verify(&st, &ctx, &username, None, &[], None).await
+}
+
+impl WithCsrf for VerifyForm {
+    fn csrf(&self) -> Option<&str> {
+        self.csrf.as_deref()
+    }
 }
 
 #[derive(Deserialize)]
@@ -422,13 +400,9 @@ pub struct VerifyForm {
 pub async fn verify_submit(
     State(st): State<AppState>,
     ctx: Ctx,
-    axum::Form(f): axum::Form<VerifyForm>,
+    OfficerPage(officer): OfficerPage,
+    CheckedForm(f): CheckedForm<VerifyForm>,
 ) -> PageResult {
-    ctx.check_csrf(f.csrf.as_deref())?;
-    let officer = match officer_user(&ctx)? {
-        Ok(u) => u,
-        Err(r) => return Ok(r.into_response()),
-    };
     let username = f.username.trim().to_string();
     if f.seen.as_deref() != Some("1") {
         let e = crate::error::FieldProblem::new("seen", "verify-not-seen");
