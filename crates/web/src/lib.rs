@@ -14,6 +14,7 @@ pub mod pages;
 pub mod prefill;
 pub mod pubsub_api;
 pub mod redirect;
+pub mod routes;
 pub mod service;
 pub mod throttle;
 pub mod views;
@@ -26,7 +27,6 @@ use axum::extract::connect_info::Connected;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Json, Router, middleware};
 use motcua_domain::UnitCode;
 use motcua_domain::calendar::{CalendarConfig, CalendarOverrides, WorkingCalendar};
@@ -564,94 +564,96 @@ async fn api_docs() -> Html<String> {
     ))
 }
 
-/// The whole HTTP application.
-pub fn router(state: AppState) -> Router {
-    let api = Router::new()
-        .route(
-            "/api/v1/auth/token",
-            post(api::issue_token).delete(api::revoke_token),
-        )
-        .route("/api/v1/auth/register", post(api::register))
-        .route("/api/v1/me", get(api::me))
-        .route(
+/// Every route of the application, in one table (the router's own).
+pub fn route_table(state: &AppState) -> routes::Table {
+    routes::Table::new()
+        .post("/api/v1/auth/token", api::issue_token)
+        .delete("/api/v1/auth/token", api::revoke_token)
+        .post("/api/v1/auth/register", api::register)
+        .get("/api/v1/me", api::me)
+        .post(
             "/api/v1/accounts/{username}/verify-national-id",
-            post(api::verify_national_id),
+            api::verify_national_id,
         )
-        .route("/api/v1/procedures", get(api::list_procedures))
-        .route("/api/v1/procedures/{code}", get(api::get_procedure))
-        .route(
-            "/api/v1/dossiers",
-            post(api::submit).get(api::list_dossiers),
-        )
-        .route("/api/v1/dossiers/{code}", get(api::get_dossier))
-        .route(
+        .get("/api/v1/procedures", api::list_procedures)
+        .get("/api/v1/procedures/{code}", api::get_procedure)
+        .post("/api/v1/dossiers", api::submit)
+        .get("/api/v1/dossiers", api::list_dossiers)
+        .get("/api/v1/dossiers/{code}", api::get_dossier)
+        .get(
             "/api/v1/dossiers/{code}/documents/{index}",
-            get(api::get_document),
+            api::get_document,
         )
-        .route("/api/v1/dossiers/{code}/actions", post(api::act))
-        .route("/api/v1/workqueue", get(api::workqueue))
-        .route("/api/v1/track/{code}", get(api::track))
-        .route("/api/v1/exchange/registry", get(exchange_api::get_registry))
-        .route("/api/v1/exchange/metrics", get(exchange_api::get_metrics))
-        .route("/api/v1/exchange/members", post(exchange_api::add_member))
-        .route(
+        .post("/api/v1/dossiers/{code}/actions", api::act)
+        .get("/api/v1/workqueue", api::workqueue)
+        .get("/api/v1/track/{code}", api::track)
+        .get("/api/v1/exchange/registry", exchange_api::get_registry)
+        .get("/api/v1/exchange/metrics", exchange_api::get_metrics)
+        .post("/api/v1/exchange/members", exchange_api::add_member)
+        .post(
             "/api/v1/exchange/members/remove",
-            post(exchange_api::remove_member),
+            exchange_api::remove_member,
         )
-        .route(
-            "/api/v1/exchange/subsystems",
-            post(exchange_api::add_subsystem),
-        )
-        .route(
+        .post("/api/v1/exchange/subsystems", exchange_api::add_subsystem)
+        .post(
             "/api/v1/exchange/subsystems/remove",
-            post(exchange_api::remove_subsystem),
+            exchange_api::remove_subsystem,
         )
-        .route("/api/v1/exchange/services", post(exchange_api::put_service))
-        .route(
+        .post("/api/v1/exchange/services", exchange_api::put_service)
+        .post(
             "/api/v1/exchange/services/remove",
-            post(exchange_api::remove_service),
+            exchange_api::remove_service,
         )
-        .route("/api/v1/exchange/access/grant", post(exchange_api::grant))
-        .route("/api/v1/exchange/access/revoke", post(exchange_api::revoke))
-        .route(
-            "/api/v1/exchange/api-keys",
-            post(exchange_api::create_api_key),
-        )
-        .route(
+        .post("/api/v1/exchange/access/grant", exchange_api::grant)
+        .post("/api/v1/exchange/access/revoke", exchange_api::revoke)
+        .post("/api/v1/exchange/api-keys", exchange_api::create_api_key)
+        .post(
             "/api/v1/exchange/api-keys/{id}/revoke",
-            post(exchange_api::revoke_api_key),
+            exchange_api::revoke_api_key,
         )
-        .route(
+        .post(
             "/api/v1/exchange/client-certs",
-            post(exchange_api::add_client_cert),
+            exchange_api::add_client_cert,
         )
-        .route(
+        .post(
             "/api/v1/exchange/client-certs/remove",
-            post(exchange_api::remove_client_cert),
+            exchange_api::remove_client_cert,
         )
-        .route(
+        .get(
             "/api/v1/exchange/pubsub/event-types",
-            get(pubsub_api::event_types),
+            pubsub_api::event_types,
         )
-        .route(
+        .get(
             "/api/v1/exchange/pubsub/subscriptions",
-            get(pubsub_api::list_subscriptions).post(pubsub_api::create_subscription),
+            pubsub_api::list_subscriptions,
         )
-        .route(
+        .post(
+            "/api/v1/exchange/pubsub/subscriptions",
+            pubsub_api::create_subscription,
+        )
+        .delete(
             "/api/v1/exchange/pubsub/subscriptions/{id}",
-            axum::routing::delete(pubsub_api::delete_subscription),
+            pubsub_api::delete_subscription,
         )
-        .route(
-            "/api/v1/exchange/pubsub/deliveries",
-            get(pubsub_api::deliveries),
-        )
-        .route("/api/openapi.json", get(openapi_json))
-        .route("/api/docs", get(api_docs))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_text))
+        .get("/api/v1/exchange/pubsub/deliveries", pubsub_api::deliveries)
+        .get("/api/openapi.json", openapi_json)
+        .get("/api/docs", api_docs)
+        .get("/healthz", healthz)
+        .get("/readyz", readyz)
+        .get("/metrics", metrics_text)
         .merge(pages::routes(state.clone()))
         .merge(pages::exchange_admin::routes(state.clone()))
+}
+
+/// The routes of [`route_table`], method and path.
+pub fn routes_of(state: &AppState) -> Vec<routes::Route> {
+    route_table(state).into_parts().1
+}
+
+/// The whole HTTP application.
+pub fn router(state: AppState) -> Router {
+    let (api, _) = route_table(&state).into_parts();
+    let api = api
         .fallback(pages::fallback)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes));
     api.layer(middleware::from_fn(error::problem_language))

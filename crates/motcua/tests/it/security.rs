@@ -950,3 +950,143 @@ async fn an_account_attacked_from_many_addresses_still_opens_with_its_password()
     );
     app.stop().await;
 }
+
+/// `path` with every `{parameter}` replaced by `1`.
+fn filled(path: &str) -> String {
+    let mut out = String::new();
+    let mut in_param = false;
+    for c in path.chars() {
+        match c {
+            '{' => {
+                in_param = true;
+                out.push('1');
+            }
+            '}' => in_param = false,
+            _ if in_param => {}
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn every_route_but_the_public_ones_refuses_strangers_and_every_form_its_missing_token() {
+    use motcua_web::routes::{PUBLIC, is_public};
+
+    let app = spawn_app().await;
+    let routes = motcua_web::routes_of(&app.state);
+    assert!(routes.len() > 60, "the whole table: {}", routes.len());
+    for (m, p) in PUBLIC {
+        assert!(
+            routes.iter().any(|r| r.method == *m && r.path == *p),
+            "{m} {p} is listed as public but is not a route"
+        );
+    }
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let audit_len = || async {
+        app.state
+            .store
+            .audit_records(0, 1_000_000)
+            .await
+            .expect("audit")
+            .len()
+    };
+    let before = audit_len().await;
+
+    // A stranger: 401 from the API, the sign-in page from the pages —
+    // before any body is read (a body is sent to every route).
+    for r in routes.iter().filter(|r| !is_public(r)) {
+        let method = reqwest::Method::from_bytes(r.method.as_bytes()).expect("method");
+        let resp = client
+            .request(method, app.url(&filled(r.path)))
+            .header("content-type", "application/json")
+            .body("{\"a\":1}")
+            .send()
+            .await
+            .expect("request");
+        let status = resp.status().as_u16();
+        if r.path.starts_with("/api/") {
+            assert_eq!(status, 401, "{} {}", r.method, r.path);
+            assert_eq!(
+                resp.headers()["content-type"],
+                "application/problem+json",
+                "{} {}",
+                r.method,
+                r.path
+            );
+        } else {
+            let to = resp
+                .headers()
+                .get("location")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string();
+            assert!(
+                status == 303 && to.starts_with("/dang-nhap?next="),
+                "{} {}: {status} {to}",
+                r.method,
+                r.path
+            );
+        }
+    }
+
+    // Signed in (as a province admin, who passes the most checks), every
+    // form of the pages without its token is refused, urlencoded or
+    // multipart, and changes nothing.
+    let mut admin = Browser::new(&app, "vi");
+    admin.login("province.admin").await;
+    let signed_in_before = audit_len().await;
+    for r in routes
+        .iter()
+        .filter(|r| r.method == "POST" && !r.path.starts_with("/api/"))
+    {
+        let path = filled(r.path);
+        let plain = admin
+            .post_form(
+                &path,
+                &[
+                    ("op", "holiday"),
+                    ("decision", "reset"),
+                    ("username", "province.admin"),
+                    ("password", "motcua-demo"),
+                ],
+            )
+            .await;
+        let multipart = admin
+            .post_multipart(
+                &path,
+                reqwest::multipart::Form::new()
+                    .text("op", "holiday")
+                    .text("csrf", "forged"),
+            )
+            .await;
+        for (kind, s) in [("form", plain.status), ("multipart", multipart.status)] {
+            assert!(
+                (400..500).contains(&s),
+                "POST {} ({kind}) without its token: {s}",
+                r.path
+            );
+        }
+        assert!(
+            plain.status == 403 || multipart.status == 403,
+            "POST {}: {} / {}",
+            r.path,
+            plain.status,
+            multipart.status
+        );
+    }
+    assert!(
+        admin.cookies.contains_key("motcua_session"),
+        "still signed in: no form signed the admin out"
+    );
+    let after = audit_len().await;
+    // Signing in is the only change (its audit record, if any).
+    assert!(
+        before <= signed_in_before && after == signed_in_before,
+        "{before} {signed_in_before} {after}"
+    );
+    app.stop().await;
+}

@@ -15,12 +15,10 @@
 use std::collections::BTreeMap;
 
 use askama::Template;
-use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::middleware;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::get;
 use motcua_domain::dossier::Role;
 use motcua_exchange::registry::{Endpoint, Service};
 use motcua_exchange::{ClientId, ServiceId};
@@ -43,12 +41,15 @@ pub const MONITOR_PATH: &str = "/quan-tri/lien-thong/giam-sat";
 
 /// The routes of these pages, with the page middleware (HTML errors in the
 /// user's language, security headers), merged into the application.
-pub fn routes(state: AppState) -> Router<AppState> {
-    Router::new()
-        .route(REGISTRY_PATH, get(registry).post(registry_save))
-        .route(MONITOR_PATH, get(monitor))
-        .layer(middleware::from_fn_with_state(state, super::html_pages))
-        .layer(tower_http::compression::CompressionLayer::new())
+pub fn routes(state: AppState) -> crate::routes::Table {
+    crate::routes::Table::new()
+        .get(REGISTRY_PATH, registry)
+        .post(REGISTRY_PATH, registry_save)
+        .get(MONITOR_PATH, monitor)
+        .wrap(|r| {
+            r.layer(middleware::from_fn_with_state(state, super::html_pages))
+                .layer(tower_http::compression::CompressionLayer::new())
+        })
 }
 
 impl Ctx {

@@ -18,13 +18,11 @@ mod session;
 mod staff;
 mod support;
 
-use axum::Router;
 use axum::extract::{FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use motcua_store::User;
 use sha2::{Digest, Sha256};
@@ -51,82 +49,65 @@ pub fn css_version() -> &'static str {
 }
 
 /// The page routes (merged into the application's router).
-pub fn routes(state: AppState) -> Router<AppState> {
-    Router::new()
-        .route("/", get(citizen::home))
-        .route("/static/app.css", get(stylesheet))
-        .route("/ngon-ngu", get(switch_language))
-        .route("/thu-tuc", get(citizen::catalogue))
-        .route("/thu-tuc/{code}", get(citizen::procedure))
-        .route(
-            "/thu-tuc/{code}/nop-ho-so",
-            get(citizen::apply_form).post(citizen::apply_submit),
-        )
-        .route("/tra-cuu", get(citizen::track))
-        .route("/ho-so", get(citizen::my_dossiers))
-        .route("/ho-so/{code}", get(citizen::dossier))
-        .route("/ho-so/{code}/bien-nhan", get(citizen::receipt))
-        .route("/ho-so/{code}/tai-lieu/{index}", get(citizen::document))
-        .route("/ho-so/{code}/thao-tac", post(citizen::act))
-        .route("/dang-nhap", get(session::login_form).post(session::login))
-        .route(
-            "/dang-ky",
-            get(session::register_form).post(session::register),
-        )
-        .route("/dang-xuat", post(session::logout))
-        .route("/dang-xuat-tat-ca", post(session::logout_everywhere))
-        .route("/can-bo", get(staff::workqueue))
-        .route(
-            "/can-bo/xac-thuc",
-            get(staff::verify_form).post(staff::verify_submit),
-        )
-        .route(
-            "/can-bo/tiep-nhan",
-            get(staff::counter_form).post(staff::counter_submit),
-        )
-        .route("/ho-so/{code}/mau-phieu", get(forms::index))
-        .route("/ho-so/{code}/mau-phieu/{n}", get(forms::form))
-        .route("/quan-tri", get(admin::home))
-        .route(
-            "/quan-tri/nguoi-dung",
-            get(admin::users).post(admin::create_user),
-        )
-        .route("/quan-tri/nguoi-dung/{id}/khoa", post(admin::set_disabled))
-        .route(
-            "/quan-tri/nguoi-dung/{id}/mat-khau",
-            post(admin::reset_password),
-        )
-        .route(
-            "/quan-tri/co-quan",
-            get(admin::agencies).post(admin::agency_save),
-        )
-        .route("/quan-tri/co-quan/{code}", get(admin::agency_edit))
-        .route("/quan-tri/thu-tuc", get(admin::procedures))
-        .route("/quan-tri/thu-tuc/nhap", post(admin::import_procedure))
-        .route("/quan-tri/thu-tuc/{code}", get(admin::procedure_latest))
-        .route(
+pub fn routes(state: AppState) -> crate::routes::Table {
+    crate::routes::Table::new()
+        .get("/", citizen::home)
+        .get("/static/app.css", stylesheet)
+        .get("/ngon-ngu", switch_language)
+        .get("/thu-tuc", citizen::catalogue)
+        .get("/thu-tuc/{code}", citizen::procedure)
+        .get("/thu-tuc/{code}/nop-ho-so", citizen::apply_form)
+        .post("/thu-tuc/{code}/nop-ho-so", citizen::apply_submit)
+        .get("/tra-cuu", citizen::track)
+        .get("/ho-so", citizen::my_dossiers)
+        .get("/ho-so/{code}", citizen::dossier)
+        .get("/ho-so/{code}/bien-nhan", citizen::receipt)
+        .get("/ho-so/{code}/tai-lieu/{index}", citizen::document)
+        .post("/ho-so/{code}/thao-tac", citizen::act)
+        .get("/dang-nhap", session::login_form)
+        .post("/dang-nhap", session::login)
+        .get("/dang-ky", session::register_form)
+        .post("/dang-ky", session::register)
+        .post("/dang-xuat", session::logout)
+        .post("/dang-xuat-tat-ca", session::logout_everywhere)
+        .get("/can-bo", staff::workqueue)
+        .get("/can-bo/xac-thuc", staff::verify_form)
+        .post("/can-bo/xac-thuc", staff::verify_submit)
+        .get("/can-bo/tiep-nhan", staff::counter_form)
+        .post("/can-bo/tiep-nhan", staff::counter_submit)
+        .get("/ho-so/{code}/mau-phieu", forms::index)
+        .get("/ho-so/{code}/mau-phieu/{n}", forms::form)
+        .get("/quan-tri", admin::home)
+        .get("/quan-tri/nguoi-dung", admin::users)
+        .post("/quan-tri/nguoi-dung", admin::create_user)
+        .post("/quan-tri/nguoi-dung/{id}/khoa", admin::set_disabled)
+        .post("/quan-tri/nguoi-dung/{id}/mat-khau", admin::reset_password)
+        .get("/quan-tri/co-quan", admin::agencies)
+        .post("/quan-tri/co-quan", admin::agency_save)
+        .get("/quan-tri/co-quan/{code}", admin::agency_edit)
+        .get("/quan-tri/thu-tuc", admin::procedures)
+        .post("/quan-tri/thu-tuc/nhap", admin::import_procedure)
+        .get("/quan-tri/thu-tuc/{code}", admin::procedure_latest)
+        .get(
             "/quan-tri/thu-tuc/{code}/phien-ban/{version}",
-            get(admin::procedure_version),
+            admin::procedure_version,
         )
-        .route(
+        .post(
             "/quan-tri/thu-tuc/{code}/phien-ban/{version}/trang-thai",
-            post(admin::procedure_toggle),
+            admin::procedure_toggle,
         )
-        .route(
+        .post(
             "/quan-tri/thu-tuc/{code}/ap-dung",
-            post(admin::procedure_availability),
+            admin::procedure_availability,
         )
-        .route("/quan-tri/lien-ket-ho-so", get(admin::link_reviews))
-        .route(
-            "/quan-tri/lien-ket-ho-so/{id}",
-            post(admin::link_review_decide),
-        )
-        .route(
-            "/quan-tri/ngay-nghi",
-            get(admin::holidays).post(admin::holidays_save),
-        )
-        .layer(middleware::from_fn_with_state(state, html_pages))
-        .layer(tower_http::compression::CompressionLayer::new())
+        .get("/quan-tri/lien-ket-ho-so", admin::link_reviews)
+        .post("/quan-tri/lien-ket-ho-so/{id}", admin::link_review_decide)
+        .get("/quan-tri/ngay-nghi", admin::holidays)
+        .post("/quan-tri/ngay-nghi", admin::holidays_save)
+        .wrap(|r| {
+            r.layer(middleware::from_fn_with_state(state, html_pages))
+                .layer(tower_http::compression::CompressionLayer::new())
+        })
 }
 
 async fn stylesheet() -> Response {
