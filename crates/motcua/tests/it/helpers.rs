@@ -462,3 +462,18 @@ pub fn wait_listening(child: &mut std::process::Child) -> Listening {
         gateway,
     }
 }
+
+/// The apply form of the birth registration, filled as a citizen would.
+pub fn birth_form(csrf: &str, fields: &Value) -> Form {
+    let mut f = Form::new()
+        .text("csrf", csrf.to_string())
+        .text("unit_code", "00073");
+    for (k, v) in fields.as_object().expect("fields") {
+        f = f.text(format!("f_{k}"), v.as_str().unwrap_or_default().to_string());
+    }
+    f
+}
+
+pub fn apply_path() -> String {
+    format!("/thu-tuc/{BIRTH}/nop-ho-so")
+}

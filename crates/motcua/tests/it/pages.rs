@@ -4,7 +4,9 @@
 use reqwest::multipart::{Form, Part};
 use serde_json::Value;
 
-use crate::helpers::{BIRTH, Browser, Page, birth_fields, pdf, spawn_app, text_form};
+use crate::helpers::{
+    BIRTH, Browser, Page, apply_path, birth_fields, birth_form, pdf, spawn_app, text_form,
+};
 
 /// Opens the dossier page and submits one action form on it.
 async fn act_page(b: &mut Browser, code: &str, pairs: &[(&str, &str)]) -> Page {
@@ -24,21 +26,6 @@ async fn act_page(b: &mut Browser, code: &str, pairs: &[(&str, &str)]) -> Page {
         text_form(&page.csrf(), pairs),
     )
     .await
-}
-
-/// The apply form of the birth registration, filled as a citizen would.
-fn birth_form(csrf: &str, fields: &Value) -> Form {
-    let mut f = Form::new()
-        .text("csrf", csrf.to_string())
-        .text("unit_code", "00073");
-    for (k, v) in fields.as_object().expect("fields") {
-        f = f.text(format!("f_{k}"), v.as_str().unwrap_or_default().to_string());
-    }
-    f
-}
-
-fn apply_path() -> String {
-    format!("/thu-tuc/{BIRTH}/nop-ho-so")
 }
 
 /// Citizen applies through the pages; returns the dossier code.

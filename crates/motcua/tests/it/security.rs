@@ -4,11 +4,12 @@
 //! personal data, and sign-in limits that lock out an office behind one
 //! address.
 
-use reqwest::multipart::{Form, Part};
+use reqwest::multipart::Part;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    BIRTH, Browser, TestApp, birth_fields, pdf, spawn_app, spawn_app_with, text_form,
+    BIRTH, Browser, TestApp, apply_path, birth_fields, birth_form, pdf, spawn_app, spawn_app_with,
+    text_form,
 };
 
 /// A number nobody in the demo holds.
@@ -209,20 +210,6 @@ fn kept_token(body: &str) -> String {
         .replace("&amp;", "&")
 }
 
-fn birth_form(csrf: &str) -> Form {
-    let mut f = Form::new()
-        .text("csrf", csrf.to_string())
-        .text("unit_code", "00073");
-    for (k, v) in birth_fields().as_object().expect("fields") {
-        f = f.text(format!("f_{k}"), v.as_str().unwrap_or_default().to_string());
-    }
-    f
-}
-
-fn apply_path() -> String {
-    format!("/thu-tuc/{BIRTH}/nop-ho-so")
-}
-
 fn sha256_hex(bytes: &[u8]) -> String {
     motcua_domain::audit::sha256_hex(bytes)
 }
@@ -236,7 +223,7 @@ async fn a_known_file_hash_attaches_nothing_and_bad_file_names_break_no_download
     let mut one = Browser::new(&app, "vi");
     one.login("citizen").await;
     let page = one.get(&apply_path()).await;
-    let form = birth_form(&page.csrf()).part(
+    let form = birth_form(&page.csrf(), &birth_fields()).part(
         "document:birth-notice",
         Part::bytes(secret_file.clone()).file_name("giay-chung-sinh.pdf"),
     );
@@ -275,7 +262,8 @@ async fn a_known_file_hash_attaches_nothing_and_bad_file_names_break_no_download
         format!("{sha}:{size}:{}:../../etc/passwd", "0".repeat(64)),
     ] {
         let page = two.get(&apply_path()).await;
-        let form = birth_form(&page.csrf()).text("kept:birth-notice", forged.clone());
+        let form =
+            birth_form(&page.csrf(), &birth_fields()).text("kept:birth-notice", forged.clone());
         let r = two.post_multipart(&apply_path(), form).await;
         assert_eq!(r.status, 422, "{forged}: {}", r.body);
         assert!(
@@ -300,7 +288,7 @@ async fn a_known_file_hash_attaches_nothing_and_bad_file_names_break_no_download
     // A real kept token works for its own session only (and the form says
     // the file is kept).
     let page = two.get(&apply_path()).await;
-    let mut f = birth_form(&page.csrf());
+    let mut f = birth_form(&page.csrf(), &birth_fields());
     f = f.text("f_child_full_name", "").part(
         "document:birth-notice",
         Part::bytes(pdf("two")).file_name("giấy chứng sinh \"bé\".pdf"),
@@ -312,7 +300,7 @@ async fn a_known_file_hash_attaches_nothing_and_bad_file_names_break_no_download
     let r = two
         .post_multipart(
             &apply_path(),
-            birth_form(&page.csrf()).text("kept:birth-notice", token),
+            birth_form(&page.csrf(), &birth_fields()).text("kept:birth-notice", token),
         )
         .await;
     assert_eq!(r.status, 303, "{}", r.body);
@@ -409,6 +397,22 @@ fn assert_local(location: &str, what: &str) {
     assert!(!location.contains("evil"), "{what}: {location:?}");
 }
 
+/// The sign-in form sent by a new browser, as `citizen` with `password`.
+async fn sign_in_with_next(app: &TestApp, password: &str, next: &str) -> crate::helpers::Page {
+    let mut b = Browser::new(app, "vi");
+    let page = b.get("/dang-nhap").await;
+    b.post_form(
+        "/dang-nhap",
+        &[
+            ("csrf", &page.csrf()),
+            ("username", "citizen"),
+            ("password", password),
+            ("next", next),
+        ],
+    )
+    .await
+}
+
 #[tokio::test]
 async fn redirects_never_leave_the_site_and_never_fail() {
     let app = spawn_app().await;
@@ -445,35 +449,11 @@ async fn redirects_never_leave_the_site_and_never_fail() {
         .map(|n| percent_decode(n))
         .chain(["/\t/evil.example".to_string(), "/\r\nX: y".to_string()])
     {
-        let mut b = Browser::new(&app, "vi");
-        let page = b.get("/dang-nhap").await;
-        let r = b
-            .post_form(
-                "/dang-nhap",
-                &[
-                    ("csrf", &page.csrf()),
-                    ("username", "citizen"),
-                    ("password", "motcua-demo"),
-                    ("next", &next),
-                ],
-            )
-            .await;
+        let r = sign_in_with_next(&app, "motcua-demo", &next).await;
         assert_eq!(r.status, 303, "{next:?}: {}", r.body);
         assert_local(&r.location(), &format!("sign-in next={next:?}"));
         // And a failed sign-in with the same target sets no session.
-        let mut c = Browser::new(&app, "vi");
-        let page = c.get("/dang-nhap").await;
-        let r = c
-            .post_form(
-                "/dang-nhap",
-                &[
-                    ("csrf", &page.csrf()),
-                    ("username", "citizen"),
-                    ("password", "sai-mat-khau"),
-                    ("next", &next),
-                ],
-            )
-            .await;
+        let r = sign_in_with_next(&app, "sai-mat-khau", &next).await;
         assert!(r.status < 500, "{next:?}: {}", r.status);
         assert!(
             r.set_cookies()
@@ -773,7 +753,7 @@ async fn the_receipt_code_opens_the_timeline_and_guesses_are_limited() {
     let mut b = Browser::new(&app, "vi");
     b.login("citizen").await;
     let page = b.get(&apply_path()).await;
-    let form = birth_form(&page.csrf()).part(
+    let form = birth_form(&page.csrf(), &birth_fields()).part(
         "document:birth-notice",
         Part::bytes(pdf("receipt")).file_name("giay-chung-sinh.pdf"),
     );

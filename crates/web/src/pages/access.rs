@@ -104,6 +104,23 @@ impl FromRequestParts<AppState> for AdminPage {
     }
 }
 
+/// A province administrator (the catalogue, agencies and holidays of the
+/// province).
+pub struct ProvinceAdminPage(pub(crate) super::admin::Admin);
+
+impl FromRequestParts<AppState> for ProvinceAdminPage {
+    type Rejection = Refused;
+
+    async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, Refused> {
+        let AdminPage(a) = AdminPage::from_request_parts(parts, st).await?;
+        if a.is_province() {
+            Ok(ProvinceAdminPage(a))
+        } else {
+            Err(ApiError::forbidden().into())
+        }
+    }
+}
+
 /// A province administrator at the exchange registry's pages, with the
 /// exchange (503 when this node runs none).
 pub struct ExchangeAdminPage(pub User, pub Arc<crate::exchange_api::ExchangeHandle>);

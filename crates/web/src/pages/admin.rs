@@ -20,7 +20,7 @@ use motcua_domain::{AgencyCode, UnitCode};
 use motcua_store::{ImportOutcome, NewUser, StoreError, StoredProcedure, User};
 use serde::Deserialize;
 
-use super::access::{AdminPage, CheckedMultipart};
+use super::access::{AdminPage, CheckedMultipart, ProvinceAdminPage};
 use super::*;
 use crate::AppState;
 use crate::error::ApiError;
@@ -48,7 +48,7 @@ pub(crate) struct Admin {
 }
 
 impl Admin {
-    fn is_province(&self) -> bool {
+    pub(crate) fn is_province(&self) -> bool {
         self.role == Role::ProvinceAdmin
     }
 
@@ -785,12 +785,9 @@ pub async fn agencies(
 pub async fn agency_edit(
     State(st): State<AppState>,
     ctx: Ctx,
-    AdminPage(a): AdminPage,
+    ProvinceAdminPage(a): ProvinceAdminPage,
     Path(code): Path<String>,
 ) -> PageResult {
-    if !a.is_province() {
-        return Err(ApiError::forbidden());
-    }
     let x = a
         .agencies
         .iter()
@@ -811,12 +808,9 @@ pub async fn agency_edit(
 pub async fn agency_save(
     State(st): State<AppState>,
     ctx: Ctx,
-    AdminPage(a): AdminPage,
+    ProvinceAdminPage(a): ProvinceAdminPage,
     CheckedMultipart(form): CheckedMultipart,
 ) -> PageResult {
-    if !a.is_province() {
-        return Err(ApiError::forbidden());
-    }
     let editing = form.get("mode") == Some("edit");
     let val = |k: &str| motcua_domain::text::nfc(form.get(k).unwrap_or_default().trim());
     let f = AgencyForm {
@@ -1026,12 +1020,9 @@ pub async fn procedures(
 pub async fn import_procedure(
     State(st): State<AppState>,
     ctx: Ctx,
-    AdminPage(a): AdminPage,
+    ProvinceAdminPage(a): ProvinceAdminPage,
     CheckedMultipart(form): CheckedMultipart,
 ) -> PageResult {
-    if !a.is_province() {
-        return Err(ApiError::forbidden());
-    }
     let Some(up) = form.files.iter().find(|f| f.name == "file") else {
         let msg = ctx.t("admin-import-no-file");
         return render_procedures(&st, &ctx, &a, None, Vec::new(), Some(msg), String::new()).await;
@@ -1293,13 +1284,10 @@ async fn render_procedure(
 /// (`enabled=1`) or disables a version.
 pub async fn procedure_toggle(
     State(st): State<AppState>,
-    AdminPage(a): AdminPage,
+    ProvinceAdminPage(a): ProvinceAdminPage,
     Path((code, version)): Path<(String, u32)>,
     CheckedMultipart(form): CheckedMultipart,
 ) -> PageResult {
-    if !a.is_province() {
-        return Err(ApiError::forbidden());
-    }
     let sp = st
         .store
         .procedure(&code, version)
@@ -1344,15 +1332,11 @@ pub async fn procedure_toggle(
 /// `unavailable` or `reset` (back to the province's or the default).
 pub async fn procedure_availability(
     State(st): State<AppState>,
-    AdminPage(a): AdminPage,
+    ProvinceAdminPage(a): ProvinceAdminPage,
     Path(code): Path<String>,
     CheckedMultipart(form): CheckedMultipart,
 ) -> PageResult {
-    let province = a
-        .province
-        .clone()
-        .filter(|_| a.is_province())
-        .ok_or_else(ApiError::forbidden)?;
+    let province = a.province.clone().ok_or_else(ApiError::forbidden)?;
     if st.store.procedure_versions(&code).await?.is_empty() {
         return Err(ApiError::not_found());
     }
@@ -1775,14 +1759,11 @@ fn apply_day_change(
 pub async fn holidays_save(
     State(st): State<AppState>,
     ctx: Ctx,
-    AdminPage(a): AdminPage,
+    ProvinceAdminPage(a): ProvinceAdminPage,
     CheckedMultipart(form): CheckedMultipart,
 ) -> PageResult {
     use motcua_domain::calendar::WorkingCalendar;
 
-    if !a.is_province() {
-        return Err(ApiError::forbidden());
-    }
     let field = |k: &str| form.get(k).unwrap_or("").trim().to_owned();
     let op = field("op");
     let mut typed = BTreeMap::new();
