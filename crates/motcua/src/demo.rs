@@ -232,7 +232,8 @@ pub async fn seed(store: &dyn Store, cfg: &Config) -> anyhow::Result<bool> {
             Err(e) => return Err(e.into()),
         }
     }
-    let hash = motcua_web::auth::hash_password(DEMO_PASSWORD).map_err(anyhow::Error::msg)?;
+    let hash =
+        motcua_commands::accounts::hash_password(DEMO_PASSWORD).map_err(anyhow::Error::msg)?;
     for (username, name, nid, roles, agency) in USERS {
         if store.user_by_name(username).await?.is_some() {
             continue;

@@ -16,7 +16,7 @@ use motcua_exchange::{
     Change, ClientId, EditError, Gateway, GatewayConfig, LogConfig, MessageLog, Registry, ServiceId,
 };
 use motcua_store::Store;
-use motcua_web::exchange_api::{ExchangeHandle, change_payload};
+use motcua_web::exchange::api::{ExchangeHandle, change_payload};
 
 use crate::config::{Config, ExchangeConfig};
 use crate::system_audit;
@@ -127,7 +127,7 @@ pub async fn serve(
 }
 
 /// [`serve`] with more routes beside `/r1/` (the pub/sub pull endpoints,
-/// `motcua_web::pubsub_api::pull_router`), behind the same TLS listener.
+/// `motcua_web::exchange::pubsub::pull_router`), behind the same TLS listener.
 pub async fn serve_with(
     gateway: Gateway,
     listener: ExchangeListener,
@@ -371,7 +371,7 @@ async fn apply_if(
 pub fn portal_client(
     cfg: &Config,
     demo: bool,
-) -> anyhow::Result<Option<Arc<motcua_web::prefill::PortalClient>>> {
+) -> anyhow::Result<Option<Arc<motcua_web::exchange::prefill::PortalClient>>> {
     let (client, api_key) = match (&cfg.exchange.portal_client, &cfg.exchange.portal_api_key) {
         (Some(c), Some(k)) => (c.clone(), k.0.clone()),
         (None, None) if demo => (DEMO_CLIENT.to_string(), DEMO_API_KEY.to_string()),
@@ -381,10 +381,9 @@ pub fn portal_client(
     let client: ClientId = client
         .parse()
         .with_context(|| format!("[exchange] portal_client `{client}`"))?;
-    Ok(Some(Arc::new(motcua_web::prefill::PortalClient {
-        client,
-        api_key,
-    })))
+    Ok(Some(Arc::new(
+        motcua_web::exchange::prefill::PortalClient { client, api_key },
+    )))
 }
 
 /// The demo service as registered, with the provider at `upstream`.

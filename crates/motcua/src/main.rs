@@ -338,7 +338,7 @@ async fn serve(cfg: &Config, with_demo: bool) -> anyhow::Result<ExitCode> {
                 l.scheme(),
                 l.scheme()
             );
-            let pull = motcua_web::pubsub_api::pull_router(inst.store.clone(), gw.clone());
+            let pull = motcua_web::exchange::pubsub::pull_router(inst.store.clone(), gw.clone());
             Some(motcua::exchange::spawn_serve(
                 gw,
                 l,
@@ -464,7 +464,7 @@ async fn users(cfg: &Config, command: UserCmd) -> anyhow::Result<ExitCode> {
     {
         anyhow::bail!("no agency with code {a}");
     }
-    let hash = motcua_web::auth::hash_password(&password).map_err(anyhow::Error::msg)?;
+    let hash = motcua_commands::accounts::hash_password(&password).map_err(anyhow::Error::msg)?;
     let user = inst
         .store
         .create_user(

@@ -3,7 +3,7 @@
 //! schema, once per source), and pending push deliveries are POSTed to
 //! their subscribers with retries and exponential back-off, every attempt
 //! recorded in the exchange message log. Pull deliveries are served on the
-//! gateway's listener (`motcua_web::pubsub_api::pull_router`).
+//! gateway's listener (`motcua_web::exchange::pubsub::pull_router`).
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,376 +1,60 @@
 //! HTTP interface of motcua: the JSON API with its OpenAPI description,
-//! health, readiness and metrics. Handlers stay thin: parse, authorise,
-//! call the domain, write through the store.
+//! the pages of the portal and the back office, health, readiness and
+//! metrics. One folder per product module (its API handlers, pages and
+//! views); shared things in [`kernel`]; [`state`] holds what handlers
+//! share. This file composes the modules' routers and OpenAPI parts, and
+//! is the only one that names them all. Handlers stay thin: extract (who
+//! may call is in the signature), call a command of [`motcua_commands`],
+//! render.
 #![forbid(unsafe_code)]
 
-pub mod api;
-pub mod auth;
-pub mod crypto;
-pub mod error;
-pub mod exchange_api;
-pub mod i18n;
-pub mod metrics;
-pub mod pages;
-pub mod prefill;
-pub mod pubsub_api;
-pub mod redirect;
-pub mod routes;
-pub mod service;
-pub mod throttle;
-pub mod views;
+pub mod accounts;
+pub mod admin;
+pub mod catalogue;
+pub mod dossiers;
+pub mod exchange;
+pub mod kernel;
+pub mod operations;
+pub mod state;
 
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::sync::Arc;
-
-use axum::extract::connect_info::Connected;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderValue, header};
 use axum::response::{Html, IntoResponse, Response};
-use axum::{Json, Router, middleware};
-use motcua_domain::UnitCode;
-use motcua_domain::calendar::{CalendarConfig, CalendarOverrides, WorkingCalendar};
-use motcua_domain::procedure::Procedure;
-use motcua_domain::units::AdminUnit;
-use motcua_store::{ObjectStore, Store};
-use tokio::sync::RwLock;
+use axum::{Router, middleware};
 use tower_http::set_header::SetResponseHeaderLayer;
 use utoipa::OpenApi;
 
-use crate::error::ApiError;
-
-#[derive(Debug, Clone)]
-pub struct WebConfig {
-    pub token_ttl: chrono::Duration,
-    /// Largest single uploaded file.
-    pub max_file_bytes: u64,
-    /// Largest request body.
-    pub max_body_bytes: usize,
-    /// Take the client's address from the last `X-Forwarded-For` entry
-    /// (only behind a proxy that sets it).
-    pub trust_forwarded_for: bool,
-}
-
-impl Default for WebConfig {
-    fn default() -> Self {
-        Self {
-            token_ttl: chrono::Duration::hours(12),
-            max_file_bytes: 10 * 1_000_000,
-            max_body_bytes: 50 * 1_000_000,
-            trust_forwarded_for: false,
-        }
-    }
-}
-
-/// Current procedures, each with its folded search text.
-pub type Catalogue = Arc<Vec<(Procedure, String)>>;
-
-/// Shared state of every handler.
-#[derive(Clone)]
-pub struct AppState {
-    pub store: Arc<dyn Store>,
-    pub objects: Arc<dyn ObjectStore>,
-    /// The `[calendar]` configuration; administrators' overrides (stored
-    /// in the database) are added to it by [`AppState::reload_calendar`].
-    pub calendar_base: Arc<CalendarConfig>,
-    /// The calendars in force: the national one (base plus the overrides
-    /// stored before calendars were per province) and each province's
-    /// (the national one plus the province's own), swapped on reload.
-    calendar: Arc<std::sync::RwLock<Calendars>>,
-    /// Every administrative unit, read once.
-    units: Arc<tokio::sync::OnceCell<Arc<BTreeMap<String, AdminUnit>>>>,
-    pub config: Arc<WebConfig>,
-    pub metrics: Arc<metrics::Metrics>,
-    pub clock: Arc<Clock>,
-    /// The catalogue with folded search text, refreshed when it changes.
-    catalogue: Arc<RwLock<Option<Catalogue>>>,
-    /// The data exchange registry (and the gateway, on nodes that run it);
-    /// `None`: the exchange API answers 503.
-    pub exchange: Option<Arc<exchange_api::ExchangeHandle>>,
-    /// The portal's client identity on the exchange, for once-only prefill;
-    /// `None`: forms are typed.
-    pub portal: Option<Arc<prefill::PortalClient>>,
-    /// Whole-queue counts of the workqueues read recently on this node.
-    queue_counts: Arc<views::QueueCountsCache>,
-    /// The installation's secret key, read from the database once.
-    server_key: Arc<tokio::sync::OnceCell<crypto::ServerKey>>,
-}
-
-impl AppState {
-    pub fn new(
-        store: Arc<dyn Store>,
-        objects: Arc<dyn ObjectStore>,
-        calendar: WorkingCalendar,
-        calendar_base: CalendarConfig,
-        config: WebConfig,
-    ) -> Self {
-        Self {
-            store,
-            objects,
-            calendar_base: Arc::new(calendar_base),
-            calendar: Arc::new(std::sync::RwLock::new(Calendars {
-                national: Arc::new(calendar),
-                provinces: BTreeMap::new(),
-            })),
-            units: Arc::new(tokio::sync::OnceCell::new()),
-            config: Arc::new(config),
-            metrics: Arc::new(metrics::Metrics::default()),
-            clock: Arc::new(Clock::default()),
-            catalogue: Arc::new(RwLock::new(None)),
-            exchange: None,
-            portal: None,
-            queue_counts: Arc::new(views::QueueCountsCache::default()),
-            server_key: Arc::new(tokio::sync::OnceCell::new()),
-        }
-    }
-
-    /// The installation's secret key (see [`crypto`]).
-    pub async fn server_key(&self) -> Result<&crypto::ServerKey, ApiError> {
-        self.server_key
-            .get_or_try_init(|| crypto::ServerKey::load(self))
-            .await
-    }
-
-    /// The whole-queue counts of `holders` at `agency`: read again when
-    /// older than [`views::QUEUE_COUNTS_TTL_SECS`] or after this node
-    /// changed a dossier of the agency.
-    pub async fn queue_counts(
-        &self,
-        agency: &motcua_domain::AgencyCode,
-        holders: &[motcua_domain::dossier::Role],
-        now: chrono::DateTime<chrono::Utc>,
-        soon: chrono::DateTime<chrono::Utc>,
-    ) -> Result<views::QueueCounts, ApiError> {
-        if let Some(lines) = self.queue_counts.get(agency.as_str(), holders, now) {
-            return Ok(views::QueueCounts::of(&lines));
-        }
-        let lines = self.store.queue_counts(agency, holders, now, soon).await?;
-        let counts = views::QueueCounts::of(&lines);
-        self.queue_counts.put(agency.as_str(), holders, now, lines);
-        Ok(counts)
-    }
-
-    /// A dossier of `agency` changed on this node: its queues' counts are
-    /// read again.
-    pub fn queue_changed(&self, agency: &motcua_domain::AgencyCode) {
-        self.queue_counts.forget(agency.as_str());
-    }
-
-    /// Current procedures with their folded names for search. Cached; call
-    /// [`AppState::invalidate_catalogue`] after importing procedures.
-    pub async fn catalogue(&self) -> Result<Catalogue, ApiError> {
-        if let Some(c) = self.catalogue.read().await.as_ref() {
-            return Ok(c.clone());
-        }
-        let procs = self.store.current_procedures().await?;
-        let list: Vec<(Procedure, String)> = procs
-            .into_iter()
-            .map(|p| {
-                let d = p.definition;
-                let folded = motcua_domain::text::fold(&format!(
-                    "{} {} {} {} {}",
-                    d.code, d.name.vi, d.name.en, d.sector_name.vi, d.sector_name.en
-                ));
-                (d, folded)
-            })
-            .collect();
-        let list = Arc::new(list);
-        *self.catalogue.write().await = Some(list.clone());
-        Ok(list)
-    }
-
-    /// The national working calendar in force now (the one of a
-    /// province without its own additions).
-    pub fn calendar(&self) -> Arc<WorkingCalendar> {
-        self.calendar
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .national
-            .clone()
-    }
-
-    /// The working calendar of `province` (its own holidays and make-up
-    /// days added to the national ones).
-    pub fn calendar_of(&self, province: Option<&UnitCode>) -> Arc<WorkingCalendar> {
-        let c = self.calendar.read().unwrap_or_else(|e| e.into_inner());
-        province
-            .and_then(|p| c.provinces.get(p.as_str()))
-            .unwrap_or(&c.national)
-            .clone()
-    }
-
-    /// The working calendar that counts the days of a dossier filed in
-    /// `unit`.
-    pub async fn calendar_for(&self, unit: &UnitCode) -> Result<Arc<WorkingCalendar>, ApiError> {
-        let province = self.province_of(unit).await?;
-        Ok(self.calendar_of(province.as_ref()))
-    }
-
-    /// Every unit by code, read from the store once.
-    pub async fn unit_map(&self) -> Result<Arc<BTreeMap<String, AdminUnit>>, ApiError> {
-        self.units
-            .get_or_try_init(|| async {
-                let all = self.store.units().await?;
-                Ok::<_, ApiError>(Arc::new(
-                    all.into_iter()
-                        .map(|u| (u.code.as_str().to_string(), u))
-                        .collect(),
-                ))
-            })
-            .await
-            .cloned()
-    }
-
-    /// The province of a unit (itself for a province).
-    pub async fn province_of(&self, unit: &UnitCode) -> Result<Option<UnitCode>, ApiError> {
-        if unit.is_province() {
-            return Ok(Some(unit.clone()));
-        }
-        Ok(self
-            .unit_map()
-            .await?
-            .get(unit.as_str())
-            .and_then(|u| u.parent_code.clone()))
-    }
-
-    /// The calendar overrides stored before calendars were per province:
-    /// they apply everywhere.
-    pub async fn calendar_overrides(&self) -> Result<CalendarOverrides, ApiError> {
-        match self.store.meta(CalendarOverrides::META_KEY).await? {
-            Some(json) => serde_json::from_str(&json)
-                .map_err(|e| ApiError::internal(format!("calendar overrides: {e}"))),
-            None => Ok(CalendarOverrides::default()),
-        }
-    }
-
-    /// Each province administrators' overrides, by province code, and the
-    /// stored text (for a compare-and-set).
-    pub async fn province_calendar_overrides(
-        &self,
-    ) -> Result<(BTreeMap<String, CalendarOverrides>, Option<String>), ApiError> {
-        match self.store.meta(PROVINCE_OVERRIDES_META_KEY).await? {
-            Some(json) => Ok((
-                serde_json::from_str(&json)
-                    .map_err(|e| ApiError::internal(format!("calendar overrides: {e}")))?,
-                Some(json),
-            )),
-            None => Ok((BTreeMap::new(), None)),
-        }
-    }
-
-    /// The configuration of `province`'s calendar: the base, the national
-    /// overrides, then the province's own.
-    pub fn province_calendar_config(
-        &self,
-        national: &CalendarOverrides,
-        own: Option<&CalendarOverrides>,
-    ) -> CalendarConfig {
-        let cfg = national.merge_into(&self.calendar_base);
-        match own {
-            Some(o) => o.merge_into(&cfg),
-            None => cfg,
-        }
-    }
-
-    /// Reads the overrides, adds them to the base configuration and puts
-    /// the resulting calendars in force. On error the current ones stay.
-    pub async fn reload_calendar(&self) -> Result<(), ApiError> {
-        let national = self.calendar_overrides().await?;
-        let (by_province, _) = self.province_calendar_overrides().await?;
-        let cal = WorkingCalendar::from_config(&self.province_calendar_config(&national, None))
-            .map_err(ApiError::internal)?;
-        let mut provinces = BTreeMap::new();
-        for (code, o) in &by_province {
-            let c =
-                WorkingCalendar::from_config(&self.province_calendar_config(&national, Some(o)))
-                    .map_err(ApiError::internal)?;
-            provinces.insert(code.clone(), Arc::new(c));
-        }
-        *self.calendar.write().unwrap_or_else(|e| e.into_inner()) = Calendars {
-            national: Arc::new(cal),
-            provinces,
-        };
-        Ok(())
-    }
-
-    pub async fn invalidate_catalogue(&self) {
-        *self.catalogue.write().await = None;
-    }
-}
-
-/// The setting holding each province's calendar overrides (a JSON object
-/// from province code to [`CalendarOverrides`]).
-pub const PROVINCE_OVERRIDES_META_KEY: &str = "calendar.province_overrides";
-
-/// The calendars in force.
-#[derive(Debug)]
-struct Calendars {
-    national: Arc<WorkingCalendar>,
-    provinces: BTreeMap<String, Arc<WorkingCalendar>>,
-}
-
-/// The time as the application sees it: the system clock, plus an offset
-/// that only tests move (to let working days pass in a test).
-#[derive(Debug, Default)]
-pub struct Clock {
-    offset_ms: std::sync::atomic::AtomicI64,
-}
-
-impl Clock {
-    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
-        chrono::Utc::now()
-            + chrono::Duration::milliseconds(
-                self.offset_ms.load(std::sync::atomic::Ordering::Relaxed),
-            )
-    }
-
-    /// Moves the application's time forward.
-    pub fn advance(&self, by: chrono::Duration) {
-        self.offset_ms
-            .fetch_add(by.num_milliseconds(), std::sync::atomic::Ordering::Relaxed);
-    }
-}
-
-/// The client's address as a string, for rate limiting.
-#[derive(Debug, Clone)]
-pub struct ClientAddr(pub String);
-
-impl Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>> for ClientAddr {
-    fn connect_info(stream: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> Self {
-        ClientAddr(stream.remote_addr().ip().to_string())
-    }
-}
-
-impl Connected<SocketAddr> for ClientAddr {
-    fn connect_info(addr: SocketAddr) -> Self {
-        ClientAddr(addr.ip().to_string())
-    }
-}
+use crate::kernel::error::ApiError;
+use crate::kernel::routes::{Route, Table};
+pub use crate::state::{AppState, ClientAddr, WebConfig};
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "motcua API", description = "One-stop digital government: procedures, dossiers, tracking. Errors are application/problem+json (RFC 9457) in the language of Accept-Language (vi or en)."),
-    paths(
-        api::issue_token, api::revoke_token, api::register, api::me, api::verify_national_id,
-        api::list_procedures, api::get_procedure,
-        api::submit, api::get_dossier, api::get_document, api::list_dossiers, api::workqueue, api::act, api::track,
-        healthz, readyz, metrics_text,
-        exchange_api::get_registry, exchange_api::get_metrics,
-        exchange_api::add_member, exchange_api::remove_member,
-        exchange_api::add_subsystem, exchange_api::remove_subsystem,
-        exchange_api::put_service, exchange_api::remove_service,
-        exchange_api::grant, exchange_api::revoke,
-        exchange_api::create_api_key, exchange_api::revoke_api_key,
-        exchange_api::add_client_cert, exchange_api::remove_client_cert,
-        pubsub_api::event_types, pubsub_api::list_subscriptions, pubsub_api::create_subscription,
-        pubsub_api::delete_subscription, pubsub_api::deliveries,
-    ),
-    components(schemas(views::Application, views::ApplicantInput, error::Problem, error::ProblemField)),
-    modifiers(&BearerAuth, &ProblemResponses),
+    components(schemas(dossiers::views::Application, dossiers::views::ApplicantInput, kernel::error::Problem, kernel::error::ProblemField)),
     tags((name = "auth"), (name = "procedures"), (name = "dossiers"), (name = "operations"),
         (name = "exchange", description = "The data exchange registry (province administrators); the gateway itself listens on its own port, see docs/exchange.md"))
 )]
 pub struct ApiDoc;
+
+/// The whole OpenAPI document: each module's part, then the bearer scheme
+/// and the problem answers added to every operation.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    use utoipa::Modify;
+    let mut doc = ApiDoc::openapi();
+    for part in [
+        accounts::ApiDoc::openapi(),
+        catalogue::ApiDoc::openapi(),
+        dossiers::ApiDoc::openapi(),
+        exchange::ApiDoc::openapi(),
+        operations::ApiDoc::openapi(),
+    ] {
+        doc.merge(part);
+    }
+    BearerAuth.modify(&mut doc);
+    ProblemResponses.modify(&mut doc);
+    doc
+}
 
 struct BearerAuth;
 
@@ -387,7 +71,7 @@ impl utoipa::Modify for BearerAuth {
 }
 
 /// Every error answer of the API is `application/problem+json`
-/// ([`error::Problem`], written once by [`error::problem_language`]): each
+/// ([`kernel::error::Problem`], written once by [`kernel::error::problem_language`]): each
 /// documented 4xx or 5xx of an `/api/` operation gets that content (a
 /// handler's attribute names the status and, when it has more to say, a
 /// description), a 429 its `Retry-After`, and every operation that reads a
@@ -460,51 +144,8 @@ impl utoipa::Modify for ProblemResponses {
     }
 }
 
-/// `GET /healthz`: the process is up.
-#[utoipa::path(get, path = "/healthz", tag = "operations",
-    responses((status = 200, description = "The text `ok`", body = String, content_type = "text/plain")))]
-async fn healthz() -> &'static str {
-    "ok"
-}
-
-/// `GET /readyz`: the database answers.
-#[utoipa::path(get, path = "/readyz", tag = "operations",
-    responses((status = 200, description = "The text `ready`", body = String, content_type = "text/plain"),
-        (status = 503, description = "The database does not answer (the text `database unavailable`)", body = String, content_type = "text/plain")))]
-async fn readyz(State(st): State<AppState>) -> Response {
-    match st.store.ping().await {
-        Ok(()) => "ready".into_response(),
-        Err(e) => {
-            tracing::warn!(error = %e, "not ready");
-            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response()
-        }
-    }
-}
-
-/// `GET /metrics`: Prometheus text format.
-#[utoipa::path(get, path = "/metrics", tag = "operations",
-    responses((status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain")))]
-async fn metrics_text(State(st): State<AppState>) -> Result<Response, ApiError> {
-    let counts = api::status_counts(&st).await?;
-    let pending = st.store.pending_events().await?;
-    Ok((
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        {
-            let mut text = st.metrics.render(&counts, pending);
-            if let Some(gw) = st.exchange.as_ref().and_then(|e| e.gateway()) {
-                text.push_str(&gw.render_prometheus());
-            }
-            text
-        },
-    )
-        .into_response())
-}
-
 async fn openapi_json() -> Response {
-    match ApiDoc::openapi().to_pretty_json() {
+    match openapi().to_pretty_json() {
         Ok(j) => ([(header::CONTENT_TYPE, "application/json")], j).into_response(),
         Err(e) => ApiError::internal(e).into_response(),
     }
@@ -513,7 +154,7 @@ async fn openapi_json() -> Response {
 /// A documentation page rendered on the server from the OpenAPI document:
 /// no script, no CDN, works offline.
 async fn api_docs() -> Html<String> {
-    let doc = ApiDoc::openapi();
+    let doc = openapi();
     let esc = |s: &str| {
         s.replace('&', "&amp;")
             .replace('<', "&lt;")
@@ -565,88 +206,21 @@ async fn api_docs() -> Html<String> {
 }
 
 /// Every route of the application, in one table (the router's own).
-pub fn route_table(state: &AppState) -> routes::Table {
-    routes::Table::new()
-        .post("/api/v1/auth/token", api::issue_token)
-        .delete("/api/v1/auth/token", api::revoke_token)
-        .post("/api/v1/auth/register", api::register)
-        .get("/api/v1/me", api::me)
-        .post(
-            "/api/v1/accounts/{username}/verify-national-id",
-            api::verify_national_id,
-        )
-        .get("/api/v1/procedures", api::list_procedures)
-        .get("/api/v1/procedures/{code}", api::get_procedure)
-        .post("/api/v1/dossiers", api::submit)
-        .get("/api/v1/dossiers", api::list_dossiers)
-        .get("/api/v1/dossiers/{code}", api::get_dossier)
-        .get(
-            "/api/v1/dossiers/{code}/documents/{index}",
-            api::get_document,
-        )
-        .post("/api/v1/dossiers/{code}/actions", api::act)
-        .get("/api/v1/workqueue", api::workqueue)
-        .get("/api/v1/track/{code}", api::track)
-        .get("/api/v1/exchange/registry", exchange_api::get_registry)
-        .get("/api/v1/exchange/metrics", exchange_api::get_metrics)
-        .post("/api/v1/exchange/members", exchange_api::add_member)
-        .post(
-            "/api/v1/exchange/members/remove",
-            exchange_api::remove_member,
-        )
-        .post("/api/v1/exchange/subsystems", exchange_api::add_subsystem)
-        .post(
-            "/api/v1/exchange/subsystems/remove",
-            exchange_api::remove_subsystem,
-        )
-        .post("/api/v1/exchange/services", exchange_api::put_service)
-        .post(
-            "/api/v1/exchange/services/remove",
-            exchange_api::remove_service,
-        )
-        .post("/api/v1/exchange/access/grant", exchange_api::grant)
-        .post("/api/v1/exchange/access/revoke", exchange_api::revoke)
-        .post("/api/v1/exchange/api-keys", exchange_api::create_api_key)
-        .post(
-            "/api/v1/exchange/api-keys/{id}/revoke",
-            exchange_api::revoke_api_key,
-        )
-        .post(
-            "/api/v1/exchange/client-certs",
-            exchange_api::add_client_cert,
-        )
-        .post(
-            "/api/v1/exchange/client-certs/remove",
-            exchange_api::remove_client_cert,
-        )
-        .get(
-            "/api/v1/exchange/pubsub/event-types",
-            pubsub_api::event_types,
-        )
-        .get(
-            "/api/v1/exchange/pubsub/subscriptions",
-            pubsub_api::list_subscriptions,
-        )
-        .post(
-            "/api/v1/exchange/pubsub/subscriptions",
-            pubsub_api::create_subscription,
-        )
-        .delete(
-            "/api/v1/exchange/pubsub/subscriptions/{id}",
-            pubsub_api::delete_subscription,
-        )
-        .get("/api/v1/exchange/pubsub/deliveries", pubsub_api::deliveries)
+pub fn route_table(state: &AppState) -> Table {
+    Table::new()
         .get("/api/openapi.json", openapi_json)
         .get("/api/docs", api_docs)
-        .get("/healthz", healthz)
-        .get("/readyz", readyz)
-        .get("/metrics", metrics_text)
-        .merge(pages::routes(state.clone()))
-        .merge(pages::exchange_admin::routes(state.clone()))
+        .merge(kernel::page::routes(state.clone()))
+        .merge(operations::routes())
+        .merge(accounts::routes(state.clone()))
+        .merge(catalogue::routes(state.clone()))
+        .merge(dossiers::routes(state.clone()))
+        .merge(admin::routes(state.clone()))
+        .merge(exchange::routes(state.clone()))
 }
 
 /// The routes of [`route_table`], method and path.
-pub fn routes_of(state: &AppState) -> Vec<routes::Route> {
+pub fn routes_of(state: &AppState) -> Vec<Route> {
     route_table(state).into_parts().1
 }
 
@@ -654,13 +228,13 @@ pub fn routes_of(state: &AppState) -> Vec<routes::Route> {
 pub fn router(state: AppState) -> Router {
     let (api, _) = route_table(&state).into_parts();
     let api = api
-        .fallback(pages::fallback)
+        .fallback(kernel::page::fallback)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes));
-    api.layer(middleware::from_fn(error::problem_language))
+    api.layer(middleware::from_fn(kernel::error::problem_language))
         .layer(middleware::from_fn(no_store_for_the_signed_in))
         .layer(middleware::from_fn_with_state(
             state.clone(),
-            metrics::track_requests,
+            kernel::metrics::track_requests,
         ))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,
@@ -690,18 +264,14 @@ async fn no_store_for_the_signed_in(
 ) -> Response {
     let credentials = !req.uri().path().starts_with("/static/")
         && (req.headers().contains_key(header::AUTHORIZATION)
-            || pages::cookie(req.headers(), pages::SESSION_COOKIE).is_some_and(|c| !c.is_empty()));
+            || kernel::page::cookie(req.headers(), kernel::page::SESSION_COOKIE)
+                .is_some_and(|c| !c.is_empty()));
     let mut res = next.run(req).await;
     if credentials {
         res.headers_mut()
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     res
-}
-
-/// Answers JSON with a status (helper for handlers).
-pub fn json<T: serde::Serialize>(status: StatusCode, v: T) -> Response {
-    (status, Json(v)).into_response()
 }
 
 #[cfg(test)]
@@ -713,7 +283,7 @@ mod openapi_tests {
     use super::*;
 
     fn doc() -> Value {
-        serde_json::to_value(ApiDoc::openapi()).expect("document")
+        serde_json::to_value(openapi()).expect("document")
     }
 
     fn schema<'a>(doc: &'a Value, name: &str) -> &'a Value {
@@ -788,16 +358,18 @@ mod openapi_tests {
     fn the_problem_schema_is_the_body_written() {
         let doc = doc();
         let s = schema(&doc, "Problem");
-        let mut e = ApiError::validation(vec![error::FieldProblem::new("username", "required")])
-            .detail("more");
-        let full = error::problem_body(&e, i18n::Lang::En);
+        let mut e = ApiError::validation(vec![kernel::error::FieldProblem::new(
+            "username", "required",
+        )])
+        .detail("more");
+        let full = kernel::error::problem_body(&e, kernel::i18n::Lang::En);
         assert_eq!(keys(&full), properties(s));
         assert_eq!(
             keys(&full["errors"][0]),
             properties(schema(&doc, "ProblemField"))
         );
         e = ApiError::unauthorized();
-        let least = error::problem_body(&e, i18n::Lang::En);
+        let least = kernel::error::problem_body(&e, kernel::i18n::Lang::En);
         let required: BTreeSet<String> = s["required"]
             .as_array()
             .expect("required")

@@ -1248,7 +1248,7 @@ async fn province_admin_manages_the_exchange_registry_and_watches_the_gateway_in
 async fn registry_changes_made_at_once_on_two_nodes_are_all_kept() {
     use std::sync::Arc;
 
-    use motcua_web::exchange_api::{ExchangeHandle, change_payload};
+    use motcua_web::exchange::api::{ExchangeHandle, change_payload};
 
     let app = spawn_app().await;
     let store = app.state.store.clone();

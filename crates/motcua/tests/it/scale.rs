@@ -158,7 +158,7 @@ async fn fill(store: &dyn Store) {
 /// many as its count says (up to the limit), most urgent first — not a
 /// filter over the first rows of the whole queue.
 async fn tabs_hold_what_they_count(store: &dyn Store) {
-    use motcua_web::views::{QUEUE_TABS, QueueCounts, queue_query, queue_tab};
+    use motcua_web::dossiers::views::{QUEUE_TABS, QueueCounts, queue_query, queue_tab};
     let agency = AgencyCode::parse("UB00073").expect("agency");
     let holders = [Role::Officer, Role::Specialist, Role::Leader];
     let now = chrono::Utc::now();

@@ -658,7 +658,7 @@ async fn personal_data_is_never_cached() {
 #[tokio::test]
 async fn an_office_behind_one_address_signs_in_while_a_colleague_mistypes() {
     let app = spawn_app().await;
-    let hash = motcua_web::auth::hash_password("mat-khau-van-phong").expect("hash");
+    let hash = motcua_commands::accounts::hash_password("mat-khau-van-phong").expect("hash");
     for i in 0..50 {
         app.state
             .store
@@ -951,7 +951,7 @@ fn filled(path: &str) -> String {
 
 #[tokio::test]
 async fn every_route_but_the_public_ones_refuses_strangers_and_every_form_its_missing_token() {
-    use motcua_web::routes::{PUBLIC, is_public};
+    use motcua_web::kernel::routes::{PUBLIC, is_public};
 
     let app = spawn_app().await;
     let routes = motcua_web::routes_of(&app.state);
