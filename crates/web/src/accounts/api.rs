@@ -2,10 +2,8 @@
 //! verification of a national ID number.
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use motcua_domain::dossier::Role;
 use motcua_store::User;
 
 use crate::accounts::views::RegisterRequest;
@@ -14,9 +12,9 @@ use crate::accounts::views::TokenResponse;
 use crate::accounts::views::UserView;
 use crate::accounts::views::VerifiedView;
 use crate::accounts::views::VerifyNationalIdRequest;
-use crate::kernel::auth::ApiUser;
+use crate::kernel::auth::{ApiUser, OfficerApi};
 use crate::kernel::body::ApiResult;
-use crate::kernel::body::json_body;
+use crate::kernel::body::JsonBody;
 use crate::kernel::error::ApiError;
 use crate::state::AppState;
 
@@ -29,9 +27,8 @@ use crate::state::AppState;
 pub async fn issue_token(
     State(st): State<AppState>,
     client: crate::kernel::throttle::Client,
-    body: Bytes,
+    JsonBody(req): JsonBody<TokenRequest>,
 ) -> ApiResult<Json<TokenResponse>> {
-    let req: TokenRequest = json_body(&body)?;
     let user = motcua_commands::throttle::password_login(
         &st,
         &req.username,
@@ -71,9 +68,8 @@ pub async fn revoke_token(State(st): State<AppState>, headers: HeaderMap) -> Api
 pub async fn register(
     State(st): State<AppState>,
     client: crate::kernel::throttle::Client,
-    body: Bytes,
+    JsonBody(req): JsonBody<RegisterRequest>,
 ) -> ApiResult<(StatusCode, Json<UserView>)> {
-    let req: RegisterRequest = json_body(&body)?;
     let user = motcua_commands::accounts::register_citizen(
         &st,
         motcua_commands::accounts::Registration {
@@ -112,14 +108,10 @@ pub fn user_view(u: &User) -> UserView {
     responses((status = 200, body = VerifiedView), (status = 400), (status = 401), (status = 403, description = "Not a one-stop officer"), (status = 422, description = "Validation errors per field, also an unknown citizen or a number verified for another account")))]
 pub async fn verify_national_id(
     State(st): State<AppState>,
-    ApiUser(officer): ApiUser,
+    OfficerApi(officer): OfficerApi,
     Path(username): Path<String>,
-    body: Bytes,
+    JsonBody(req): JsonBody<VerifyNationalIdRequest>,
 ) -> ApiResult<Json<VerifiedView>> {
-    if !motcua_commands::accounts::has(&officer, Role::Officer) {
-        return Err(ApiError::forbidden());
-    }
-    let req: VerifyNationalIdRequest = json_body(&body)?;
     let done = motcua_commands::accounts::verify_citizen(
         &st,
         &officer,

@@ -26,10 +26,10 @@ use crate::dossiers::views::TimelineEntry;
 use crate::dossiers::views::TrackView;
 use crate::dossiers::views::Workqueue;
 use crate::dossiers::views::{ActionForm, AsSnake};
-use crate::kernel::auth::ApiUser;
+use crate::kernel::auth::{ApiUser, StaffApi};
 use crate::kernel::body::ApiResult;
 use crate::kernel::body::FormData;
-use crate::kernel::body::json_body;
+use crate::kernel::body::{body_error, json_body};
 use crate::kernel::error::{ApiError, FieldProblem};
 use crate::state::AppState;
 use motcua_commands::accounts::is_staff;
@@ -65,14 +65,6 @@ async fn read_api_form(
         return Err(ApiError::bad_request(format!("unexpected part '{k}'")));
     }
     Ok((json, docs))
-}
-
-fn body_error(status: StatusCode, text: String) -> ApiError {
-    if status == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::new(status, "payload-too-large")
-    } else {
-        ApiError::bad_request(text)
-    }
 }
 
 /// Checks uploads against the procedure (ids, types, counts, content) and
@@ -445,7 +437,7 @@ pub struct WorkqueueParams {
     responses((status = 200, body = Workqueue), (status = 400), (status = 401), (status = 403, description = "Not an officer, specialist or leader of an agency"), (status = 422, description = "Unknown tab")))]
 pub async fn workqueue(
     State(st): State<AppState>,
-    ApiUser(user): ApiUser,
+    StaffApi(user): StaffApi,
     Query(params): Query<WorkqueueParams>,
 ) -> ApiResult<Json<Workqueue>> {
     let agency = user.agency_code.clone().ok_or_else(ApiError::forbidden)?;

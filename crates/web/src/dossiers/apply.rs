@@ -22,7 +22,8 @@ use crate::dossiers::support::parse_kept;
 use crate::dossiers::support::units_for;
 use crate::exchange::prefill::Prefilled;
 use crate::exchange::prefill::TokenProblem;
-use crate::kernel::access::{CheckedMultipartKeeping, SignedIn};
+use crate::kernel::access::CheckedMultipartKeeping;
+use crate::kernel::access::CitizenPage;
 use crate::kernel::body::FormData;
 use crate::kernel::error::{ApiError, FieldProblem};
 use crate::kernel::labels::by_field;
@@ -565,12 +566,9 @@ pub fn render_apply(
 pub async fn apply_form(
     State(st): State<AppState>,
     ctx: Ctx,
-    SignedIn(user): SignedIn,
+    CitizenPage(user): CitizenPage,
     Path(code): Path<String>,
 ) -> PageResult {
-    if !motcua_commands::accounts::has(&user, motcua_domain::dossier::Role::Citizen) {
-        return Err(ApiError::forbidden());
-    }
     let p = current_procedure(&st, &code).await?;
     if p.online == motcua_domain::procedure::OnlineLevel::None {
         return Err(ApiError::new(
@@ -809,13 +807,10 @@ pub struct Checked {
 pub async fn apply_submit(
     State(st): State<AppState>,
     ctx: Ctx,
-    SignedIn(user): SignedIn,
+    CitizenPage(user): CitizenPage,
     Path(code): Path<String>,
     CheckedMultipartKeeping(form): CheckedMultipartKeeping,
 ) -> PageResult {
-    if !motcua_commands::accounts::has(&user, motcua_domain::dossier::Role::Citizen) {
-        return Err(ApiError::forbidden());
-    }
     let p = current_procedure(&st, &code).await?;
     let mut form = form;
     let mut pf = PrefillForm::of(&st, &user, &p, form.get("prefill")).await?;

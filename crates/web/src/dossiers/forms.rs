@@ -4,7 +4,7 @@
 //! are built from the dossier's audit timeline and lifecycle. A form that
 //! does not apply to the dossier (no refusal, no apology …) is a 404.
 
-use crate::kernel::access::SignedIn;
+use crate::kernel::access::{SignedIn, StaffPage};
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -83,9 +83,6 @@ async fn load(
     user: User,
     code: &str,
 ) -> Result<(User, Source), ApiError> {
-    if !motcua_commands::accounts::is_staff(&user) {
-        return Err(ApiError::forbidden());
-    }
     let d = load_dossier(st, &user, code).await?;
     audit_view(st, &user, &d, "dossier.view_personal_data").await?;
     let p = procedure_of(st, &d).await?;
@@ -161,7 +158,7 @@ struct IndexPage<'a> {
 pub async fn index(
     State(st): State<AppState>,
     ctx: Ctx,
-    SignedIn(user): SignedIn,
+    StaffPage(user): StaffPage,
     Path(code): Path<String>,
 ) -> PageResult {
     let (_user, src) = load(&st, &ctx, user, &code).await?;
@@ -423,6 +420,7 @@ pub async fn form(
             Redirect::to(&format!("/ho-so/{}/bien-nhan", url_encode(&code))).into_response(),
         );
     }
+    let StaffPage(user) = StaffPage::of(user)?;
     let (_user, src) = load(&st, &ctx, user, &code).await?;
     let d = &src.d;
     let dossier_href = format!("/ho-so/{}", d.code);

@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -26,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::kernel::auth::ProvinceAdminApi;
+use crate::kernel::body::JsonBody;
 use crate::kernel::error::{ApiError, FieldProblem};
 use crate::state::AppState;
 use motcua_commands::dossiers::audit_entry;
@@ -242,11 +242,6 @@ fn edit_error(e: EditError) -> ApiError {
         }
         EditError::Random(e) => ApiError::internal(e),
     }
-}
-
-fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::field("body", "invalid-json").detail(e.to_string()))
 }
 
 /// The exchange registry, or 503 when this installation has none.
@@ -483,10 +478,9 @@ pub async fn get_metrics(
 pub async fn add_member(
     State(st): State<AppState>,
     ProvinceAdminApi(user): ProvinceAdminApi,
-    body: Bytes,
+    JsonBody(m): JsonBody<MemberInput>,
 ) -> ApiResult<Json<ChangeView>> {
     let ex = registry(&st)?;
-    let m: MemberInput = json_body(&body)?;
     let (c, ()) = apply(&st, &user, &ex, |r| {
         r.add_member(&m.class, &m.code, &m.name).map(unit)
     })
@@ -501,10 +495,9 @@ pub async fn add_member(
 pub async fn remove_member(
     State(st): State<AppState>,
     ProvinceAdminApi(user): ProvinceAdminApi,
-    body: Bytes,
+    JsonBody(m): JsonBody<MemberRef>,
 ) -> ApiResult<Json<ChangeView>> {
     let ex = registry(&st)?;
-    let m: MemberRef = json_body(&body)?;
     let (c, ()) = apply(&st, &user, &ex, |r| {
         r.remove_member(&m.class, &m.code).map(unit)
     })
@@ -518,10 +511,9 @@ pub async fn remove_member(
 pub async fn add_subsystem(
     State(st): State<AppState>,
     ProvinceAdminApi(user): ProvinceAdminApi,
-    body: Bytes,
+    JsonBody(s): JsonBody<SubsystemInput>,
 ) -> ApiResult<Json<ChangeView>> {
     let ex = registry(&st)?;
-    let s: SubsystemInput = json_body(&body)?;
     let (c, ()) = apply(&st, &user, &ex, |r| {
         r.add_subsystem(&s.id, &s.name).map(unit)
     })
@@ -535,10 +527,9 @@ pub async fn add_subsystem(
 pub async fn remove_subsystem(
     State(st): State<AppState>,
     ProvinceAdminApi(user): ProvinceAdminApi,
-    body: Bytes,
+    JsonBody(s): JsonBody<SubsystemRef>,
 ) -> ApiResult<Json<ChangeView>> {
     let ex = registry(&st)?;
-    let s: SubsystemRef = json_body(&body)?;
     let (c, ()) = apply(&st, &user, &ex, |r| r.remove_subsystem(&s.id).map(unit)).await?;
     Ok(Json(c))
 }
@@ -550,10 +541,9 @@ pub async fn remove_subsystem(
 pub async fn put_service(
     State(st): State<AppState>,
     ProvinceAdminApi(user): ProvinceAdminApi,
-    body: Bytes,
+    JsonBody(s): JsonBody<ServiceInput>,
 ) -> ApiResult<Json<ChangeView>> {
     let ex = registry(&st)?;
-    let s: ServiceInput = json_body(&body)?;
     let service = s.into_service();
     let (c, ()) = apply(&st, &user, &ex, |r| {
         r.put_service(service.clone()).map(unit)
@@ -568,10 +558,9 @@ pub async fn put_service(
 pub async fn remove_service(
     State(st): State<AppState>,
     ProvinceAdminApi(user): ProvinceAdminApi,
-    body: Bytes,
+    JsonBody(s): JsonBody<ServiceRef>,
 ) -> ApiResult<Json<ChangeView>> {
     let ex = registry(&st)?;
-    let s: ServiceRef = json_body(&body)?;
     let (c, ()) = apply(&st, &user, &ex, |r| r.remove_service(&s.id).map(unit)).await?;
     Ok(Json(c))
 }
@@ -583,10 +572,9 @@ pub async fn remove_service(
 pub async fn grant(
     State(st): State<AppState>,
     ProvinceAdminApi(user): ProvinceAdminApi,
-    body: Bytes,
+    JsonBody(a): JsonBody<AccessInput>,
 ) -> ApiResult<Json<ChangeView>> {
     let ex = registry(&st)?;
-    let a: AccessInput = json_body(&body)?;
     let eps = endpoints(a.endpoints);
     let (c, ()) = apply(&st, &user, &ex, |r| {
         r.grant(&a.client, &a.service, eps.clone()).map(unit)
@@ -601,10 +589,9 @@ pub async fn grant(
 pub async fn revoke(
     State(st): State<AppState>,
     ProvinceAdminApi(user): ProvinceAdminApi,
-    body: Bytes,
+    JsonBody(a): JsonBody<AccessRef>,
 ) -> ApiResult<Json<ChangeView>> {
     let ex = registry(&st)?;
-    let a: AccessRef = json_body(&body)?;
     let (c, ()) = apply(&st, &user, &ex, |r| {
         r.revoke(&a.client, &a.service).map(unit)
     })
@@ -619,10 +606,9 @@ pub async fn revoke(
 pub async fn create_api_key(
     State(st): State<AppState>,
     ProvinceAdminApi(user): ProvinceAdminApi,
-    body: Bytes,
+    JsonBody(k): JsonBody<ApiKeyInput>,
 ) -> ApiResult<(StatusCode, Json<ApiKeyCreated>)> {
     let ex = registry(&st)?;
-    let k: ApiKeyInput = json_body(&body)?;
     let now = st.clock.now();
     let (change, (id, key)) = apply(&st, &user, &ex, |r| {
         new_api_key(r, &k.client, &k.label, now)
@@ -661,10 +647,9 @@ pub async fn revoke_api_key(
 pub async fn add_client_cert(
     State(st): State<AppState>,
     ProvinceAdminApi(user): ProvinceAdminApi,
-    body: Bytes,
+    JsonBody(c): JsonBody<ClientCertInput>,
 ) -> ApiResult<Json<ChangeView>> {
     let ex = registry(&st)?;
-    let c: ClientCertInput = json_body(&body)?;
     let (ch, ()) = apply(&st, &user, &ex, |r| {
         r.add_client_cert(&c.client, &c.fingerprint, &c.label)
             .map(unit)
@@ -679,10 +664,9 @@ pub async fn add_client_cert(
 pub async fn remove_client_cert(
     State(st): State<AppState>,
     ProvinceAdminApi(user): ProvinceAdminApi,
-    body: Bytes,
+    JsonBody(c): JsonBody<ClientCertRef>,
 ) -> ApiResult<Json<ChangeView>> {
     let ex = registry(&st)?;
-    let c: ClientCertRef = json_body(&body)?;
     let (ch, ()) = apply(&st, &user, &ex, |r| {
         r.remove_client_cert(&c.fingerprint).map(unit)
     })

@@ -33,6 +33,7 @@ use utoipa::ToSchema;
 
 use crate::exchange::api::ExchangeHandle;
 use crate::kernel::auth::ProvinceAdminApi;
+use crate::kernel::body::JsonBody;
 use crate::kernel::error::ApiError;
 use crate::state::AppState;
 use motcua_commands::dossiers::audit_entry;
@@ -186,11 +187,9 @@ pub struct SubscriptionInput {
 pub async fn create_subscription(
     State(st): State<AppState>,
     ProvinceAdminApi(user): ProvinceAdminApi,
-    body: Bytes,
+    JsonBody(input): JsonBody<SubscriptionInput>,
 ) -> ApiResult<(StatusCode, Json<Subscription>)> {
     let ex = registry(&st)?;
-    let input: SubscriptionInput = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::field("body", "invalid-json").detail(e.to_string()))?;
     if EventTypes::builtin().get(&input.event_type).is_none() {
         return Err(ApiError::field("event_type", "unknown-event-type")
             .detail(format!("no event type {}", input.event_type)));

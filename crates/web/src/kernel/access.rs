@@ -60,6 +60,22 @@ impl FromRequestParts<AppState> for SignedIn {
     }
 }
 
+/// A citizen (files dossiers online).
+pub struct CitizenPage(pub User);
+
+impl FromRequestParts<AppState> for CitizenPage {
+    type Rejection = Refused;
+
+    async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, Refused> {
+        let SignedIn(u) = SignedIn::from_request_parts(parts, st).await?;
+        if motcua_commands::accounts::has(&u, Role::Citizen) {
+            Ok(CitizenPage(u))
+        } else {
+            Err(ApiError::forbidden().into())
+        }
+    }
+}
+
 /// A staff member of an agency.
 pub struct StaffPage(pub User);
 
@@ -68,10 +84,18 @@ impl FromRequestParts<AppState> for StaffPage {
 
     async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, Refused> {
         let SignedIn(u) = SignedIn::from_request_parts(parts, st).await?;
+        Ok(StaffPage::of(u)?)
+    }
+}
+
+impl StaffPage {
+    /// `u` as a staff member, or 403: for a route that some signed-in
+    /// users are sent on from, and only staff may read.
+    pub fn of(u: User) -> Result<Self, ApiError> {
         if motcua_commands::accounts::is_staff(&u) && u.agency_code.is_some() {
             Ok(StaffPage(u))
         } else {
-            Err(ApiError::forbidden().into())
+            Err(ApiError::forbidden())
         }
     }
 }

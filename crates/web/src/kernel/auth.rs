@@ -6,6 +6,7 @@ use motcua_commands::accounts::{has, token_hash};
 use motcua_domain::dossier::Role;
 use motcua_store::User;
 
+use crate::AppState;
 use crate::kernel::error::ApiError;
 
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -64,5 +65,45 @@ impl axum::extract::FromRequestParts<crate::state::AppState> for ProvinceAdminAp
             return Err(ApiError::forbidden());
         }
         Ok(ProvinceAdminApi(user))
+    }
+}
+
+/// A member of an agency's staff calling the API (401 without a live
+/// token, 403 for an account without a staff role).
+#[derive(Debug, Clone)]
+pub struct StaffApi(pub User);
+
+impl axum::extract::FromRequestParts<AppState> for StaffApi {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        st: &AppState,
+    ) -> Result<Self, ApiError> {
+        let user = current_user(st, &parts.headers).await?;
+        if !motcua_commands::accounts::is_staff(&user) {
+            return Err(ApiError::forbidden());
+        }
+        Ok(StaffApi(user))
+    }
+}
+
+/// A one-stop officer calling the API (401 without a live token, 403 for
+/// any other role).
+#[derive(Debug, Clone)]
+pub struct OfficerApi(pub User);
+
+impl axum::extract::FromRequestParts<AppState> for OfficerApi {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        st: &AppState,
+    ) -> Result<Self, ApiError> {
+        let user = current_user(st, &parts.headers).await?;
+        if !has(&user, Role::Officer) {
+            return Err(ApiError::forbidden());
+        }
+        Ok(OfficerApi(user))
     }
 }

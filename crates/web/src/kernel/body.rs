@@ -169,6 +169,32 @@ pub async fn document_response(
 /// What an API handler answers.
 pub type ApiResult<T> = Result<T, ApiError>;
 
+/// A JSON body of type `T`, read after the caller's extractors: a body
+/// over the limit is a 413 problem, one that is not `T` in JSON a 422
+/// problem naming the body.
+#[derive(Debug)]
+pub struct JsonBody<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned> axum::extract::FromRequest<AppState> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, st: &AppState) -> ApiResult<Self> {
+        let bytes = axum::body::Bytes::from_request(req, st)
+            .await
+            .map_err(|e| body_error(e.status(), e.body_text()))?;
+        json_body(&bytes).map(JsonBody)
+    }
+}
+
+/// The problem of a body that could not be read.
+pub fn body_error(status: axum::http::StatusCode, text: String) -> ApiError {
+    if status == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(status, "payload-too-large")
+    } else {
+        ApiError::bad_request(text)
+    }
+}
+
 /// A JSON body: invalid JSON is a 422 problem naming the body.
 pub fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
     serde_json::from_slice(body)
