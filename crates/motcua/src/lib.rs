@@ -23,6 +23,7 @@ use motcua_domain::audit::{AuditEntry, ChainVerifier};
 use motcua_domain::calendar::WorkingCalendar;
 use motcua_domain::procedure::{LintIssue, Procedure, lint_set, parse_procedure};
 use motcua_domain::units::{BUILTIN_UNITS_CSV, parse_units_csv};
+use motcua_store::prelude::*;
 use motcua_store::{ImportOutcome, ObjectStore, Store};
 use motcua_store_postgres::{PostgresStore, redact_url};
 use motcua_store_sqlite::{Durability, SqliteStore};

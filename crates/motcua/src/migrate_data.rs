@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
+use motcua_store::prelude::*;
 use motcua_store::{Cell, Store, TABLES, TableRows};
 use motcua_store_postgres::{PostgresStore, redact_url};
 use motcua_store_sqlite::{Durability, SqliteStore};

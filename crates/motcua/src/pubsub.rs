@@ -313,6 +313,7 @@ mod tests {
     use super::*;
     use motcua_domain::dossier::Status;
     use motcua_store::conformance::{entry, new_dossier, seed};
+    use motcua_store::prelude::*;
     use motcua_store::{DeliveryMode, DeliveryQuery, DossierUpdate, NewSubscription};
     use motcua_store_sqlite::{Durability, SqliteStore};
 

@@ -494,6 +494,7 @@ mod tests {
 
     use motcua_domain::dossier::{Role, Status};
     use motcua_domain::{AgencyCode, DossierCode};
+    use motcua_store::prelude::*;
     use motcua_store::{DossierQuery, DossierUpdate, Store};
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicU32, Ordering};

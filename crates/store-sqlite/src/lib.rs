@@ -549,7 +549,7 @@ impl Backend for SqliteBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use motcua_store::Store;
+    use motcua_store::prelude::*;
     use std::sync::atomic::{AtomicU32, Ordering};
 
     async fn fresh() -> SqliteStore {

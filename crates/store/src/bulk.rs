@@ -329,7 +329,7 @@ pub fn table(name: &str) -> crate::StoreResult<&'static TableDef> {
         .ok_or_else(|| crate::StoreError::Invalid(format!("no table {name}")))
 }
 
-/// Rows for one table, written by [`crate::Store::bulk_import`].
+/// Rows for one table, written by [`crate::MaintenanceStore::bulk_import`].
 #[derive(Debug, Clone)]
 pub struct TableRows {
     pub table: &'static str,
@@ -363,7 +363,7 @@ pub fn check_rows(t: &TableDef, rows: &[Vec<Cell>]) -> crate::StoreResult<()> {
     Ok(())
 }
 
-/// Which read path [`crate::Store::explain`] shows the plan of.
+/// Which read path [`crate::MaintenanceStore::explain`] shows the plan of.
 #[derive(Debug, Clone)]
 pub enum ExplainTarget {
     /// The query `find_dossiers` runs for this question.

@@ -187,7 +187,7 @@ impl Builder {
     }
 }
 
-/// The SQL of [`crate::Store::find_dossiers`]. Only placeholders and fixed
+/// The SQL of [`crate::DossierStore::find_dossiers`]. Only placeholders and fixed
 /// fragments are formatted into the text.
 pub fn find_dossiers(q: &DossierQuery, dialect: Dialect) -> FindSql {
     let mut b = Builder {

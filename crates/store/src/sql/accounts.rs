@@ -1,10 +1,14 @@
 //! Accounts and their tokens.
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use motcua_domain::audit::AuditEntry;
 use motcua_domain::{AgencyCode, DossierCode};
 
-use super::{Conn, args, rows};
-use crate::{LinkReview, NewUser, StoreError, StoreResult, ThrottleState, User, Verification};
+use super::{Backend, Conn, SqlStore, args, audit, rows};
+use crate::{
+    AccountStore, LinkReview, NewUser, StoreError, StoreResult, ThrottleState, User, Verification,
+};
 
 pub(super) async fn insert_user(
     c: &mut dyn Conn,
@@ -132,7 +136,7 @@ pub(super) async fn user_by_verified_national_id(
 
 /// Marks `national_id` verified for `user_id` and links the dossiers of
 /// that applicant number that have no account; see
-/// [`crate::Store::verify_national_id`].
+/// [`crate::AccountStore::verify_national_id`].
 pub(super) async fn verify_national_id(
     c: &mut dyn Conn,
     user_id: i64,
@@ -296,4 +300,147 @@ pub(super) async fn throttle_clear(
     a.extend(keys.iter().map(super::Arg::from));
     c.exec(&sql, a).await?;
     Ok(())
+}
+
+#[async_trait]
+impl<B: Backend> AccountStore for SqlStore<B> {
+    async fn create_user(&self, u: &NewUser, entry: AuditEntry) -> StoreResult<User> {
+        let at = entry.at;
+        let mut tx = self.begin().await?;
+        let id = insert_user(tx.conn(), u, at).await?;
+        audit::append_audit(tx.conn(), &self.signer, entry).await?;
+        let user = user_where(tx.conn(), UserKey::Id, id.into()).await?;
+        tx.commit().await?;
+        user.ok_or(StoreError::NotFound)
+    }
+
+    async fn user_by_name(&self, username: &str) -> StoreResult<Option<User>> {
+        user_where(self.read().await?.as_mut(), UserKey::Name, username.into()).await
+    }
+
+    async fn user(&self, id: i64) -> StoreResult<Option<User>> {
+        user_where(self.read().await?.as_mut(), UserKey::Id, id.into()).await
+    }
+
+    async fn user_by_national_id(&self, national_id: &str) -> StoreResult<Option<User>> {
+        user_where(
+            self.read().await?.as_mut(),
+            UserKey::NationalId,
+            national_id.into(),
+        )
+        .await
+    }
+
+    async fn users(&self) -> StoreResult<Vec<User>> {
+        users(self.read().await?.as_mut()).await
+    }
+
+    async fn user_by_verified_national_id(&self, national_id: &str) -> StoreResult<Option<User>> {
+        user_by_verified_national_id(self.read().await?.as_mut(), national_id).await
+    }
+
+    async fn verify_national_id(
+        &self,
+        user_id: i64,
+        national_id: &str,
+        v: &Verification,
+        entry: AuditEntry,
+    ) -> StoreResult<Vec<DossierCode>> {
+        let mut tx = self.begin().await?;
+        let linked = verify_national_id(tx.conn(), user_id, national_id, v).await?;
+        self.finish(tx, entry).await?;
+        Ok(linked)
+    }
+
+    async fn link_reviews(&self, open_only: bool) -> StoreResult<Vec<LinkReview>> {
+        link_reviews(self.read().await?.as_mut(), open_only).await
+    }
+
+    async fn resolve_link_review(
+        &self,
+        id: i64,
+        keep: bool,
+        by: &str,
+        at: DateTime<Utc>,
+        entry: AuditEntry,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        resolve_link_review(tx.conn(), id, keep, by, at).await?;
+        self.finish(tx, entry).await
+    }
+
+    async fn throttle_read(&self, keys: &[String]) -> StoreResult<Vec<ThrottleState>> {
+        throttle_read(self.read().await?.as_mut(), keys).await
+    }
+
+    async fn throttle_hit(
+        &self,
+        keys: &[String],
+        now: DateTime<Utc>,
+        window: chrono::Duration,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        for k in keys {
+            throttle_hit(tx.conn(), k, now, window).await?;
+        }
+        tx.commit().await
+    }
+
+    async fn throttle_clear(&self, keys: &[String], idle_before: DateTime<Utc>) -> StoreResult<()> {
+        throttle_clear(self.write().await?.as_mut(), keys, idle_before).await
+    }
+
+    async fn set_user_disabled(
+        &self,
+        id: i64,
+        disabled: bool,
+        entry: AuditEntry,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        set_user(tx.conn(), id, "disabled", disabled.into()).await?;
+        if disabled {
+            revoke_tokens_of(tx.conn(), id).await?;
+        }
+        self.finish(tx, entry).await
+    }
+
+    async fn set_password(
+        &self,
+        id: i64,
+        password_hash: &str,
+        entry: AuditEntry,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        set_user(tx.conn(), id, "password_hash", password_hash.into()).await?;
+        revoke_tokens_of(tx.conn(), id).await?;
+        self.finish(tx, entry).await
+    }
+
+    async fn create_token(
+        &self,
+        token_hash: &str,
+        user_id: i64,
+        expires_at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        create_token(
+            self.write().await?.as_mut(),
+            token_hash,
+            user_id,
+            Utc::now(),
+            expires_at,
+        )
+        .await
+    }
+
+    async fn token_user(&self, token_hash: &str, now: DateTime<Utc>) -> StoreResult<Option<User>> {
+        token_user(self.read().await?.as_mut(), token_hash, now).await
+    }
+
+    async fn revoke_token(&self, token_hash: &str) -> StoreResult<bool> {
+        revoke_token(self.write().await?.as_mut(), token_hash).await
+    }
+
+    async fn revoke_user_tokens(&self, user_id: i64) -> StoreResult<u64> {
+        revoke_tokens_of(self.write().await?.as_mut(), user_id).await
+    }
 }

@@ -1,15 +1,18 @@
 //! Dossiers: codes, rows, documents, search terms, lists and counts.
 
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use motcua_domain::dossier::{Lifecycle, Role, Status};
 use motcua_domain::{AgencyCode, DossierCode};
 
 use super::audit::{AuditSigner, append_audit};
-use super::{Arg, Conn, Dialect, args, marks, ms, rows};
+use super::{Arg, Backend, Conn, SqlStore, args, marks, ms, rows};
 use crate::query::{self, FindSql};
 use crate::{
-    Dossier, DossierSummary, DossierUpdate, LateDossier, NewDossier, QueueCount, StoreError,
-    StoreResult, StoredDocument, vietnam_day,
+    Dossier, DossierQuery, DossierStore, DossierSummary, DossierUpdate, NewDossier, QueueCount,
+    StoreError, StoreResult, StoredDocument, vietnam_day,
 };
 
 fn json_text<T: serde::Serialize>(v: &T) -> StoreResult<String> {
@@ -378,83 +381,65 @@ pub(super) async fn referenced_objects(c: &mut dyn Conn) -> StoreResult<Vec<Stri
         .collect()
 }
 
-pub(super) async fn late(
-    c: &mut dyn Conn,
-    since: DateTime<Utc>,
-    now: DateTime<Utc>,
-    limit: u32,
-) -> StoreResult<Vec<LateDossier>> {
-    c.fetch(
-        "SELECT d.code, d.agency_code, d.status, d.due_at FROM dossiers d WHERE d.status IN ('accepted', 'processing') AND d.due_at >= $1 AND d.due_at <= $2 AND NOT EXISTS (SELECT 1 FROM pubsub_events e WHERE e.source_key = 'dossier.late:' || d.code) ORDER BY d.due_at LIMIT $3",
-        args![since, now, i64::from(limit)],
-    )
-    .await?
-    .iter()
-    .map(|r| {
-        let status = r.text("status")?;
-        Ok(LateDossier {
-            code: r.parsed("code", DossierCode::parse)?,
-            agency: r.parsed("agency_code", AgencyCode::parse)?,
-            status: Status::parse(&status)
-                .ok_or_else(|| StoreError::Backend(format!("unknown status {status}")))?,
-            due_at: r.time("due_at")?,
+impl<B: Backend> SqlStore<B> {
+    /// The rows of a name search: the matching ids first (from the
+    /// postings), then the rows by id in up to [`query::ROW_READERS`]
+    /// chunks read side by side on separate connections, newest first.
+    async fn name_search_rows(&self, f: &FindSql) -> StoreResult<Vec<DossierSummary>> {
+        let ids = find_ids(self.read().await?.as_mut(), f).await?;
+        query::read_side_by_side(&ids, |chunk| {
+            let backend = self.backend.clone();
+            async move {
+                let mut c = backend.read().await?;
+                rows_by_id(c.as_mut(), chunk).await
+            }
         })
-    })
-    .collect()
+        .await
+    }
 }
 
-/// Dossiers whose status is not the one their newest audit record set, in
-/// the status column (what lists show) or in the lifecycle (what the
-/// dossier's page shows and its rules act on).
-pub(super) async fn state_problems(
-    c: &mut dyn Conn,
-    limit: u32,
-) -> StoreResult<Vec<crate::StateProblem>> {
-    // The lifecycle's own status. A lifecycle that is not JSON gives NULL
-    // on SQLite (reported as unreadable); on PostgreSQL the cast fails the
-    // query, and with it `audit verify`.
-    let lifecycle_status = match c.dialect() {
-        Dialect::Sqlite => {
-            "CASE WHEN json_valid(d.lifecycle) THEN json_extract(d.lifecycle, '$.status') END"
-        }
-        Dialect::Postgres => "((d.lifecycle::jsonb ->> 'status') COLLATE \"C\")",
-    };
-    let rows = c
-        .fetch(
-            &format!("SELECT code, status, l_status, audit_seq, a_seq, a_code, a_status, newest FROM (SELECT d.code, d.status, {lifecycle_status} AS l_status, d.audit_seq, a.seq AS a_seq, a.dossier_code AS a_code, a.to_status AS a_status, (SELECT MAX(b.seq) FROM audit b WHERE b.dossier_code = d.code AND b.to_status IS NOT NULL) AS newest FROM dossiers d LEFT JOIN audit a ON a.seq = d.audit_seq) x WHERE a_seq IS NULL OR a_code IS DISTINCT FROM code OR a_status IS DISTINCT FROM status OR l_status IS DISTINCT FROM status OR newest IS DISTINCT FROM audit_seq ORDER BY code LIMIT $1"),
-            args![i64::from(limit)],
-        )
-        .await?;
-    rows.iter()
-        .map(|r| {
-            let status = r.text("status")?;
-            let audit_seq = r.opt_int("audit_seq")?;
-            let lifecycle = r.opt_text("l_status")?;
-            let reason = match (audit_seq, r.opt_int("a_seq")?) {
-                (None, _) => "it names no audit record".to_string(),
-                (Some(s), None) => format!("its audit record {s} is missing"),
-                (Some(s), Some(_)) if r.opt_text("a_code")?.as_deref() != Some(&r.text("code")?) => {
-                    format!("its audit record {s} is about another dossier")
-                }
-                (Some(s), Some(_)) if r.opt_text("a_status")?.as_deref() != Some(&status) => format!(
-                    "its status {status} is not the {} set by its audit record {s} (changed outside the application)",
-                    r.opt_text("a_status")?.unwrap_or_default()
-                ),
-                (Some(s), Some(_)) if lifecycle.as_deref() != Some(&status) => format!(
-                    "its lifecycle's status {} is not the {status} set by its audit record {s} (changed outside the application)",
-                    lifecycle.as_deref().unwrap_or("(unreadable)")
-                ),
-                (Some(s), Some(_)) => format!(
-                    "its audit record {s} is not its newest ({})",
-                    r.opt_int("newest")?.unwrap_or_default()
-                ),
-            };
-            Ok(crate::StateProblem {
-                code: r.parsed("code", DossierCode::parse)?,
-                status,
-                audit_seq,
-                reason,
-            })
-        })
-        .collect()
+#[async_trait]
+impl<B: Backend> DossierStore for SqlStore<B> {
+    async fn create_dossier(&self, d: NewDossier) -> StoreResult<Dossier> {
+        self.backend.create_dossier(d, self.signer.clone()).await
+    }
+
+    async fn dossier(&self, code: &DossierCode) -> StoreResult<Option<Dossier>> {
+        by_code(self.read().await?.as_mut(), code).await
+    }
+
+    async fn update_dossier(&self, u: DossierUpdate) -> StoreResult<Dossier> {
+        let mut tx = self.begin().await?;
+        let d = update(tx.conn(), &self.signer, u).await?;
+        tx.commit().await?;
+        Ok(d)
+    }
+
+    async fn find_dossiers(&self, q: &DossierQuery) -> StoreResult<Vec<DossierSummary>> {
+        let f = query::find_dossiers(q, self.backend.dialect());
+        let summaries = if f.ids_first {
+            self.name_search_rows(&f).await?
+        } else {
+            find_rows(self.read().await?.as_mut(), &f).await?
+        };
+        Ok(f.kept(summaries))
+    }
+
+    async fn queue_counts(
+        &self,
+        agency: &AgencyCode,
+        holders: &[Role],
+        now: DateTime<Utc>,
+        soon: DateTime<Utc>,
+    ) -> StoreResult<Vec<QueueCount>> {
+        queue_counts(self.read().await?.as_mut(), agency, holders, now, soon).await
+    }
+
+    async fn count_by_status(&self) -> StoreResult<BTreeMap<String, u64>> {
+        count_by_status(self.read().await?.as_mut()).await
+    }
+
+    async fn referenced_objects(&self) -> StoreResult<Vec<String>> {
+        referenced_objects(self.read().await?.as_mut()).await
+    }
 }

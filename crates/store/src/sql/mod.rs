@@ -5,7 +5,10 @@
 //! `RETURNING`, `TRUE`/`FALSE`, `CASE`). A backend gives connections
 //! ([`Conn`]) and write transactions ([`Tx`]) through [`Backend`], and the
 //! few things that really differ (migrations, SQLite's group commit, bulk
-//! loads, locks); [`SqlStore`] implements every store trait on top.
+//! loads, locks); [`SqlStore`] implements every store trait on top, each
+//! sub-trait of [`crate::Store`] in the file of its SQL (`accounts.rs`,
+//! `dossiers.rs` …; `catalogue.rs` over `reference.rs` and `procedures.rs`,
+//! `maintenance.rs` over the backends and `tables.rs`).
 //!
 //! Rows come back as [`Row`]s of [`Cell`]s: integers (booleans as 0/1 on
 //! both engines), texts and nulls, read by column name with the store's
@@ -13,21 +16,23 @@
 
 mod accounts;
 mod audit;
+mod catalogue;
 mod dossiers;
 mod drivers;
-mod meta;
+mod maintenance;
 mod outbox;
 mod procedures;
 mod pubsub;
 mod reference;
 mod rows;
-mod store_impl;
+mod settings;
 pub mod tables;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use motcua_domain::audit::AuditEntry;
 
 pub use crate::bulk::Cell;
 pub use crate::query::{Arg, Dialect};
@@ -165,6 +170,13 @@ impl<B: Backend> SqlStore<B> {
 
     async fn begin(&self) -> StoreResult<Box<dyn Tx>> {
         self.backend.begin().await
+    }
+
+    /// Appends `entry` to the audit chain in `tx` and commits: the change
+    /// and its record, or neither.
+    async fn finish(&self, mut tx: Box<dyn Tx>, entry: AuditEntry) -> StoreResult<()> {
+        audit::append_audit(tx.conn(), &self.signer, entry).await?;
+        tx.commit().await
     }
 }
 

@@ -1,10 +1,11 @@
 //! The outbox: events written with the changes that caused them, claimed
 //! by workers with a lease.
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{Arg, Conn, Dialect, args, marks, rows};
-use crate::{OutboxEvent, StoreResult};
+use super::{Arg, Backend, Conn, Dialect, SqlStore, args, marks, rows};
+use crate::{OutboxEvent, OutboxStore, StoreResult};
 
 /// How long a claimed event stays with its claimer.
 pub const OUTBOX_LEASE_SECONDS: i64 = 60;
@@ -65,4 +66,23 @@ pub(super) async fn pending(c: &mut dyn Conn) -> StoreResult<u64> {
             .unwrap_or(0)
             .max(0) as u64,
     )
+}
+
+#[async_trait]
+impl<B: Backend> OutboxStore for SqlStore<B> {
+    async fn claim_events(&self, limit: u32) -> StoreResult<Vec<OutboxEvent>> {
+        claim(self.write().await?.as_mut(), Utc::now(), limit).await
+    }
+
+    async fn complete_event(&self, id: i64) -> StoreResult<bool> {
+        Ok(complete(self.write().await?.as_mut(), &[id], Utc::now()).await? == 1)
+    }
+
+    async fn complete_events(&self, ids: &[i64]) -> StoreResult<u64> {
+        complete(self.write().await?.as_mut(), ids, Utc::now()).await
+    }
+
+    async fn pending_events(&self) -> StoreResult<u64> {
+        pending(self.read().await?.as_mut()).await
+    }
 }

@@ -1,11 +1,15 @@
 //! Publish / subscribe of the exchange: events, subscriptions, deliveries.
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use motcua_domain::audit::AuditEntry;
+use motcua_domain::dossier::Status;
+use motcua_domain::{AgencyCode, DossierCode};
 
-use super::{Arg, Conn, Dialect, args, marks, rows};
+use super::{Arg, Backend, Conn, Dialect, SqlStore, args, marks, rows};
 use crate::{
-    AttemptResult, Delivery, DeliveryQuery, NewPubEvent, NewSubscription, PubEvent, StoreError,
-    StoreResult, Subscription,
+    AttemptResult, Delivery, DeliveryQuery, LateDossier, NewPubEvent, NewSubscription, PubEvent,
+    PubSubStore, StoreError, StoreResult, Subscription,
 };
 
 /// A delivery with its subscription and event (`WHERE …` follows).
@@ -235,4 +239,110 @@ pub(super) async fn deliveries(c: &mut dyn Conn, q: &DeliveryQuery) -> StoreResu
         )
         .await?;
     rows::all(rows, rows::delivery)
+}
+
+pub(super) async fn late(
+    c: &mut dyn Conn,
+    since: DateTime<Utc>,
+    now: DateTime<Utc>,
+    limit: u32,
+) -> StoreResult<Vec<LateDossier>> {
+    c.fetch(
+        "SELECT d.code, d.agency_code, d.status, d.due_at FROM dossiers d WHERE d.status IN ('accepted', 'processing') AND d.due_at >= $1 AND d.due_at <= $2 AND NOT EXISTS (SELECT 1 FROM pubsub_events e WHERE e.source_key = 'dossier.late:' || d.code) ORDER BY d.due_at LIMIT $3",
+        args![since, now, i64::from(limit)],
+    )
+    .await?
+    .iter()
+    .map(|r| {
+        let status = r.text("status")?;
+        Ok(LateDossier {
+            code: r.parsed("code", DossierCode::parse)?,
+            agency: r.parsed("agency_code", AgencyCode::parse)?,
+            status: Status::parse(&status)
+                .ok_or_else(|| StoreError::Backend(format!("unknown status {status}")))?,
+            due_at: r.time("due_at")?,
+        })
+    })
+    .collect()
+}
+
+#[async_trait]
+impl<B: Backend> PubSubStore for SqlStore<B> {
+    async fn publish_event(&self, event: &NewPubEvent) -> StoreResult<Option<PubEvent>> {
+        let mut tx = self.begin().await?;
+        let e = publish(tx.conn(), event).await?;
+        tx.commit().await?;
+        Ok(e)
+    }
+
+    async fn create_subscription(
+        &self,
+        sub: &NewSubscription,
+        entry: AuditEntry,
+    ) -> StoreResult<Subscription> {
+        let mut tx = self.begin().await?;
+        let s = subscribe(tx.conn(), sub).await?;
+        self.finish(tx, entry).await?;
+        Ok(s)
+    }
+
+    async fn delete_subscription(
+        &self,
+        id: i64,
+        at: DateTime<Utc>,
+        entry: AuditEntry,
+    ) -> StoreResult<Subscription> {
+        let mut tx = self.begin().await?;
+        let s = unsubscribe(tx.conn(), id, at).await?;
+        self.finish(tx, entry).await?;
+        Ok(s)
+    }
+
+    async fn subscriptions(&self) -> StoreResult<Vec<Subscription>> {
+        subscriptions(self.read().await?.as_mut()).await
+    }
+
+    async fn claim_push_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        lease: chrono::Duration,
+        limit: u32,
+    ) -> StoreResult<Vec<Delivery>> {
+        claim_push(self.write().await?.as_mut(), now, lease, limit).await
+    }
+
+    async fn finish_push_delivery(
+        &self,
+        id: i64,
+        result: &AttemptResult,
+        at: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        finish_push(self.write().await?.as_mut(), id, result, at).await
+    }
+
+    async fn pull_deliveries(&self, client: &str, limit: u32) -> StoreResult<Vec<Delivery>> {
+        pull(self.read().await?.as_mut(), client, limit).await
+    }
+
+    async fn ack_deliveries(
+        &self,
+        client: &str,
+        event_ids: &[String],
+        at: DateTime<Utc>,
+    ) -> StoreResult<Vec<String>> {
+        ack(self.write().await?.as_mut(), client, event_ids, at).await
+    }
+
+    async fn deliveries(&self, q: &DeliveryQuery) -> StoreResult<Vec<Delivery>> {
+        deliveries(self.read().await?.as_mut(), q).await
+    }
+
+    async fn late_dossiers(
+        &self,
+        since: DateTime<Utc>,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> StoreResult<Vec<LateDossier>> {
+        late(self.read().await?.as_mut(), since, now, limit).await
+    }
 }

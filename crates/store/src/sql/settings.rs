@@ -1,7 +1,10 @@
 //! Key-value settings.
 
-use super::{Conn, args};
-use crate::StoreResult;
+use async_trait::async_trait;
+use motcua_domain::audit::AuditEntry;
+
+use super::{Backend, Conn, SqlStore, args};
+use crate::{SettingsStore, StoreResult};
 
 pub(super) async fn get(c: &mut dyn Conn, key: &str) -> StoreResult<Option<String>> {
     c.text("SELECT value FROM meta WHERE key = $1", args![key])
@@ -43,4 +46,37 @@ pub(super) async fn put_if(
         }
     };
     Ok(n == 1)
+}
+
+#[async_trait]
+impl<B: Backend> SettingsStore for SqlStore<B> {
+    async fn meta(&self, key: &str) -> StoreResult<Option<String>> {
+        get(self.read().await?.as_mut(), key).await
+    }
+
+    async fn set_meta(&self, key: &str, value: &str) -> StoreResult<()> {
+        put(self.write().await?.as_mut(), key, value).await
+    }
+
+    async fn set_meta_audited(&self, key: &str, value: &str, entry: AuditEntry) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        put(tx.conn(), key, value).await?;
+        self.finish(tx, entry).await
+    }
+
+    async fn set_meta_if(
+        &self,
+        key: &str,
+        expected: Option<&str>,
+        value: &str,
+        entry: AuditEntry,
+    ) -> StoreResult<bool> {
+        let mut tx = self.begin().await?;
+        if !put_if(tx.conn(), key, expected, value).await? {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        self.finish(tx, entry).await?;
+        Ok(true)
+    }
 }
