@@ -477,3 +477,65 @@ mod openapi_tests {
         );
     }
 }
+
+#[cfg(test)]
+mod layout_tests {
+    /// The files of the crate, but this one.
+    fn sources() -> Vec<(std::path::PathBuf, String)> {
+        fn walk(dir: &std::path::Path, out: &mut Vec<(std::path::PathBuf, String)>) {
+            for e in std::fs::read_dir(dir).expect("source folder").flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    walk(&p, out);
+                } else if p.extension().is_some_and(|x| x == "rs") && !p.ends_with("src/lib.rs") {
+                    let text = std::fs::read_to_string(&p).expect("source file");
+                    out.push((p, text));
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+            &mut out,
+        );
+        out
+    }
+
+    #[test]
+    fn no_file_names_the_crate_root_or_re_exports_a_glob() {
+        let root_items = [
+            "AppState",
+            "ClientAddr",
+            "WebConfig",
+            "ApiDoc",
+            "openapi",
+            "route_table",
+            "routes_of",
+            "router",
+        ];
+        let files = sources();
+        assert!(files.len() > 30, "the sources were read");
+        for (path, text) in &files {
+            for line in text.lines().map(str::trim) {
+                assert!(
+                    !(line.starts_with("pub use") && line.contains("::*")),
+                    "{}: a glob re-export: {line}",
+                    path.display()
+                );
+                assert!(
+                    !line.starts_with("use crate::{"),
+                    "{}: imports from the crate root: {line}",
+                    path.display()
+                );
+                for item in root_items {
+                    let form = format!("crate::{item}");
+                    let named = line.match_indices(&form).any(|(i, _)| {
+                        !line[i + form.len()..]
+                            .starts_with(|c: char| c.is_alphanumeric() || c == '_')
+                    });
+                    assert!(!named, "{}: names the crate root: {line}", path.display());
+                }
+            }
+        }
+    }
+}

@@ -6,8 +6,8 @@ use motcua_commands::accounts::{has, token_hash};
 use motcua_domain::dossier::Role;
 use motcua_store::User;
 
-use crate::AppState;
 use crate::kernel::error::ApiError;
+use crate::state::AppState;
 
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers
@@ -21,10 +21,7 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// The signed-in user of a request, or 401.
-pub async fn current_user(
-    st: &crate::state::AppState,
-    headers: &HeaderMap,
-) -> Result<User, ApiError> {
+pub async fn current_user(st: &AppState, headers: &HeaderMap) -> Result<User, ApiError> {
     let token = bearer(headers).ok_or_else(ApiError::unauthorized)?;
     st.store
         .token_user(&token_hash(token), st.clock.now())
@@ -37,73 +34,55 @@ pub async fn current_user(
 #[derive(Debug, Clone)]
 pub struct ApiUser(pub User);
 
-impl axum::extract::FromRequestParts<crate::state::AppState> for ApiUser {
+impl axum::extract::FromRequestParts<AppState> for ApiUser {
     type Rejection = ApiError;
 
     async fn from_request_parts(
         parts: &mut axum::http::request::Parts,
-        st: &crate::state::AppState,
+        st: &AppState,
     ) -> Result<Self, ApiError> {
         current_user(st, &parts.headers).await.map(ApiUser)
     }
 }
 
-/// A province administrator calling the API (401 without a live token,
-/// 403 for any other role), checked before the body is read.
-#[derive(Debug, Clone)]
-pub struct ProvinceAdminApi(pub User);
+/// An API caller whose account passes `$allowed` (401 without a live
+/// token, 403 for any other account), checked before the body is read.
+macro_rules! api_caller {
+    ($(#[$doc:meta])* $name:ident, $allowed:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone)]
+        pub struct $name(pub User);
 
-impl axum::extract::FromRequestParts<crate::state::AppState> for ProvinceAdminApi {
-    type Rejection = ApiError;
+        impl axum::extract::FromRequestParts<AppState> for $name {
+            type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        st: &crate::state::AppState,
-    ) -> Result<Self, ApiError> {
-        let user = current_user(st, &parts.headers).await?;
-        if !has(&user, Role::ProvinceAdmin) {
-            return Err(ApiError::forbidden());
+            async fn from_request_parts(
+                parts: &mut axum::http::request::Parts,
+                st: &AppState,
+            ) -> Result<Self, ApiError> {
+                let user = current_user(st, &parts.headers).await?;
+                let allowed: fn(&User) -> bool = $allowed;
+                if !allowed(&user) {
+                    return Err(ApiError::forbidden());
+                }
+                Ok($name(user))
+            }
         }
-        Ok(ProvinceAdminApi(user))
-    }
+    };
 }
 
-/// A member of an agency's staff calling the API (401 without a live
-/// token, 403 for an account without a staff role).
-#[derive(Debug, Clone)]
-pub struct StaffApi(pub User);
-
-impl axum::extract::FromRequestParts<AppState> for StaffApi {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        st: &AppState,
-    ) -> Result<Self, ApiError> {
-        let user = current_user(st, &parts.headers).await?;
-        if !motcua_commands::accounts::is_staff(&user) {
-            return Err(ApiError::forbidden());
-        }
-        Ok(StaffApi(user))
-    }
-}
-
-/// A one-stop officer calling the API (401 without a live token, 403 for
-/// any other role).
-#[derive(Debug, Clone)]
-pub struct OfficerApi(pub User);
-
-impl axum::extract::FromRequestParts<AppState> for OfficerApi {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        st: &AppState,
-    ) -> Result<Self, ApiError> {
-        let user = current_user(st, &parts.headers).await?;
-        if !has(&user, Role::Officer) {
-            return Err(ApiError::forbidden());
-        }
-        Ok(OfficerApi(user))
-    }
-}
+api_caller!(
+    /// A province administrator calling the API.
+    ProvinceAdminApi,
+    |u| has(u, Role::ProvinceAdmin)
+);
+api_caller!(
+    /// A member of an agency's staff calling the API.
+    StaffApi,
+    motcua_commands::accounts::is_staff
+);
+api_caller!(
+    /// A one-stop officer calling the API.
+    OfficerApi,
+    |u| has(u, Role::Officer)
+);
