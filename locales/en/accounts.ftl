@@ -24,3 +24,5 @@ verify-doc-passport = Passport
 verify-seen = I have seen the original document and compared it with the person at the counter and the name on the account
 verify-submit = Verify the number
 verify-done = The national ID number of { $name } is verified. { $n } counter dossier(s) now show under "My dossiers" of this account.
+reg-error-summary = The account details need correcting
+login-to-apply = Sign in to apply for { $procedure }. No account yet? Register, and you will come straight back to this form.

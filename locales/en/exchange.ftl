@@ -79,3 +79,4 @@ xadm-by-service = By service
 xadm-by-client = By client
 xadm-latency-help = Latencies in milliseconds, estimated from the histogram buckets (the same as /metrics). Unregistered services and unauthenticated clients count under "-".
 xadm-no-traffic = No requests yet.
+xadm-error-summary = The registry change needs correcting

@@ -77,6 +77,7 @@ page-error-403-text = You are not allowed to see this page or do this action. If
 page-error-500 = Something went wrong
 page-error-500-text = Please try again in a few minutes.
 page-back-home = Back to the home page
+page-back-own-home = Back to your page
 page-search = Search
 page-working-days = { $n ->
     [one] 1 working day
@@ -269,3 +270,4 @@ field-verify-not-seen = Tick the confirmation that you have seen the original do
 admin-done-link-kept = Link kept: the dossier shows under the account's "My dossiers".
 admin-done-link-removed = Link removed.
 problem-link-not-verified = The link was not kept: the account's number is not verified as the applicant's
+page-welcome = Welcome, { $name }! Your account has been created and you are signed in.

@@ -24,3 +24,5 @@ verify-doc-passport = Hộ chiếu
 verify-seen = Tôi đã xem giấy tờ gốc và đối chiếu với người đến quầy và với tên trên tài khoản
 verify-submit = Xác thực số định danh
 verify-done = Đã xác thực số định danh của { $name }. { $n } hồ sơ nộp tại quầy đã được chuyển vào "Hồ sơ của tôi" của tài khoản này.
+reg-error-summary = Tài khoản chưa hợp lệ
+login-to-apply = Đăng nhập để nộp hồ sơ { $procedure }. Chưa có tài khoản? Hãy đăng ký, rồi bạn sẽ quay lại đúng biểu mẫu này.

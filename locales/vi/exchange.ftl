@@ -79,3 +79,4 @@ xadm-by-service = Theo dịch vụ
 xadm-by-client = Theo phân hệ gọi
 xadm-latency-help = Độ trễ tính bằng mili giây, ước lượng từ các khoảng của biểu đồ tần suất (như /metrics). Dịch vụ chưa đăng ký và bên gọi chưa xác thực được tính vào "-".
 xadm-no-traffic = Chưa có yêu cầu nào.
+xadm-error-summary = Thay đổi danh mục liên thông chưa hợp lệ

@@ -947,3 +947,199 @@ async fn staff_search_lists_the_newest_matches_and_says_when_there_may_be_more()
     assert!(one.body.contains(&codes[3]));
     assert!(!one.body.contains("hồ sơ khớp đầu tiên"));
 }
+
+/// A citizen who rates only the overall level gives no criterion a score:
+/// the criteria start unset, and what is stored is what was chosen.
+#[tokio::test]
+async fn a_rating_stores_only_the_criteria_the_citizen_chose() {
+    let app = spawn_app().await;
+    let mut citizen = Browser::new(&app, "vi");
+    citizen.login("citizen").await;
+    let code = apply_birth(&mut citizen).await;
+    // A new dossier: the application comes before the actions, and the
+    // one action (withdraw, destructive) is not open.
+    let fresh = citizen.get(&format!("/ho-so/{code}")).await;
+    assert!(fresh.body.contains("value=\"withdraw\""));
+    assert!(
+        !fresh.body.contains("action danger\" open"),
+        "withdraw closed"
+    );
+    let actions = fresh.body.find("id=\"actions-h\"").expect("actions");
+    let documents = fresh.body.find("giay-chung-sinh.pdf").expect("documents");
+    assert!(documents < actions, "documents before the actions");
+    // Just submitted: the receipt says so and when to expect the result;
+    // the list shows the expected date until the agency receives it.
+    let receipt = citizen.get(&format!("/ho-so/{code}/bien-nhan")).await;
+    assert!(
+        receipt.body.contains("Nộp hồ sơ thành công"),
+        "{}",
+        receipt.body
+    );
+    assert!(receipt.body.contains("kết quả dự kiến có vào"));
+    let list = citizen.get("/ho-so").await;
+    assert!(list.body.contains("(dự kiến)"), "expected date in the list");
+    let mut officer = Browser::new(&app, "vi");
+    officer.login("officer").await;
+    let mut specialist = Browser::new(&app, "vi");
+    specialist.login("specialist").await;
+    let mut leader = Browser::new(&app, "vi");
+    leader.login("leader").await;
+    // Each confirmation is a plain sentence; after forwarding it says who
+    // holds the dossier now.
+    for (who, action, said) in [
+        ("officer", "accept", "Đã tiếp nhận hồ sơ. Hẹn trả kết quả: "),
+        ("officer", "forward", "Người đang giữ hồ sơ: Chuyên viên."),
+        ("specialist", "forward", "Người đang giữ hồ sơ: Lãnh đạo."),
+        (
+            "leader",
+            "approve",
+            "Đã phê duyệt. Hồ sơ chờ Cán bộ một cửa trả kết quả.",
+        ),
+        ("officer", "return_result", "Đã trả kết quả cho người nộp."),
+    ] {
+        let b = match who {
+            "officer" => &mut officer,
+            "specialist" => &mut specialist,
+            _ => &mut leader,
+        };
+        let r = act_page(b, &code, &[("action", action), ("note", "")]).await;
+        assert_eq!(r.status, 303, "{action}: {}", r.body);
+        let done = b.get(&r.location()).await;
+        assert!(done.body.contains(said), "{action}: {}", done.body);
+    }
+    let receipt = citizen.get(&format!("/ho-so/{code}/bien-nhan")).await;
+    assert!(
+        !receipt.body.contains("Nộp hồ sơ thành công"),
+        "received: no panel"
+    );
+    // Every criterion's list starts on "not rated".
+    let page = citizen.get(&format!("/ho-so/{code}")).await;
+    for c in motcua_domain::dossier::EVALUATION_CRITERIA {
+        let select = format!("name=\"score_{c}\"><option value=\"\" selected>Chưa chấm</option>");
+        assert!(page.body.contains(&select), "{c} starts unset");
+    }
+    // What a browser sends when the citizen picks the level and two
+    // criteria, leaving the other seven on "not rated".
+    let mut rating = vec![("action", "evaluate"), ("level", "satisfied")];
+    let names: Vec<String> = motcua_domain::dossier::EVALUATION_CRITERIA
+        .iter()
+        .map(|c| format!("score_{c}"))
+        .collect();
+    for n in &names {
+        let v = match n.as_str() {
+            "score_staff_attitude" => "1",
+            "score_total_time" => "0",
+            _ => "",
+        };
+        rating.push((n.as_str(), v));
+    }
+    let r = act_page(&mut citizen, &code, &rating).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let d = app
+        .state
+        .store
+        .dossier(&motcua_domain::DossierCode::parse(&code).expect("code"))
+        .await
+        .expect("store")
+        .expect("dossier");
+    let eval = d.lifecycle.evaluation.expect("evaluated");
+    assert_eq!(
+        eval.scores,
+        [
+            ("staff_attitude".to_string(), 1u8),
+            ("total_time".to_string(), 0u8)
+        ]
+        .into_iter()
+        .collect::<std::collections::BTreeMap<_, _>>()
+    );
+    app.stop().await;
+}
+
+/// An administrator sent to sign in from the workqueue's address lands in
+/// administration; a page they may not open says who is signed in and
+/// leads back to their own page, not to a header that offers sign-in.
+#[tokio::test]
+async fn each_role_lands_where_it_works_and_a_refusal_shows_who_is_signed_in() {
+    let app = spawn_app().await;
+    let mut admin = Browser::new(&app, "vi");
+    let page = admin.get("/dang-nhap?next=%2Fcan-bo").await;
+    let r = admin
+        .post_form(
+            "/dang-nhap",
+            &[
+                ("username", "admin"),
+                ("password", "motcua-demo"),
+                ("next", "/can-bo"),
+                ("csrf", &page.csrf()),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303);
+    assert_eq!(r.location(), "/quan-tri");
+    let refused = admin.get("/can-bo/tiep-nhan").await;
+    assert_eq!(refused.status, 403);
+    assert!(refused.body.contains("Vũ Thị Mai"), "who is signed in");
+    assert!(
+        refused.body.contains("action=\"/dang-xuat\""),
+        "sign-out offered"
+    );
+    assert!(
+        !refused.body.contains("href=\"/dang-nhap\""),
+        "no sign-in link"
+    );
+    assert!(
+        refused.body.contains("href=\"/quan-tri\""),
+        "back to their page"
+    );
+    // The same for an unknown page, in English.
+    let mut officer = Browser::new(&app, "en");
+    officer.login("officer").await;
+    let missing = officer.get("/khong-co-trang-nay").await;
+    assert_eq!(missing.status, 404);
+    assert!(
+        missing.body.contains("Back to your page"),
+        "{}",
+        missing.body
+    );
+    assert!(missing.body.contains("href=\"/can-bo\""));
+    // An officer keeps a deep link of their area.
+    let mut o2 = Browser::new(&app, "vi");
+    let page = o2.get("/dang-nhap").await;
+    let r = o2
+        .post_form(
+            "/dang-nhap",
+            &[
+                ("username", "officer"),
+                ("password", "motcua-demo"),
+                ("next", "/can-bo/tiep-nhan"),
+                ("csrf", &page.csrf()),
+            ],
+        )
+        .await;
+    assert_eq!(r.location(), "/can-bo/tiep-nhan");
+    // A registration's errors are headed for the account, not a dossier.
+    let mut newcomer = Browser::new(&app, "vi");
+    let page = newcomer.get("/dang-ky").await;
+    let r = newcomer
+        .post_form(
+            "/dang-ky",
+            &[
+                ("username", "nguoi.moi"),
+                ("password", "ngan"),
+                ("full_name", "Người Mới"),
+                ("national_id", "001203004567"),
+                ("csrf", &page.csrf()),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 422);
+    assert!(r.body.contains("Tài khoản chưa hợp lệ"), "{}", r.body);
+    assert!(!r.body.contains("Hồ sơ chưa hợp lệ"));
+    // The number field brings up digits on a phone, and its hint is read
+    // with it.
+    let form = newcomer.get("/dang-ky").await;
+    assert!(form.body.contains(
+        "id=\"national_id\" name=\"national_id\" type=\"text\" value=\"\" autocomplete=\"off\" required inputmode=\"numeric\" aria-describedby=\"national_id-help\""
+    ), "{}", form.body);
+    app.stop().await;
+}

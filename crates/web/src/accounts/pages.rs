@@ -16,7 +16,9 @@ use crate::kernel::throttle::Client;
 use crate::state::AppState;
 use motcua_commands::throttle::LoginError;
 
+use crate::kernel::i18n::args;
 use crate::kernel::page::PageResult;
+use crate::kernel::page::url_encode;
 
 #[derive(Template)]
 #[template(path = "accounts/login.html")]
@@ -25,7 +27,20 @@ struct LoginPage<'a> {
     title: String,
     username: String,
     next: String,
+    /// Why sign-in was asked for ("to apply for …"), when the page knows.
+    reason: Option<String>,
     error: Option<String>,
+}
+
+impl LoginPage<'_> {
+    /// The registration page, coming back to the same place.
+    fn register_href(&self) -> String {
+        if self.next.is_empty() {
+            "/dang-ky".into()
+        } else {
+            format!("/dang-ky?next={}", url_encode(&self.next))
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -33,12 +48,31 @@ pub struct NextQuery {
     next: Option<String>,
 }
 
-pub async fn login_form(ctx: Ctx, Query(q): Query<NextQuery>) -> PageResult {
+/// Why a person sent to sign in from `next` is asked to: to apply for the
+/// procedure whose form they opened.
+async fn why_sign_in(st: &AppState, ctx: &Ctx, next: Option<&str>) -> Option<String> {
+    let path = next?.split(['?', '#']).next()?;
+    let code = path.strip_prefix("/thu-tuc/")?.strip_suffix("/nop-ho-so")?;
+    let catalogue = st.catalogue().await.ok()?;
+    let (p, _) = catalogue.iter().find(|(p, _)| p.code == code)?;
+    Some(ctx.lang.text_with(
+        "login-to-apply",
+        &args(&[("procedure", p.name.get(ctx.lang.code()).to_string())]),
+    ))
+}
+
+pub async fn login_form(
+    State(st): State<AppState>,
+    ctx: Ctx,
+    Query(q): Query<NextQuery>,
+) -> PageResult {
+    let next = safe_target(q.next.as_deref());
     let page = LoginPage {
         ctx: &ctx,
         title: ctx.t("page-login"),
         username: String::new(),
-        next: safe_target(q.next.as_deref()).unwrap_or_default(),
+        reason: why_sign_in(&st, &ctx, next.as_deref()).await,
+        next: next.unwrap_or_default(),
         error: None,
     };
     Ok(ctx.render(StatusCode::OK, page.render()))
@@ -51,6 +85,10 @@ pub struct LoginForm {
     csrf: Option<String>,
     next: Option<String>,
 }
+
+/// The query parameter of the first page after registering: it welcomes
+/// the new account holder.
+pub const WELCOME: &str = "chao";
 
 /// The cookie that marks a browser an account signed in from: attempts
 /// from it are not slowed down when the account is under attack.
@@ -96,12 +134,14 @@ pub async fn login(
 ) -> PageResult {
     let next = safe_target(f.next.as_deref());
     let username = f.username.trim().to_string();
+    let reason = why_sign_in(&st, &ctx, next.as_deref()).await;
     let fail = |msg: String, status: StatusCode| {
         let page = LoginPage {
             ctx: &ctx,
             title: ctx.t("page-login"),
             username: username.clone(),
             next: next.clone().unwrap_or_default(),
+            reason: reason.clone(),
             error: Some(msg),
         };
         ctx.render(status, page.render())
@@ -175,8 +215,24 @@ pub struct Input {
     pub value: String,
     pub required: bool,
     pub autocomplete: &'static str,
+    /// The keyboard a phone shows (`numeric` for a number), or empty.
+    pub inputmode: &'static str,
     pub help: String,
     pub error: Option<String>,
+}
+
+impl Input {
+    /// The ids of the texts that describe the field: its hint, its error.
+    pub fn described_by(&self) -> String {
+        let mut ids = Vec::new();
+        if !self.help.is_empty() {
+            ids.push(format!("{}-help", self.id));
+        }
+        if self.error.is_some() {
+            ids.push(format!("{}-err", self.id));
+        }
+        ids.join(" ")
+    }
 }
 
 #[derive(Template)]
@@ -186,6 +242,8 @@ struct RegisterPage<'a> {
     title: String,
     inputs: Vec<Input>,
     summary: Vec<(String, String)>,
+    /// Where the person goes once the account exists.
+    next: String,
 }
 
 #[derive(Deserialize, Default)]
@@ -203,6 +261,8 @@ pub struct RegisterForm {
     #[serde(default)]
     email: String,
     csrf: Option<String>,
+    #[serde(default)]
+    next: Option<String>,
 }
 
 fn register_page(ctx: &Ctx, f: &RegisterForm, errs: &[FieldProblem]) -> Response {
@@ -252,6 +312,7 @@ fn register_page(ctx: &Ctx, f: &RegisterForm, errs: &[FieldProblem]) -> Response
             value: value.to_string(),
             required: *required,
             autocomplete: ac,
+            inputmode: if *id == "national_id" { "numeric" } else { "" },
             help: crate::kernel::page::text_opt(ctx.lang, &format!("{key}-help"))
                 .unwrap_or_default(),
             error: by.get(*id).map(|p| problem_text(ctx.lang, p)),
@@ -270,6 +331,7 @@ fn register_page(ctx: &Ctx, f: &RegisterForm, errs: &[FieldProblem]) -> Response
         title: ctx.t("page-register"),
         inputs,
         summary,
+        next: safe_target(f.next.as_deref()).unwrap_or_default(),
     };
     let status = if errs.is_empty() {
         StatusCode::OK
@@ -279,8 +341,12 @@ fn register_page(ctx: &Ctx, f: &RegisterForm, errs: &[FieldProblem]) -> Response
     ctx.render(status, page.render())
 }
 
-pub async fn register_form(ctx: Ctx) -> PageResult {
-    Ok(register_page(&ctx, &RegisterForm::default(), &[]))
+pub async fn register_form(ctx: Ctx, Query(q): Query<NextQuery>) -> PageResult {
+    let f = RegisterForm {
+        next: q.next,
+        ..RegisterForm::default()
+    };
+    Ok(register_page(&ctx, &f, &[]))
 }
 
 /// `POST /dang-ky`: a citizen creates an account (same rules as the API)
@@ -310,7 +376,10 @@ pub async fn register(
         Err(e) if !e.fields.is_empty() => return Ok(register_page(&ctx, &f, &e.fields)),
         Err(e) => return Err(e),
     };
-    start_session(&st, &ctx, &user, Some("/ho-so")).await
+    // Signed in, welcomed, and back where they were going.
+    let next = safe_target(f.next.as_deref()).unwrap_or_else(|| "/ho-so".into());
+    let sep = if next.contains('?') { '&' } else { '?' };
+    start_session(&st, &ctx, &user, Some(&format!("{next}{sep}{WELCOME}=1"))).await
 }
 
 impl WithCsrf for LoginForm {

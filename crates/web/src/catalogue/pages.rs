@@ -51,7 +51,7 @@ async fn sectors(st: &AppState, lang: Lang) -> Result<Vec<(String, String, usize
         e.1 += 1;
     }
     let mut v: Vec<_> = m.into_iter().map(|(k, (n, c))| (k, n, c)).collect();
-    v.sort_by(|a, b| a.1.cmp(&b.1));
+    v.sort_by(|a, b| motcua_domain::text::vi_cmp(&a.1, &b.1));
     Ok(v)
 }
 

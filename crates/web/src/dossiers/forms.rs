@@ -5,6 +5,7 @@
 //! does not apply to the dossier (no refusal, no apology …) is a 404.
 
 use crate::kernel::access::{SignedIn, StaffPage};
+use crate::kernel::i18n::args;
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -239,13 +240,6 @@ pub struct StepLine {
     pub finished: String,
     pub result: String,
     pub class: &'static str,
-}
-
-fn args(pairs: &[(&str, String)]) -> serde_json::Map<String, serde_json::Value> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.clone())))
-        .collect()
 }
 
 type Rendered = Result<String, askama::Error>;

@@ -21,10 +21,11 @@ use crate::dossiers::support::allowed_actions;
 use crate::kernel::access::{CheckedMultipart, SignedIn};
 use crate::kernel::body::document_response;
 use crate::kernel::error::ApiError;
-use crate::kernel::i18n::Lang;
+use crate::kernel::i18n::{Lang, args};
 use crate::kernel::labels::action_label;
 use crate::kernel::labels::action_problem;
 use crate::kernel::labels::problem_text;
+use crate::kernel::labels::processing_time_label;
 use crate::kernel::labels::role_label;
 use crate::kernel::labels::status_label;
 use crate::kernel::page::Ctx;
@@ -66,6 +67,50 @@ struct ReceiptPage<'a> {
     dossier_href: String,
     /// The secret, grouped for reading aloud and typing (`12345 67890`).
     access_code: String,
+    /// Shown to the applicant until the agency receives the dossier.
+    success: Option<Success>,
+}
+
+/// "Submitted": what happens next, and when the result may be expected.
+struct Success {
+    next: String,
+    expected: String,
+    originals: Option<String>,
+}
+
+/// The panel of a dossier just submitted online, for its applicant.
+async fn success_panel(
+    st: &AppState,
+    ctx: &Ctx,
+    d: &Dossier,
+    p: &Procedure,
+    agency: &str,
+) -> Result<Option<Success>, ApiError> {
+    let mine = ctx
+        .user
+        .as_ref()
+        .is_some_and(|u| d.applicant.user_id == Some(u.id));
+    if !mine || d.lifecycle.status != Status::NewlyRegistered {
+        return Ok(None);
+    }
+    let cal = st.calendar_for(&d.unit_code).await?;
+    let expected = expected_due(&cal, p.processing_time, d.submitted_at);
+    let l = ctx.lang;
+    Ok(Some(Success {
+        next: l.text_with(
+            "receipt-success-next",
+            &args(&[("agency", agency.to_string())]),
+        ),
+        expected: l.text_with(
+            "receipt-success-expected",
+            &args(&[
+                ("date", fmt_dt(expected)),
+                ("time", processing_time_label(l, p.processing_time)),
+            ]),
+        ),
+        originals: (p.online == motcua_domain::procedure::OnlineLevel::Partial)
+            .then(|| l.text("receipt-success-originals")),
+    }))
 }
 
 /// `1234567890` as `12345 67890`.
@@ -109,22 +154,24 @@ pub async fn receipt(
     let l = ctx.lang.code();
     let track_url = format!("{}/tra-cuu?ma={}", ctx.origin, d.code);
     let lc = &d.lifecycle;
+    let agency_name = agency
+        .as_ref()
+        .map(|a| {
+            if ctx.lang == Lang::En {
+                a.name_en.clone()
+            } else {
+                a.name_vi.clone()
+            }
+        })
+        .unwrap_or_default();
+    let success = success_panel(&st, &ctx, &d, &p, &agency_name).await?;
     let page = ReceiptPage {
         ctx: &ctx,
         title: ctx.t("page-receipt"),
         code: d.code.to_string(),
         procedure: p.name.get(l).to_string(),
         applicant: d.applicant.full_name.clone(),
-        agency: agency
-            .as_ref()
-            .map(|a| {
-                if ctx.lang == Lang::En {
-                    a.name_en.clone()
-                } else {
-                    a.name_vi.clone()
-                }
-            })
-            .unwrap_or_default(),
+        agency: agency_name,
         address: agency.map(|a| a.address).unwrap_or_default(),
         received_label: if lc.accepted_at.is_some() {
             ctx.t("page-received-at")
@@ -153,6 +200,7 @@ pub async fn receipt(
         track_url,
         dossier_href: format!("/ho-so/{}", d.code),
         access_code: group_digits(&d.access_code),
+        success,
     };
     Ok(ctx.render(StatusCode::OK, page.render()))
 }
@@ -174,26 +222,55 @@ pub struct Row {
     pub flag_class: &'static str,
 }
 
-pub async fn procedure_names(
-    st: &AppState,
-    lang: Lang,
-) -> Result<BTreeMap<String, String>, ApiError> {
+/// Each current procedure's name in `lang` and its processing time.
+pub type ProcedureNames = BTreeMap<String, (String, motcua_domain::procedure::ProcessingTime)>;
+
+pub async fn procedure_names(st: &AppState, lang: Lang) -> Result<ProcedureNames, ApiError> {
     Ok(st
         .catalogue()
         .await?
         .iter()
-        .map(|(p, _)| (p.code.clone(), p.name.get(lang.code()).to_string()))
+        .map(|(p, _)| {
+            (
+                p.code.clone(),
+                (p.name.get(lang.code()).to_string(), p.processing_time),
+            )
+        })
         .collect())
+}
+
+/// When a dossier not yet received may expect its result: its processing
+/// time counted on `cal` from its submission (the appointment itself is
+/// set when the agency receives it).
+pub fn expected_due(
+    cal: &motcua_domain::calendar::WorkingCalendar,
+    time: motcua_domain::procedure::ProcessingTime,
+    submitted_at: DateTime<Utc>,
+) -> DateTime<Utc> {
+    cal.add_working_minutes(submitted_at, time.working_minutes(cal.hours_per_day()))
 }
 
 pub fn row_of(
     ctx: &Ctx,
-    names: &BTreeMap<String, String>,
+    names: &ProcedureNames,
+    cal: &motcua_domain::calendar::WorkingCalendar,
     s: &motcua_store::DossierSummary,
     now: DateTime<Utc>,
     soon: DateTime<Utc>,
 ) -> Row {
-    let due = s.appointment_at.or(s.due_at);
+    let due = match s.appointment_at.or(s.due_at) {
+        Some(d) => fmt_dt(d),
+        None if s.status == Status::NewlyRegistered => names
+            .get(&s.procedure_code)
+            .map(|(_, time)| {
+                ctx.lang.text_with(
+                    "page-due-expected",
+                    &args(&[("date", fmt_dt(expected_due(cal, *time, s.submitted_at)))]),
+                )
+            })
+            .unwrap_or_default(),
+        None => String::new(),
+    };
     let overdue = s.status.is_open() && s.due_at.is_some_and(|d| d < now);
     let due_soon = s.status.is_open() && !overdue && s.due_at.is_some_and(|d| d <= soon);
     Row {
@@ -201,13 +278,13 @@ pub fn row_of(
         code: s.code.to_string(),
         procedure: names
             .get(&s.procedure_code)
-            .cloned()
+            .map(|(name, _)| name.clone())
             .unwrap_or_else(|| s.procedure_code.clone()),
         applicant: s.applicant_name.clone(),
         status: status_label(ctx.lang, s.status),
         status_class: format!("st st-{}", s.status.number()),
         submitted: fmt_dt(s.submitted_at),
-        due: fmt_opt(due),
+        due,
         flag: if overdue {
             ctx.t("page-overdue")
         } else if due_soon {
@@ -255,7 +332,7 @@ pub async fn my_dossiers(
         .find_dossiers(&q)
         .await?
         .iter()
-        .map(|s| row_of(&ctx, &names, s, now, soon))
+        .map(|s| row_of(&ctx, &names, &cal, s, now, soon))
         .collect();
     let identity_note = match &user.national_id_verified {
         None if motcua_commands::accounts::has(&user, motcua_domain::dossier::Role::Citizen) => {
@@ -416,8 +493,23 @@ pub async fn dossier(
         .xong
         .as_deref()
         .and_then(Action::parse)
-        .map(|a| format!("{} — {}", action_label(ctx.lang, a), ctx.t("page-done")));
+        .map(|a| done_text(&ctx, a, &d));
     render_dossier(&st, &ctx, &user, &d, flash, None).await
+}
+
+/// What an action did, in a plain sentence: who holds the dossier now,
+/// and the appointment where there is one.
+fn done_text(ctx: &Ctx, a: Action, d: &Dossier) -> String {
+    let lc = &d.lifecycle;
+    let holder = lc
+        .holder()
+        .map(|r| role_label(ctx.lang, r.as_str()))
+        .unwrap_or_default();
+    let due = fmt_opt(lc.appointment_at.or(lc.due_at));
+    ctx.lang.text_with(
+        &format!("done-{}", a.as_str()),
+        &args(&[("holder", holder), ("due", due)]),
+    )
 }
 
 /// Human text of an audit action (`dossier.accept` → "Accepted").

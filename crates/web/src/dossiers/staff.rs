@@ -118,7 +118,7 @@ pub async fn workqueue(
     };
     let out: Vec<Row> = rows
         .iter()
-        .map(|s| row_of(&ctx, &names, s, now, soon))
+        .map(|s| row_of(&ctx, &names, cal, s, now, soon))
         .collect();
     // Only the most urgent are listed: say so when there are more.
     let in_tab = counts.tab(&tab);
@@ -161,7 +161,7 @@ pub async fn workqueue(
                 selected: false,
             });
         }
-        procedures.sort_by(|a, b| a.label.cmp(&b.label));
+        procedures.sort_by(|a, b| motcua_domain::text::vi_cmp(&a.label, &b.label));
     }
     let page = WorkqueuePage {
         ctx: &ctx,

@@ -96,7 +96,7 @@ pub async fn units_for(st: &AppState, p: &Procedure) -> Result<Vec<(String, Stri
             .unwrap_or_else(|| a.name_vi.clone());
         out.push((a.unit_code.to_string(), name));
     }
-    out.sort_by(|a, b| a.1.cmp(&b.1));
+    out.sort_by(|a, b| motcua_domain::text::vi_cmp(&a.1, &b.1));
     Ok(out)
 }
 

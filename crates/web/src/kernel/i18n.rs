@@ -97,6 +97,14 @@ impl Lang {
     }
 }
 
+/// The arguments of a message, from name and text pairs.
+pub fn args(pairs: &[(&str, String)]) -> serde_json::Map<String, serde_json::Value> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.clone())))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -179,6 +179,22 @@ impl Ctx {
             .unwrap_or_default()
     }
 
+    /// The first page after registering (see the accounts pages).
+    pub fn welcome(&self) -> bool {
+        self.user.is_some()
+            && self
+                .here
+                .split_once('?')
+                .is_some_and(|(_, q)| q.split('&').any(|kv| kv == "chao=1"))
+    }
+
+    /// A text with the signed-in person's name as `$name`.
+    pub fn t_with_name(&self, key: &str) -> String {
+        let mut a = serde_json::Map::new();
+        a.insert("name".into(), self.user_name().into());
+        self.lang.text_with(key, &a)
+    }
+
     pub fn signed_in(&self) -> bool {
         self.user.is_some()
     }
@@ -248,6 +264,19 @@ impl Ctx {
                 r
             }
             Err(e) => ApiError::internal(e).into_response(),
+        }
+    }
+
+    /// The context of an error page written by the middleware: who is
+    /// signed in, read again from the request (anonymous if that fails).
+    async fn of_error(st: &AppState, lang: Lang, uri: axum::http::Uri, headers: HeaderMap) -> Self {
+        let mut req = Request::new(axum::body::Body::empty());
+        *req.uri_mut() = uri;
+        *req.headers_mut() = headers;
+        let (mut parts, _) = req.into_parts();
+        match Self::from_request_parts(&mut parts, st).await {
+            Ok(ctx) => ctx,
+            Err(_) => Self::anonymous(lang),
         }
     }
 
@@ -399,7 +428,7 @@ async fn switch_language(
 /// (independent of `problem_language`, which never sees our errors) and
 /// the strict security headers.
 async fn html_pages(
-    axum::extract::State(_st): axum::extract::State<AppState>,
+    axum::extract::State(st): axum::extract::State<AppState>,
     req: Request,
     next: Next,
 ) -> Response {
@@ -409,12 +438,14 @@ async fn html_pages(
         .path_and_query()
         .map(|p| p.as_str().to_string())
         .unwrap_or_default();
+    let (uri, headers) = (req.uri().clone(), req.headers().clone());
     let mut res = next.run(req).await;
     if let Some(err) = res.extensions_mut().remove::<ApiError>() {
         res = if err.status == StatusCode::UNAUTHORIZED {
             Redirect::to(&format!("/dang-nhap?next={}", url_encode(&path))).into_response()
         } else {
-            error_page(lang, &err)
+            let ctx = Ctx::of_error(&st, lang, uri, headers).await;
+            error_page(&ctx, &err)
         };
     }
     secure_headers(res.headers_mut());
@@ -452,15 +483,17 @@ pub fn secure_headers(h: &mut HeaderMap) {
 #[template(path = "kernel/error.html")]
 struct ErrorPage<'a> {
     ctx: &'a Ctx,
+    /// Where the reader works (the home page when signed out).
+    home: &'a str,
     title: String,
     message: String,
     status: u16,
 }
 
 /// An HTML error page (404, 403, 409, 500 …) in `lang`.
-pub fn error_page(lang: Lang, err: &ApiError) -> Response {
+pub fn error_page(ctx: &Ctx, err: &ApiError) -> Response {
     use askama::Template;
-    let ctx = Ctx::anonymous(lang);
+    let lang = ctx.lang;
     let key = match err.status {
         StatusCode::NOT_FOUND => "page-error-404",
         StatusCode::FORBIDDEN => "page-error-403",
@@ -482,7 +515,8 @@ pub fn error_page(lang: Lang, err: &ApiError) -> Response {
             .join(" ")
     };
     let page = ErrorPage {
-        ctx: &ctx,
+        ctx,
+        home: crate::kernel::redirect::home_of(ctx.user.as_ref()),
         title,
         message,
         status: err.status.as_u16(),
@@ -498,7 +532,10 @@ pub fn error_page(lang: Lang, err: &ApiError) -> Response {
 
 /// Fallback of the whole application: problem+json under `/api/` and for
 /// clients that do not ask for HTML, an HTML page otherwise.
-pub async fn fallback(req: Request) -> Response {
+pub async fn fallback(
+    axum::extract::State(st): axum::extract::State<AppState>,
+    req: Request,
+) -> Response {
     let wants_html = req
         .headers()
         .get(header::ACCEPT)
@@ -507,7 +544,9 @@ pub async fn fallback(req: Request) -> Response {
     if req.uri().path().starts_with("/api/") || !wants_html {
         return ApiError::not_found().into_response();
     }
-    let mut r = error_page(lang_of(req.headers()), &ApiError::not_found());
+    let lang = lang_of(req.headers());
+    let ctx = Ctx::of_error(&st, lang, req.uri().clone(), req.headers().clone()).await;
+    let mut r = error_page(&ctx, &ApiError::not_found());
     secure_headers(r.headers_mut());
     r
 }

@@ -93,14 +93,79 @@ pub fn home_of(user: Option<&User>) -> &'static str {
     }
 }
 
-/// `next` if it is safe, else the home page of `user`.
+/// Whether `user` may work in the area of `target`: the workqueue is for
+/// the processing roles, administration for administrators; anything else
+/// is decided by the page itself.
+fn may_enter(target: &str, user: Option<&User>) -> bool {
+    let path = target.split(['?', '#']).next().unwrap_or_default();
+    let within = |area: &str| path == area || path.starts_with(&format!("{area}/"));
+    let Some(u) = user else { return true };
+    let has = |r: Role| u.roles.contains(&r);
+    if within("/can-bo") {
+        has(Role::Officer) || has(Role::Specialist) || has(Role::Leader)
+    } else if within("/quan-tri") {
+        has(Role::AgencyAdmin) || has(Role::ProvinceAdmin)
+    } else {
+        true
+    }
+}
+
+/// `next` if it is safe and in an area `user` works in, else the home page
+/// of `user` (an administrator sent to sign in from the workqueue's link
+/// lands in administration, not on a refusal).
 pub fn target_or_home(next: Option<&str>, user: Option<&User>) -> String {
-    safe_target(next).unwrap_or_else(|| home_of(user).to_string())
+    safe_target(next)
+        .filter(|t| may_enter(t, user))
+        .unwrap_or_else(|| home_of(user).to_string())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn user(roles: &[Role]) -> User {
+        User {
+            id: 1,
+            username: "u".into(),
+            password_hash: String::new(),
+            full_name: "U".into(),
+            national_id: None,
+            phone: None,
+            email: None,
+            roles: roles.to_vec(),
+            agency_code: None,
+            disabled: false,
+            created_at: chrono::DateTime::UNIX_EPOCH,
+            national_id_verified: None,
+        }
+    }
+
+    #[test]
+    fn each_role_lands_where_it_works() {
+        let admin = user(&[Role::AgencyAdmin]);
+        let officer = user(&[Role::Officer]);
+        let both = user(&[Role::Officer, Role::ProvinceAdmin]);
+        let citizen = user(&[Role::Citizen]);
+        assert_eq!(target_or_home(Some("/can-bo"), Some(&admin)), "/quan-tri");
+        assert_eq!(
+            target_or_home(Some("/can-bo/tiep-nhan?x=1"), Some(&admin)),
+            "/quan-tri"
+        );
+        assert_eq!(target_or_home(Some("/can-bo"), Some(&officer)), "/can-bo");
+        assert_eq!(target_or_home(Some("/quan-tri"), Some(&officer)), "/can-bo");
+        assert_eq!(target_or_home(Some("/quan-tri"), Some(&both)), "/quan-tri");
+        assert_eq!(target_or_home(Some("/can-bo"), Some(&citizen)), "/ho-so");
+        assert_eq!(target_or_home(None, Some(&admin)), "/quan-tri");
+        assert_eq!(
+            target_or_home(Some("/thu-tuc/1.001193/nop-ho-so"), Some(&citizen)),
+            "/thu-tuc/1.001193/nop-ho-so"
+        );
+        // Not a prefix match of another word.
+        assert_eq!(
+            target_or_home(Some("/can-bontz"), Some(&admin)),
+            "/can-bontz"
+        );
+    }
 
     #[test]
     fn only_same_site_paths_are_followed() {
